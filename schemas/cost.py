@@ -1,0 +1,44 @@
+"""`CostRecord`: one row per billed provider attempt, produced to `tierline.costs`.
+
+`record_id` (request id and attempt number) is the row's identity: the cost
+table collapses rows with the same `record_id`, so a redelivered record is
+stored once and counted once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from schemas.tier import Tier
+
+
+class CostRecord(BaseModel):
+    schema_version: Literal[1] = 1
+    record_id: str = Field(max_length=160)
+    request_id: str = Field(max_length=128)
+    attempt: int = Field(ge=1)
+    tenant: str
+    feature: str = ""
+    user: str = ""
+    task: str = ""
+    tier: Tier
+    model: str
+    provider: str
+    status: Literal["ok", "error"]
+    error_type: str = ""
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal
+    latency_ms: float = 0.0
+    reasons: list[str] = Field(default_factory=list)
+    created_at: datetime
+
+    @staticmethod
+    def make_id(request_id: str, attempt: int) -> str:
+        return f"{request_id}#{attempt}"

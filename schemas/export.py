@@ -1,0 +1,50 @@
+"""JSON Schema of each topic's messages, for producers and consumers in other languages.
+
+`python -m schemas.export` rewrites `schemas/jsonschema/`; a test fails when the
+committed files drift from the models.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas.cost import CostRecord
+from schemas.request import RouteRequest
+from schemas.response import RouteResponse
+from schemas.routed import RoutedRequest
+
+TOPIC_MODELS: dict[str, type[BaseModel]] = {
+    "tierline.requests": RouteRequest,
+    "tierline.tier.TIER": RoutedRequest,
+    "tierline.responses": RouteResponse,
+    "tierline.costs": CostRecord,
+}
+OUT_DIR = Path(__file__).parent / "jsonschema"
+
+
+def topic_schemas() -> dict[str, str]:
+    """File name -> JSON Schema text, one per topic."""
+    out: dict[str, str] = {}
+    for topic, model in TOPIC_MODELS.items():
+        schema: dict[str, Any] = model.model_json_schema(mode="serialization")
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$comment"] = f"Messages on Kafka topic {topic}. Generated: python -m schemas.export"
+        out[f"{topic}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    return out
+
+
+def main() -> int:
+    OUT_DIR.mkdir(exist_ok=True)
+    for name, text in topic_schemas().items():
+        (OUT_DIR / name).write_text(text)
+        print(f"wrote {OUT_DIR / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

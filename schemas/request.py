@@ -1,0 +1,80 @@
+"""`RouteRequest`: what an application produces to `tierline.requests`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.messages import ChatMessage
+from schemas.tier import LatencyClass, Tier
+
+SCHEMA_VERSION = 1
+TOPIC_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
+
+
+class Params(BaseModel):
+    """Sampling parameters, passed through to whichever provider serves the request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int | None = Field(default=None, gt=0, le=1_000_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: str | list[str] | None = None
+    response_format: dict[str, Any] | None = None
+
+    def wants_json(self) -> bool:
+        kind = (self.response_format or {}).get("type")
+        return kind in ("json_object", "json_schema")
+
+
+class Hints(BaseModel):
+    """What the application knows about the request; every hint is a constraint routing keeps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str | None = Field(default=None, max_length=64)
+    min_tier: Tier | None = None
+    max_tier: Tier | None = None
+    latency: LatencyClass = LatencyClass.STANDARD
+    sensitivity: str | None = Field(default=None, max_length=64)
+    max_cost_usd: Decimal | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _tiers_in_order(self) -> Hints:
+        if self.min_tier and self.max_tier and self.min_tier.rank > self.max_tier.rank:
+            raise ValueError(f"min_tier {self.min_tier} is above max_tier {self.max_tier}")
+        return self
+
+
+class Metadata(BaseModel):
+    """Who asked and why: the dimensions spend is reported by."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feature: str | None = Field(default=None, max_length=128)
+    user: str | None = Field(default=None, max_length=128)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class RouteRequest(BaseModel):
+    """A chat request to route. `id` is chosen by the client and makes delivery idempotent."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    id: str = Field(min_length=1, max_length=128)
+    tenant: str = Field(min_length=1, max_length=128)
+    messages: list[ChatMessage] = Field(min_length=1)
+    params: Params = Field(default_factory=Params)
+    hints: Hints = Field(default_factory=Hints)
+    metadata: Metadata = Field(default_factory=Metadata)
+    reply_to: str | None = Field(default=None, pattern=TOPIC_NAME_PATTERN)
+    created_at: datetime | None = None
+
+    def prompt_text(self) -> str:
+        """All message text, joined: what classifiers and token estimates read."""
+        return "\n".join(message.text() for message in self.messages)

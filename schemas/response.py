@@ -1,0 +1,64 @@
+"""`RouteResponse`: the one answer each request gets, success or typed error."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.errors import ErrorInfo
+from schemas.tier import Tier
+
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "error"]
+
+
+class Usage(BaseModel):
+    """Token counts as the provider reported them. `input_tokens` includes cached ones."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = Field(default=0, ge=0)
+    cached_input_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+
+class RoutingDecision(BaseModel):
+    """Why a request went where it went: the classifier's verdict and the policy's choice."""
+
+    task: str
+    tier: Tier
+    score: float = Field(ge=0, le=1)
+    confidence: float = Field(default=1.0, ge=0, le=1)
+    reasons: list[str] = Field(default_factory=list)
+
+
+class RouteResponse(BaseModel):
+    """Produced to `tierline.responses` (or the request's `reply_to`), keyed by request id."""
+
+    schema_version: Literal[1] = 1
+    id: str
+    tenant: str
+    status: Literal["ok", "error"]
+    content: str | None = None
+    finish_reason: FinishReason | None = None
+    error: ErrorInfo | None = None
+    model: str | None = None
+    provider: str | None = None
+    tier: Tier | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: Decimal = Decimal(0)
+    latency_ms: float = 0.0
+    attempts: int = 0
+    decision: RoutingDecision | None = None
+    created_at: datetime | None = None
