@@ -1,0 +1,128 @@
+"""`Price` (one model's per-token prices) and `PriceBook` (every model's)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from importlib import resources
+from typing import Any
+
+import orjson
+
+BUNDLED_FILE = "litellm_chat_prices.json"
+MILLION = Decimal(1_000_000)
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    """A catalog number as the exact decimal its author wrote; None when absent."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return Decimal(str(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per token. Cached-read and cache-write default to the plain input price."""
+
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal | None = None
+    cache_write: Decimal | None = None
+    batch_input: Decimal | None = None
+    batch_output: Decimal | None = None
+
+    @classmethod
+    def per_million(
+        cls,
+        input: str | Decimal,
+        output: str | Decimal,
+        cached_input: str | Decimal | None = None,
+        cache_write: str | Decimal | None = None,
+    ) -> Price:
+        """Build from the per-1M-token figures vendors publish."""
+
+        def per_token(v: str | Decimal | None) -> Decimal | None:
+            return None if v is None else Decimal(v) / MILLION
+
+        return cls(
+            input=Decimal(input) / MILLION,
+            output=Decimal(output) / MILLION,
+            cached_input=per_token(cached_input),
+            cache_write=per_token(cache_write),
+        )
+
+    @classmethod
+    def from_catalog_entry(cls, entry: Mapping[str, Any]) -> Price | None:
+        """From one entry of the public catalog; None when it has no token prices."""
+        inp = to_decimal(entry.get("input_cost_per_token"))
+        out = to_decimal(entry.get("output_cost_per_token"))
+        if inp is None or out is None:
+            return None
+        return cls(
+            input=inp,
+            output=out,
+            cached_input=to_decimal(entry.get("cache_read_input_token_cost")),
+            cache_write=to_decimal(entry.get("cache_creation_input_token_cost")),
+            batch_input=to_decimal(entry.get("input_cost_per_token_batches")),
+            batch_output=to_decimal(entry.get("output_cost_per_token_batches")),
+        )
+
+    def blended(self, input_share: Decimal = Decimal("0.75")) -> Decimal:
+        """One number to rank models by: a typical 3:1 input:output token mix."""
+        return self.input * input_share + self.output * (1 - input_share)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    price: Price
+    provider: str
+    max_input_tokens: int | None
+    max_output_tokens: int | None
+
+
+class PriceBook:
+    """Prices and context windows by the public catalog's model key (e.g. `gpt-4o-mini`)."""
+
+    def __init__(self, entries: Mapping[str, CatalogEntry]) -> None:
+        self._entries = dict(entries)
+
+    @classmethod
+    def from_catalog(cls, raw: Mapping[str, Any]) -> PriceBook:
+        entries: dict[str, CatalogEntry] = {}
+        for key, entry in raw.items():
+            if not isinstance(entry, dict):
+                continue
+            price = Price.from_catalog_entry(entry)
+            if price is None:
+                continue
+            entries[key] = CatalogEntry(
+                price=price,
+                provider=str(entry.get("litellm_provider", "")),
+                max_input_tokens=_int_or_none(entry.get("max_input_tokens")),
+                max_output_tokens=_int_or_none(entry.get("max_output_tokens")),
+            )
+        return cls(entries)
+
+    def get(self, key: str) -> CatalogEntry | None:
+        return self._entries.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+@functools.cache
+def bundled_price_book() -> PriceBook:
+    """The snapshot shipped with tierline (see LICENSE-litellm.txt beside it)."""
+    raw = resources.files("processors.prices").joinpath(BUNDLED_FILE).read_bytes()
+    return PriceBook.from_catalog(orjson.loads(raw))

@@ -1,0 +1,298 @@
+"""The Anthropic Messages wire format: `POST /v1/messages`.
+
+Parses a request the way the real API reads it and renders the real shapes:
+
+* auth: `x-api-key` (none -> 401 "x-api-key header is required", a key in the
+  profile's `invalid_api_keys` -> 401 "invalid x-api-key") and the required
+  `anthropic-version` header (none -> 400);
+* errors: ``{"type": "error", "error": {"type", "message"}, "request_id"}``
+  with the documented types: 400 `invalid_request_error` (missing `model`,
+  `messages` or `max_tokens`; "prompt is too long: N tokens > M maximum"),
+  401 `authentication_error`, 403 `permission_error`, 404 `not_found_error`,
+  413 `request_too_large`, 429 `rate_limit_error`, 500 `api_error`, 504
+  `timeout_error`, 529 `overloaded_error`;
+* success: a `message` object with `content: [{"type": "text", "text"}]`,
+  `stop_reason` `end_turn` | `max_tokens` | `refusal`, `stop_sequence: null`;
+* usage: `input_tokens` counts only the prompt tokens that were neither read
+  from nor written to the cache, as the real API reports it; the total prompt is
+  `input_tokens + cache_creation_input_tokens + cache_read_input_tokens`.
+  Caching applies only when the request marks a block (system, message or tool)
+  or the request itself with `cache_control`, as with the real API;
+* headers: `request-id`, `anthropic-organization-id`, the
+  `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`
+  family (reset as RFC 3339), and on a 429 `retry-after`.
+
+Structured output (`output_format` / `output_config.format` of type
+`json_schema`) makes the text a JSON document. Streaming is not simulated (400).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from processors.simulator.profile import Reply, SimRequest, format_retry_after
+
+__all__ = ["AnthropicWire"]
+
+_JSON = "application/json"
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+_ERROR_MESSAGES = {
+    500: "Internal server error",
+    504: "Request timed out",
+    529: "Overloaded",
+}
+_reset_cache: tuple[int, str] = (0, "")
+
+
+def _rfc3339(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _reset_now() -> str:
+    """The reset timestamp for ordinary answers: now + 1 s, formatted once per second."""
+    global _reset_cache
+    now = int(time.time())
+    if _reset_cache[0] != now:
+        _reset_cache = (now, _rfc3339(now + 1))
+    return _reset_cache[1]
+
+
+def _blocks_text(content: Any) -> tuple[str, bool]:
+    """The text of a content value (string or block list) and whether a block has cache_control."""
+    if isinstance(content, str):
+        return content, False
+    if not isinstance(content, list):
+        return "", False
+    texts: list[str] = []
+    marked = False
+    for block in content:
+        if not isinstance(block, dict):
+            continue
+        if "cache_control" in block:
+            marked = True
+        text = block.get("text")
+        if isinstance(text, str):
+            texts.append(text)
+        elif block.get("type") == "tool_result":
+            inner, inner_marked = _blocks_text(block.get("content"))
+            texts.append(inner)
+            marked = marked or inner_marked
+    return (texts[0] if len(texts) == 1 else " ".join(texts)), marked
+
+
+class AnthropicWire:
+    """Renders and parses Anthropic Messages; stateless, one instance serves all."""
+
+    name = "anthropic"
+    error_statuses: tuple[int, ...] = (500, 529)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @staticmethod
+    def _headers(rid: str) -> dict[str, str]:
+        reset = _reset_now()
+        return {
+            "Content-Type": _JSON,
+            "request-id": f"req_sim{rid[:24]}",
+            "anthropic-organization-id": "00000000-0000-4000-8000-000000000000",
+            "anthropic-ratelimit-requests-limit": "4000",
+            "anthropic-ratelimit-requests-remaining": "3999",
+            "anthropic-ratelimit-requests-reset": reset,
+            "anthropic-ratelimit-input-tokens-limit": "2000000",
+            "anthropic-ratelimit-input-tokens-remaining": "1999000",
+            "anthropic-ratelimit-input-tokens-reset": reset,
+            "anthropic-ratelimit-output-tokens-limit": "400000",
+            "anthropic-ratelimit-output-tokens-remaining": "399000",
+            "anthropic-ratelimit-output-tokens-reset": reset,
+            "anthropic-ratelimit-tokens-limit": "2400000",
+            "anthropic-ratelimit-tokens-remaining": "2398000",
+            "anthropic-ratelimit-tokens-reset": reset,
+        }
+
+    def _error(
+        self, status: int, rid: str, message: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        body = {
+            "type": "error",
+            "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message},
+            "request_id": f"req_sim{rid[:24]}",
+        }
+        h = self._headers(rid)
+        if headers:
+            h.update(headers)
+        return web.Response(status=status, body=orjson.dumps(body), headers=h)
+
+    # ------------------------------------------------------------------ requests
+
+    def auth_error(
+        self, request: web.Request, invalid_keys: frozenset[str], rid: str
+    ) -> web.Response | None:
+        key = request.headers.get("x-api-key", "").strip()
+        if not key:
+            return self._error(401, rid, "x-api-key header is required")
+        if key in invalid_keys:
+            return self._error(401, rid, "invalid x-api-key")
+        if not request.headers.get("anthropic-version"):
+            return self._error(400, rid, "anthropic-version: header is required")
+        return None
+
+    def bad_json(self, rid: str) -> web.Response:
+        return self._error(400, rid, "There was an error parsing the body of your request.")
+
+    def invalid(self, message: str, rid: str) -> web.Response:
+        return self._error(400, rid, message)
+
+    def parse(self, body: Any, request: web.Request, rid: str) -> SimRequest | web.Response:
+        if not isinstance(body, dict):
+            return self._error(400, rid, "Input should be a valid dictionary")
+        for required in ("model", "messages", "max_tokens"):
+            if required not in body:
+                return self._error(400, rid, f"{required}: Field required")
+        model = body["model"]
+        if not isinstance(model, str) or not model:
+            return self._error(400, rid, "model: Input should be a valid string")
+        max_tokens = body["max_tokens"]
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            return self._error(400, rid, "max_tokens: Input should be greater than or equal to 1")
+        messages = body["messages"]
+        if not isinstance(messages, list):
+            return self._error(400, rid, "messages: Input should be a valid list")
+        if not messages:
+            return self._error(400, rid, "messages: at least one message is required")
+        if body.get("stream") is True:
+            return self._error(
+                400, rid, "stream: streaming is not simulated by tierline's provider simulator"
+            )
+        marked = "cache_control" in body
+        chars = 0
+        n = len(messages)
+        first = ""
+        system_text, system_marked = _blocks_text(body.get("system"))
+        if system_text:
+            chars += len(system_text)
+            n += 1
+            first = system_text
+        marked = marked or system_marked
+        last_user = ""
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict):
+                return self._error(400, rid, f"messages.{i}: Input should be a valid dictionary")
+            role = m.get("role")
+            if role not in ("user", "assistant"):
+                return self._error(
+                    400, rid, f"messages.{i}.role: Input should be 'user' or 'assistant'"
+                )
+            if "content" not in m:
+                return self._error(400, rid, f"messages.{i}.content: Field required")
+            text, m_marked = _blocks_text(m["content"])
+            marked = marked or m_marked
+            chars += len(text)
+            if i == 0 and not first:
+                first = text
+            if role == "user":
+                last_user = text
+        tools = body.get("tools")
+        if isinstance(tools, list) and any(
+            isinstance(t, dict) and "cache_control" in t for t in tools
+        ):
+            marked = True
+        schema: dict[str, Any] | None = None
+        wants_json = False
+        fmt = body.get("output_format")
+        if fmt is None and isinstance(body.get("output_config"), dict):
+            fmt = body["output_config"].get("format")
+        if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+            wants_json = True
+            if isinstance(fmt.get("schema"), dict):
+                schema = fmt["schema"]
+        return SimRequest(
+            model=model,
+            text_chars=chars,
+            n_messages=n,
+            first_text=first,
+            last_user_text=last_user,
+            max_tokens=max_tokens,
+            wants_json=wants_json,
+            json_schema=schema,
+            cache_marked=marked,
+        )
+
+    # ------------------------------------------------------------------ answers
+
+    def unknown_model(self, model: str, rid: str) -> web.Response:
+        return self._error(404, rid, f"model: {model}")
+
+    def context_exceeded(self, req: SimRequest, tokens: int, window: int, rid: str) -> web.Response:
+        return self._error(400, rid, f"prompt is too long: {tokens} tokens > {window} maximum")
+
+    def rate_limited(self, model: str, retry_after_s: float, rid: str) -> web.Response:
+        reset = _rfc3339(time.time() + retry_after_s)
+        return self._error(
+            429,
+            rid,
+            "This request would exceed the rate limit for your organization "
+            "(00000000-0000-4000-8000-000000000000) of 4,000 requests per minute. For "
+            "details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the "
+            "response headers for current usage. Please reduce the prompt length or the "
+            "maximum tokens requested, or try again later.",
+            headers={
+                "retry-after": format_retry_after(retry_after_s),
+                "anthropic-ratelimit-requests-remaining": "0",
+                "anthropic-ratelimit-requests-reset": reset,
+            },
+        )
+
+    def error(self, status: int, model: str, rid: str) -> web.Response:
+        message = _ERROR_MESSAGES.get(status)
+        if message is None:
+            message = (
+                "Internal server error" if status >= 500 else f"Simulated error (HTTP {status})"
+            )
+        return self._error(status, rid, message)
+
+    def success(self, req: SimRequest, reply: Reply, rid: str, latency_ms: int) -> web.Response:
+        if reply.finish == "stop":
+            stop_reason = "end_turn"
+        elif reply.finish == "length":
+            stop_reason = "max_tokens"
+        else:
+            stop_reason = "refusal"
+        content = [{"type": "text", "text": reply.text}] if reply.text else []
+        uncached = reply.input_tokens - reply.cache_read_tokens - reply.cache_write_tokens
+        body = {
+            "id": f"msg_sim{rid[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": req.model,
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": max(0, uncached),
+                "cache_creation_input_tokens": reply.cache_write_tokens,
+                "cache_read_input_tokens": reply.cache_read_tokens,
+                "cache_creation": {
+                    "ephemeral_5m_input_tokens": reply.cache_write_tokens,
+                    "ephemeral_1h_input_tokens": 0,
+                },
+                "output_tokens": reply.output_tokens,
+                "service_tier": "standard",
+            },
+        }
+        return web.Response(status=200, body=orjson.dumps(body), headers=self._headers(rid))

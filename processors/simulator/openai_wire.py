@@ -1,0 +1,385 @@
+"""The OpenAI Chat Completions wire format: `POST /v1/chat/completions`.
+
+Parses a request the way the real API reads it and renders the real shapes:
+
+* auth: `Authorization: Bearer <key>`; none -> 401 with `code: null`, a key in
+  the profile's `invalid_api_keys` -> 401 `invalid_api_key`;
+* errors: ``{"error": {"message", "type", "param", "code"}}``; a missing model,
+  missing or empty `messages`, a bad role or `max_tokens` -> 400; an unknown
+  model (when the profile lists `known_models`) -> 404 `model_not_found`; a
+  prompt over the context window -> 400 `context_length_exceeded`; 429 with type
+  `requests` and code `rate_limit_exceeded`; 500/503 `server_error`; a 502 is
+  Cloudflare's HTML page, as the real edge sends it;
+* success: a `chat.completion` object; `usage.prompt_tokens` includes
+  `prompt_tokens_details.cached_tokens`; `finish_reason` is `stop`, `length`
+  (capped by `max_completion_tokens` or `max_tokens`) or `content_filter`;
+* headers: `x-request-id`, `openai-processing-ms`, `openai-version`, the
+  `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` family, and on a 429
+  `retry-after` plus `retry-after-ms` (which the official SDKs prefer).
+
+JSON mode: `response_format` `json_object` or `json_schema` makes the content a
+JSON document (shaped by the schema). Streaming (`stream: true`) is not
+simulated and answers 400.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from processors.simulator.profile import Reply, SimRequest, format_retry_after
+
+__all__ = ["OpenAIWire"]
+
+_JSON = "application/json"
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_REQUESTS_LIMIT = 10_000
+_TOKENS_LIMIT = 30_000_000
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "invalid_request_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "requests",
+}
+_ERROR_MESSAGES = {
+    500: "The server had an error while processing your request. Sorry about that!",
+    503: "The server is overloaded or not ready yet.",
+    504: "Gateway timeout.",
+}
+_CLOUDFLARE_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+
+def _duration(seconds: float) -> str:
+    """OpenAI's reset durations: "6ms", "1.5s", "6m0s"."""
+    if seconds < 1.0:
+        return f"{int(round(seconds * 1000))}ms"
+    if seconds < 60.0:
+        return f"{seconds:g}s"
+    minutes, rest = divmod(seconds, 60.0)
+    return f"{int(minutes)}m{rest:g}s"
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        ]
+        return parts[0] if len(parts) == 1 else " ".join(parts)
+    return ""
+
+
+class OpenAIWire:
+    """Renders and parses OpenAI Chat Completions; stateless, one instance serves all."""
+
+    name = "openai"
+    error_statuses: tuple[int, ...] = (500, 502, 503)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @staticmethod
+    def _headers(rid: str, processing_ms: int = 1) -> dict[str, str]:
+        return {
+            "Content-Type": _JSON,
+            "x-request-id": f"req_{rid}",
+            "openai-organization": "sim-org",
+            "openai-processing-ms": str(processing_ms),
+            "openai-version": "2020-10-01",
+            "x-ratelimit-limit-requests": "10000",
+            "x-ratelimit-limit-tokens": "30000000",
+            "x-ratelimit-remaining-requests": "9999",
+            "x-ratelimit-remaining-tokens": "29999000",
+            "x-ratelimit-reset-requests": "6ms",
+            "x-ratelimit-reset-tokens": "2ms",
+        }
+
+    def _error(
+        self,
+        status: int,
+        rid: str,
+        message: str,
+        *,
+        type_: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        body = {
+            "error": {
+                "message": message,
+                "type": type_ or _ERROR_TYPES.get(status, "server_error"),
+                "param": param,
+                "code": code,
+            }
+        }
+        h = self._headers(rid)
+        if headers:
+            h.update(headers)
+        return web.Response(status=status, body=orjson.dumps(body), headers=h)
+
+    # ------------------------------------------------------------------ requests
+
+    def auth_error(
+        self, request: web.Request, invalid_keys: frozenset[str], rid: str
+    ) -> web.Response | None:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, key = auth.partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            return self._error(
+                401,
+                rid,
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), "
+                "or as the password field (with blank username) if you're accessing the API "
+                "from your browser and are prompted for a username and password. You can "
+                "obtain an API key from https://platform.openai.com/account/api-keys.",
+            )
+        if key in invalid_keys:
+            shown = f"{key[:4]}{'*' * max(0, len(key) - 8)}{key[-4:]}"
+            return self._error(
+                401,
+                rid,
+                f"Incorrect API key provided: {shown}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.",
+                code="invalid_api_key",
+            )
+        return None
+
+    def bad_json(self, rid: str) -> web.Response:
+        return self._error(
+            400,
+            rid,
+            "We could not parse the JSON body of your request. (HINT: This likely means you "
+            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
+            "but what was sent was not valid JSON. If you have trouble figuring out how to fix "
+            "this, please contact us through our help center at help.openai.com.)",
+        )
+
+    def invalid(self, message: str, rid: str) -> web.Response:
+        return self._error(400, rid, message)
+
+    def parse(self, body: Any, request: web.Request, rid: str) -> SimRequest | web.Response:
+        if not isinstance(body, dict):
+            return self._error(
+                400, rid, "Invalid type for request body: expected an object.", code="invalid_type"
+            )
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return self._error(400, rid, "you must provide a model parameter")
+        messages = body.get("messages")
+        if messages is None:
+            return self._error(
+                400,
+                rid,
+                "Missing required parameter: 'messages'.",
+                param="messages",
+                code="missing_required_parameter",
+            )
+        if not isinstance(messages, list):
+            return self._error(
+                400,
+                rid,
+                f"Invalid type for 'messages': expected an array, but got "
+                f"{type(messages).__name__} instead.",
+                param="messages",
+                code="invalid_type",
+            )
+        if not messages:
+            return self._error(
+                400,
+                rid,
+                "Invalid 'messages': empty array. Expected an array with minimum length 1, "
+                "but got an empty array instead.",
+                param="messages",
+                code="empty_array",
+            )
+        chars = 0
+        first = ""
+        last_user = ""
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict):
+                return self._error(
+                    400,
+                    rid,
+                    f"Invalid type for 'messages[{i}]': expected an object.",
+                    param=f"messages[{i}]",
+                    code="invalid_type",
+                )
+            role = m.get("role")
+            if role is None:
+                return self._error(
+                    400,
+                    rid,
+                    f"Missing required parameter: 'messages[{i}].role'.",
+                    param=f"messages[{i}].role",
+                    code="missing_required_parameter",
+                )
+            if role not in _ROLES:
+                return self._error(
+                    400,
+                    rid,
+                    f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', "
+                    "'user', 'function', 'tool', and 'developer'.",
+                    param=f"messages[{i}].role",
+                    code="invalid_value",
+                )
+            text = _text(m.get("content"))
+            chars += len(text)
+            if i == 0:
+                first = text
+            if role == "user":
+                last_user = text
+        max_tokens: Any = body.get("max_completion_tokens")
+        param = "max_completion_tokens"
+        if max_tokens is None:
+            max_tokens, param = body.get("max_tokens"), "max_tokens"
+        if max_tokens is not None and (
+            not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+        ):
+            return self._error(
+                400,
+                rid,
+                f"Invalid '{param}': integer below minimum value. Expected a value >= 1, "
+                f"but got {max_tokens!r} instead.",
+                param=param,
+                code="integer_below_min_value",
+            )
+        if body.get("stream") is True:
+            return self._error(
+                400,
+                rid,
+                "stream=true is not simulated by tierline's provider simulator.",
+                param="stream",
+            )
+        wants_json = False
+        schema: dict[str, Any] | None = None
+        fmt = body.get("response_format")
+        if isinstance(fmt, dict):
+            kind = fmt.get("type")
+            if kind == "json_object":
+                wants_json = True
+            elif kind == "json_schema":
+                wants_json = True
+                spec = fmt.get("json_schema")
+                if isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
+                    schema = spec["schema"]
+        return SimRequest(
+            model=model,
+            text_chars=chars,
+            n_messages=len(messages),
+            first_text=first,
+            last_user_text=last_user,
+            max_tokens=max_tokens,
+            wants_json=wants_json,
+            json_schema=schema,
+        )
+
+    # ------------------------------------------------------------------ answers
+
+    def unknown_model(self, model: str, rid: str) -> web.Response:
+        return self._error(
+            404,
+            rid,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            code="model_not_found",
+        )
+
+    def context_exceeded(self, req: SimRequest, tokens: int, window: int, rid: str) -> web.Response:
+        return self._error(
+            400,
+            rid,
+            f"This model's maximum context length is {window} tokens. However, your messages "
+            f"resulted in {tokens} tokens. Please reduce the length of the messages.",
+            param="messages",
+            code="context_length_exceeded",
+        )
+
+    def rate_limited(self, model: str, retry_after_s: float, rid: str) -> web.Response:
+        wait = _duration(retry_after_s)
+        return self._error(
+            429,
+            rid,
+            f"Rate limit reached for {model} in organization org-sim on requests per min "
+            f"(RPM): Limit {_REQUESTS_LIMIT}, Used {_REQUESTS_LIMIT}, Requested 1. Please try "
+            f"again in {wait}. Visit https://platform.openai.com/account/rate-limits to "
+            "learn more.",
+            code="rate_limit_exceeded",
+            headers={
+                "retry-after": format_retry_after(retry_after_s),
+                "retry-after-ms": str(int(round(retry_after_s * 1000))),
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": wait,
+            },
+        )
+
+    def error(self, status: int, model: str, rid: str) -> web.Response:
+        if status == 502:
+            h = self._headers(rid)
+            h["Content-Type"] = "text/html"
+            return web.Response(status=502, body=_CLOUDFLARE_502, headers=h)
+        message = _ERROR_MESSAGES.get(status)
+        if message is None:
+            message = (
+                f"The server had an error processing your request (HTTP {status})."
+                if status >= 500
+                else f"Simulated client error (HTTP {status})."
+            )
+        return self._error(status, rid, message)
+
+    def success(self, req: SimRequest, reply: Reply, rid: str, latency_ms: int) -> web.Response:
+        if reply.finish == "refusal":
+            finish = "content_filter"
+        else:
+            finish = reply.finish
+        body = {
+            "id": f"chatcmpl-sim{rid[:26]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": req.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": reply.text,
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": reply.input_tokens,
+                "completion_tokens": reply.output_tokens,
+                "total_tokens": reply.input_tokens + reply.output_tokens,
+                "prompt_tokens_details": {
+                    "cached_tokens": reply.cache_read_tokens,
+                    "audio_tokens": 0,
+                },
+                "completion_tokens_details": {
+                    "reasoning_tokens": 0,
+                    "audio_tokens": 0,
+                    "accepted_prediction_tokens": 0,
+                    "rejected_prediction_tokens": 0,
+                },
+            },
+            "service_tier": "default",
+            "system_fingerprint": "fp_sim0000001",
+        }
+        return web.Response(
+            status=200, body=orjson.dumps(body), headers=self._headers(rid, latency_ms)
+        )

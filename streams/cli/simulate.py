@@ -1,0 +1,136 @@
+"""`tierline simulate`: run the provider simulator on a local port until Ctrl-C."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@click.command("simulate")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8900, show_default=True, type=int, help="Port (0 = any free).")
+@click.option("--seed", type=int, default=None, help="Seed of every draw.  [default: 0]")
+@click.option("--latency-ms", type=float, default=None, help="Median latency in ms.  [default: 0]")
+@click.option(
+    "--latency-jitter",
+    type=float,
+    default=None,
+    help="Lognormal sigma of the latency; 0 = always the median.  [default: 0]",
+)
+@click.option(
+    "--error-rate",
+    type=float,
+    default=None,
+    help="Share of 5xx answers (OpenAI 500/502/503, Anthropic 500/529, Gemini 500/503).",
+)
+@click.option(
+    "--rate-limit-rate", type=float, default=None, help="Share of 429 answers with Retry-After."
+)
+@click.option(
+    "--retry-after-s",
+    type=float,
+    default=None,
+    help="Retry-After of a 429, may be fractional.  [default: 1]",
+)
+@click.option(
+    "--hang-rate",
+    type=float,
+    default=None,
+    help="Share of requests accepted and never answered.",
+)
+@click.option(
+    "--profile",
+    "profile_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A SimulatorProfile JSON file; the options above override its fields.",
+)
+def command(
+    host: str,
+    port: int,
+    seed: int | None,
+    latency_ms: float | None,
+    latency_jitter: float | None,
+    error_rate: float | None,
+    rate_limit_rate: float | None,
+    retry_after_s: float | None,
+    hang_rate: float | None,
+    profile_file: Path | None,
+) -> None:
+    """Run a fake OpenAI / Anthropic / Gemini API on a local port, until Ctrl-C.
+
+    It answers in each provider's real wire format (bodies, error bodies, status
+    codes, rate-limit headers), with seeded latency and faults, so adapters,
+    retries, billing, the demo and benchmarks run with no network and no API key.
+    Any API key works except "sim-invalid-key", which gets the auth error.
+
+    \b
+    Examples:
+      tierline simulate
+      tierline simulate --latency-ms 500 --latency-jitter 0.3 --error-rate 0.02
+      tierline simulate --port 0 --profile slow-premium.json --seed 7
+
+    \b
+    Then, in another shell:
+      curl -s localhost:8900/v1/chat/completions -H 'Authorization: Bearer x' \\
+        -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
+
+    \b
+    A profile file sets any SimulatorProfile field, per-model overrides too:
+      {"latency_ms": 300, "rate_limit_rate": 0.05, "retry_after_s": 0.5,
+       "models": {"claude-opus-4-1": {"latency_ms": 2000, "context_window": 200000}}}
+
+    \b
+    Force an outcome from a prompt: put a directive in the last user message,
+    e.g. [sim:error=503], [sim:rate_limit=0.2], [sim:hang], [sim:garbage],
+    [sim:refusal], [sim:latency=50], [sim:fail_first=2], [sim:output_tokens=7].
+    """
+    from processors.simulator import (
+        ROUTES,
+        RunningSimulator,
+        SimulatorProfile,
+        run_simulator_forever,
+    )
+
+    profile = (
+        SimulatorProfile.from_json_file(profile_file)
+        if profile_file is not None
+        else SimulatorProfile()
+    )
+    given: dict[str, Any] = {
+        "seed": seed,
+        "latency_ms": latency_ms,
+        "latency_jitter": latency_jitter,
+        "error_rate": error_rate,
+        "rate_limit_rate": rate_limit_rate,
+        "retry_after_s": retry_after_s,
+        "hang_rate": hang_rate,
+    }
+    changes = {k: v for k, v in given.items() if v is not None}
+    if changes:
+        try:
+            profile = profile.with_overrides(**changes)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+
+    def ready(sim: RunningSimulator) -> None:
+        p = sim.profile
+        click.echo(f"Provider simulator serving {sim.url}")
+        click.echo(
+            f"  seed {p.seed}, latency {p.latency_ms:g} ms (jitter {p.latency_jitter:g}), "
+            f"errors {p.error_rate:.1%}, 429s {p.rate_limit_rate:.1%} "
+            f"(Retry-After {p.retry_after_s:g} s), hangs {p.hang_rate:.1%}"
+        )
+        if p.models:
+            click.echo(f"  per-model overrides: {', '.join(sorted(p.models))}")
+        for name, method, path in ROUTES:
+            click.echo(f"  {name:<10} {method:<4} {sim.url}{path}")
+        click.echo(
+            f"  base URLs: OpenAI {sim.url}/v1   Anthropic {sim.url}   Gemini {sim.url}/v1beta"
+        )
+        click.echo("Press Ctrl-C to stop.")
+
+    run_simulator_forever(profile, host, port, on_ready=ready)
+    click.echo("Simulator stopped.")

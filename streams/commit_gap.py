@@ -1,0 +1,68 @@
+"""Which offsets may be committed while requests finish out of order.
+
+Picture each partition as a tape of offsets. A worker takes messages off the
+tape in order but finishes them in any order, since one provider call takes
+80 ms and the next 8 s. The committed offset may only move up to the first
+hole: the oldest offset still unfinished. Everything past the hole that is
+already finished is read again after a crash, and the worker's done log makes
+that second reading harmless.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable, Iterable
+from typing import Generic, TypeVar
+
+P = TypeVar("P", bound=Hashable)
+
+
+class CommitGap(Generic[P]):
+    def __init__(self) -> None:
+        self._pending: dict[P, set[int]] = {}
+        self._heaps: dict[P, list[int]] = {}
+        self._next: dict[P, int] = {}
+        self._committed: dict[P, int] = {}
+
+    def start(self, partition: P, offset: int) -> None:
+        self._pending.setdefault(partition, set()).add(offset)
+        heapq.heappush(self._heaps.setdefault(partition, []), offset)
+        self._next[partition] = max(self._next.get(partition, 0), offset + 1)
+
+    def finish(self, partition: P, offset: int) -> None:
+        pending = self._pending.get(partition)
+        if pending is not None:
+            pending.discard(offset)
+
+    def in_flight(self, partition: P | None = None) -> int:
+        if partition is not None:
+            return len(self._pending.get(partition, ()))
+        return sum(len(p) for p in self._pending.values())
+
+    def safe_offset(self, partition: P) -> int | None:
+        """The offset to commit: the oldest unfinished one, or one past the newest seen."""
+        pending = self._pending.get(partition)
+        heap = self._heaps.get(partition)
+        if pending is None or heap is None:
+            return None
+        while heap and heap[0] not in pending:
+            heapq.heappop(heap)
+        return heap[0] if heap else self._next[partition]
+
+    def to_commit(self, partitions: Iterable[P]) -> dict[P, int]:
+        """Safe offsets that moved since they were last handed out, for `partitions`."""
+        out: dict[P, int] = {}
+        for partition in partitions:
+            offset = self.safe_offset(partition)
+            if offset is not None and offset != self._committed.get(partition):
+                out[partition] = offset
+        return out
+
+    def committed(self, offsets: dict[P, int]) -> None:
+        self._committed.update(offsets)
+
+    def forget(self, partitions: Iterable[P]) -> None:
+        """Drop partitions this worker no longer owns."""
+        for partition in partitions:
+            for table in (self._pending, self._heaps, self._next, self._committed):
+                table.pop(partition, None)  # type: ignore[attr-defined]

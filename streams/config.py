@@ -1,0 +1,138 @@
+"""Settings: defaults, then a TOML file, then `TIERLINE_*` environment variables.
+
+    TIERLINE_CONFIG=tierline.toml         the file (or --config)
+    TIERLINE_KAFKA_BOOTSTRAP=host:9092    [kafka] bootstrap
+    TIERLINE_WORKER_MAX_IN_FLIGHT=512     [worker] max_in_flight
+    TIERLINE_SIMULATOR_URL=http://...     simulator_url (top level)
+
+An environment variable names its section and key joined by underscores; a
+name that starts with no section is a top-level key. Nothing is configured =
+embedded defaults: an in-process Kafka-compatible broker, chDB on disk, and the
+provider simulator.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from schemas import Tier
+
+ENV_PREFIX = "TIERLINE_"
+
+
+class KafkaSettings(BaseModel):
+    #: empty = start the embedded broker (dev and demo only)
+    bootstrap: str = ""
+    topic_prefix: str = "tierline."
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    #: largest message accepted on the request and DLQ topics
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    fetch_max_wait_ms: int = Field(default=5, ge=0)
+    linger_ms: int = Field(default=2, ge=0)
+
+
+class ClickHouseSettings(BaseModel):
+    #: http(s)://user:pass@host:8123/db, or chdb:///path; empty = chDB under state_dir
+    url: str = ""
+
+
+class RouterSettings(BaseModel):
+    #: requests above this many bytes are rejected to the DLQ
+    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    #: "rules", or the path of a trained classifier artifact
+    classifier: str = "rules"
+    standard_threshold: float = Field(default=0.35, ge=0, le=1)
+    premium_threshold: float = Field(default=0.7, ge=0, le=1)
+
+
+class WorkerSettings(BaseModel):
+    tiers: list[Tier] = Field(default_factory=lambda: list(Tier))
+    #: requests in flight per tier worker; partitions pause at this bound
+    max_in_flight: int = Field(default=512, ge=1)
+    call_timeout_s: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=2, ge=0)
+    commit_interval_s: float = Field(default=0.5, gt=0)
+    #: how many finished request ids each worker remembers to drop duplicates
+    dedupe_capacity: int = Field(default=200_000, ge=1000)
+    max_connections: int = Field(default=1000, ge=1)
+
+
+class SinkSettings(BaseModel):
+    batch_size: int = Field(default=5000, ge=1)
+    flush_interval_s: float = Field(default=1.0, gt=0)
+
+
+class Settings(BaseModel):
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    sink: SinkSettings = Field(default_factory=SinkSettings)
+    #: send every provider call to this simulator instead of the real APIs
+    simulator_url: str = ""
+    #: where embedded state lives (chDB files, broker logs)
+    state_dir: Path = Path(".tierline")
+    #: the file holding [models] and [tiers]; empty = the config file itself, else the bundled catalog
+    catalog: str = ""
+    source: str = Field(default="defaults", exclude=True)
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return not self.kafka.bootstrap
+
+    @property
+    def clickhouse_url(self) -> str:
+        return self.clickhouse.url or f"chdb://{(self.state_dir / 'chdb').resolve()}"
+
+
+SECTIONS = ("kafka", "clickhouse", "router", "worker", "sink")
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        section, _, key = rest.partition("_")
+        if section in SECTIONS and key:
+            field = key
+            if section == "worker" and field == "tiers":
+                out.setdefault(section, {})[field] = [t.strip() for t in value.split(",") if t.strip()]
+            else:
+                out.setdefault(section, {})[field] = value
+        else:
+            out[rest] = value
+    return out
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from defaults, the file (`path` or $TIERLINE_CONFIG), and the environment."""
+    env = os.environ if env is None else env
+    path = path or (Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None)
+    merged: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        if not path.exists():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        raw = tomllib.loads(path.read_text())
+        merged = {k: v for k, v in raw.items() if k not in ("models", "tiers")}
+        if ("models" in raw) and not merged.get("catalog"):
+            merged["catalog"] = str(path)
+        source = str(path)
+    for key, value in env_overrides(env).items():
+        if isinstance(value, dict):
+            merged.setdefault(key, {}).update(value)
+        else:
+            merged[key] = value
+    settings = Settings.model_validate(merged)
+    settings.source = source
+    return settings

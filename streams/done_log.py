@@ -1,0 +1,86 @@
+"""The done log: which requests a tier worker already answered, so a redelivery is dropped.
+
+A worker commits offsets only up to the oldest unfinished message, so after a
+crash or a rebalance some finished messages are delivered again; the router,
+after its own crash, may forward a request twice. Each finished request id is
+therefore written to `tierline.tier.<tier>.done`, partition for partition with
+the tier topic, and remembered in memory. When a worker is handed partitions it
+reads their recent done records first, and skips any request it finds there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+class DoneSet:
+    """A bounded set of finished request ids; the oldest are forgotten first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, request_id: str) -> None:
+        self._ids[request_id] = None
+        self._ids.move_to_end(request_id)
+        while len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+async def load_done(
+    bootstrap: str,
+    done_topic: str,
+    partitions: Iterable[int],
+    into: DoneSet,
+    lookback_s: float,
+) -> int:
+    """Read the last `lookback_s` seconds of the done log's `partitions` into `into`."""
+    wanted = [TopicPartition(done_topic, p) for p in partitions]
+    if not wanted:
+        return 0
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+    )
+    await consumer.start()
+    loaded = 0
+    try:
+        available = set(consumer.partitions_for_topic(done_topic) or ())
+        wanted = [tp for tp in wanted if tp.partition in available]
+        if not wanted:
+            return 0
+        consumer.assign(wanted)
+        since_ms = int((time.time() - lookback_s) * 1000)
+        starts = await consumer.offsets_for_times({tp: since_ms for tp in wanted})
+        ends = await consumer.end_offsets(wanted)
+        remaining = set()
+        for tp in wanted:
+            found = starts.get(tp)
+            if found is None:
+                consumer.seek(tp, ends[tp])
+            else:
+                consumer.seek(tp, found.offset)
+                if found.offset < ends[tp]:
+                    remaining.add(tp)
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.key:
+                        into.add(record.key.decode())
+                        loaded += 1
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return loaded

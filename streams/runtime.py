@@ -1,0 +1,187 @@
+"""Start and stop tierline's roles in one process: router, tier workers, cost sink.
+
+With nothing configured it also starts what is missing, and says so: the
+embedded broker instead of Kafka, chDB instead of a ClickHouse server, and the
+provider simulator instead of real provider APIs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from processors.catalog import Catalog, load_catalog
+from processors.classifier import Classifier
+from processors.dispatch import Dispatcher, RetryPolicy
+from processors.keys import KeyRing
+from processors.policy import RoutingPolicy, Thresholds
+from schemas import Tier
+from streams.config import Settings
+from streams.embedded import EmbeddedBroker
+from streams.router import Router, build_router_app
+from streams.sink import CostSink
+from streams.topics import Topics, ensure_topics
+from streams.worker import TierWorker
+
+log = logging.getLogger("tierline")
+
+ROLES = ("router", "workers", "sink")
+SIMULATOR_KEY = "sim-key"
+
+
+def load_classifier(spec: str) -> Classifier:
+    """`rules`, or the path of a trained artifact."""
+    if spec == "rules":
+        from processors.classifier.rules import RulesClassifier
+
+        return RulesClassifier()
+    from processors.classifier.learned import LearnedClassifier
+
+    return LearnedClassifier.load(Path(spec))
+
+
+@dataclass
+class Pipeline:
+    """The running parts; `stop` ends them in reverse order of start."""
+
+    settings: Settings
+    bootstrap: str
+    topics: Topics
+    catalog: Catalog
+    simulator_url: str
+    router: Router | None = None
+    workers: dict[Tier, TierWorker] = field(default_factory=dict)
+    sink: CostSink | None = None
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    notices: list[str] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        for task in self._tasks:
+            try:
+                await asyncio.wait_for(task, timeout=self.settings.worker.call_timeout_s + 5)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+            except Exception:
+                log.exception("role failed while stopping")
+        await self._stack.aclose()
+
+    def failed_roles(self) -> list[str]:
+        return [t.get_name() for t in self._tasks if t.done() and t.exception() is not None]
+
+
+async def start_pipeline(
+    settings: Settings,
+    roles: tuple[str, ...] = ROLES,
+    *,
+    say: Callable[[str], None] = lambda _: None,
+) -> Pipeline:
+    stack = AsyncExitStack()
+    try:
+        return await _start(settings, roles, say, stack)
+    except BaseException:
+        await stack.aclose()
+        raise
+
+
+async def _start(
+    settings: Settings, roles: tuple[str, ...], say: Callable[[str], None], stack: AsyncExitStack
+) -> Pipeline:
+    bootstrap = settings.kafka.bootstrap
+    if not bootstrap:
+        broker = EmbeddedBroker(settings.state_dir)
+        bootstrap = await broker.start()
+        stack.callback(broker.stop)
+        say(
+            f"No Kafka configured: started the EMBEDDED broker on {bootstrap} "
+            "(memory only, for dev and demo; set TIERLINE_KAFKA_BOOTSTRAP for real Kafka)"
+        )
+    topics = await ensure_topics(settings.kafka, bootstrap)
+
+    catalog = load_catalog(Path(settings.catalog) if settings.catalog else None)
+    key_names = sorted({m.key_env for m in catalog.models.values()})
+    env_keys = KeyRing.from_environment(key_names)
+    simulator_url = settings.simulator_url
+    if not simulator_url and "workers" in roles and len(env_keys.missing(key_names)) == len(key_names):
+        from processors.simulator import SimulatorProfile, spawn_simulator
+
+        sim = spawn_simulator(SimulatorProfile(seed=1, latency_ms=300, latency_jitter=0.4))
+        stack.callback(sim.stop)
+        simulator_url = sim.url
+        say(f"No provider API keys set ({', '.join(key_names)}): providers are SIMULATED at {sim.url}")
+    if simulator_url:
+        catalog = catalog.with_simulator(simulator_url)
+        keys = KeyRing({}, fallback=SIMULATOR_KEY)
+    else:
+        keys = env_keys
+        for name in env_keys.missing(key_names):
+            say(f"warning: {name} is not set; models that need it will fail with an auth error")
+
+    if "sink" in roles and not settings.clickhouse.url:
+        say(f"No ClickHouse configured: costs go to embedded chDB at {settings.clickhouse_url}")
+
+    pipeline = Pipeline(settings, bootstrap, topics, catalog, simulator_url, _stack=stack)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=settings.kafka.linger_ms,
+        max_request_size=settings.kafka.max_message_bytes,
+        # the embedded broker has no idempotent producer (InitProducerId)
+        enable_idempotence=not settings.embedded_kafka,
+        acks="all",
+    )
+    await producer.start()
+    stack.push_async_callback(producer.stop)
+
+    if "sink" in roles:
+        sink = CostSink(settings, topics, bootstrap, producer)
+        pipeline.sink = sink
+        pipeline._tasks.append(asyncio.create_task(sink.run(pipeline.stop_event), name="sink"))
+
+    if "workers" in roles:
+        limits = httpx.Limits(
+            max_connections=settings.worker.max_connections,
+            max_keepalive_connections=settings.worker.max_connections,
+        )
+        client = httpx.AsyncClient(limits=limits, timeout=settings.worker.call_timeout_s)
+        stack.push_async_callback(client.aclose)
+        dispatcher = Dispatcher(
+            catalog,
+            client,
+            keys,
+            RetryPolicy(
+                max_retries=settings.worker.max_retries,
+                call_timeout_s=settings.worker.call_timeout_s,
+            ),
+        )
+        for tier in settings.worker.tiers:
+            worker = TierWorker(tier, settings, topics, bootstrap, dispatcher, producer)
+            pipeline.workers[tier] = worker
+            pipeline._tasks.append(
+                asyncio.create_task(worker.run(pipeline.stop_event), name=f"worker.{tier}")
+            )
+
+    if "router" in roles:
+        router = Router(
+            settings,
+            topics,
+            load_classifier(settings.router.classifier),
+            RoutingPolicy(
+                Thresholds(settings.router.standard_threshold, settings.router.premium_threshold)
+            ),
+            catalog,
+        )
+        pipeline.router = router
+        app = build_router_app(router, bootstrap, settings)
+        await app.start()
+        stack.push_async_callback(app.stop)
+    pipeline._stack = stack
+    return pipeline

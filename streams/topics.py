@@ -1,0 +1,81 @@
+"""Topic names and creation: every topic tierline reads or writes, derived from one prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from schemas import Tier
+from streams.config import KafkaSettings
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str = "tierline."
+
+    @property
+    def requests(self) -> str:
+        return self.prefix + "requests"
+
+    @property
+    def responses(self) -> str:
+        return self.prefix + "responses"
+
+    @property
+    def costs(self) -> str:
+        return self.prefix + "costs"
+
+    @property
+    def dlq(self) -> str:
+        return self.prefix + "dlq"
+
+    @property
+    def feedback(self) -> str:
+        return self.prefix + "feedback"
+
+    def tier(self, tier: Tier) -> str:
+        return f"{self.prefix}tier.{tier}"
+
+    def done(self, tier: Tier) -> str:
+        """Per-tier log of finished requests, partition for partition with the tier topic."""
+        return f"{self.prefix}tier.{tier}.done"
+
+    def all(self) -> list[str]:
+        names = [self.requests, self.responses, self.costs, self.dlq, self.feedback]
+        for tier in Tier:
+            names += [self.tier(tier), self.done(tier)]
+        return names
+
+
+async def ensure_topics(settings: KafkaSettings, bootstrap: str) -> Topics:
+    """Create every topic that does not exist yet; existing ones are left as they are."""
+    topics = Topics(settings.topic_prefix)
+    big = {"max.message.bytes": str(settings.max_message_bytes)}
+    configs = {topics.requests: big, topics.dlq: big}
+    for tier in Tier:
+        configs[topics.tier(tier)] = big
+        configs[topics.done(tier)] = {"retention.ms": str(6 * 3600 * 1000)}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name,
+                num_partitions=settings.partitions,
+                replication_factor=settings.replication_factor,
+                topic_configs=configs.get(name, {}),
+            )
+            for name in topics.all()
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+    return topics

@@ -1,0 +1,277 @@
+"""Tier workers: consume `tierline.tier.<tier>`, call providers, publish answers and bills.
+
+Flow control is a sack of `max_in_flight` slots. Each message taken off the
+topic holds a slot until its response is published; when the sack is empty the
+worker pauses its partitions, and resumes them as slots come back. Offsets are
+committed only up to the oldest unfinished message (see `commit_gap`), and a
+message finished twice is answered once (see `done_log`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from processors.dispatch import Dispatcher, Outcome
+from schemas import DeadLetter, ErrorType, RoutedRequest, Tier, encode
+from streams.commit_gap import CommitGap
+from streams.config import Settings
+from streams.done_log import DoneSet, load_done
+from streams.topics import Topics
+
+log = logging.getLogger("tierline.worker")
+
+#: how far back a worker reads the done log when it is handed partitions
+DONE_LOOKBACK_S = 600.0
+
+
+@dataclass
+class WorkerStats:
+    received: int = 0
+    answered: int = 0
+    errors: int = 0
+    dead_letters: int = 0
+    duplicates: int = 0
+    paused: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class TierWorker:
+    def __init__(
+        self,
+        tier: Tier,
+        settings: Settings,
+        topics: Topics,
+        bootstrap: str,
+        dispatcher: Dispatcher,
+        producer: AIOKafkaProducer,
+    ) -> None:
+        self.tier = tier
+        self.settings = settings
+        self.topics = topics
+        self.bootstrap = bootstrap
+        self.dispatcher = dispatcher
+        self.producer = producer
+        self.group_id = f"{settings.kafka.topic_prefix}worker.{tier}"
+        self.max_in_flight = settings.worker.max_in_flight
+        self.stats = WorkerStats()
+        self.gap: CommitGap[TopicPartition] = CommitGap()
+        self.done = DoneSet(settings.worker.dedupe_capacity)
+        self._active: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        kafka = self.settings.kafka
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=max(300, kafka.session_timeout_ms // 5),
+            max_partition_fetch_bytes=kafka.max_message_bytes,
+        )
+        self._consumer = consumer
+        consumer.subscribe([self.topics.tier(self.tier)], listener=_Rebalance(self))
+        await consumer.start()
+        log.info("worker %s: consuming %s as group %s", self.tier, self.topics.tier(self.tier), self.group_id)
+        next_commit = time.monotonic() + self.settings.worker.commit_interval_s
+        try:
+            while not stop.is_set():
+                room = self.max_in_flight - self.in_flight
+                if room <= 0:
+                    await self._wait_for_room(consumer, stop)
+                    continue
+                batch = await consumer.getmany(timeout_ms=100, max_records=room)
+                for tp, messages in batch.items():
+                    for message in messages:
+                        self._take(tp, message)
+                if time.monotonic() >= next_commit:
+                    await self._commit(consumer)
+                    next_commit = time.monotonic() + self.settings.worker.commit_interval_s
+        finally:
+            await self._drain(timeout_s=self.settings.worker.call_timeout_s)
+            await self._commit(consumer)
+            await consumer.stop()
+
+    async def _wait_for_room(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        """The sack is empty: pause every partition until a slot comes back."""
+        assigned = consumer.assignment()
+        consumer.pause(*assigned)
+        self.stats.paused += 1
+        self._room.clear()
+        try:
+            while self.in_flight >= self.max_in_flight and not stop.is_set():
+                try:
+                    await asyncio.wait_for(self._room.wait(), timeout=0.5)
+                except TimeoutError:
+                    await self._commit(consumer)
+                self._room.clear()
+        finally:
+            consumer.resume(*consumer.assignment())
+
+    def _take(self, tp: TopicPartition, message: object) -> None:
+        self.stats.received += 1
+        offset: int = message.offset  # type: ignore[attr-defined]
+        self.gap.start(tp, offset)
+        task = asyncio.create_task(self._handle(tp, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("worker %s: task failed", self.tier, exc_info=task.exception())
+        self._room.set()
+
+    async def _handle(self, tp: TopicPartition, message: object) -> None:
+        offset: int = message.offset  # type: ignore[attr-defined]
+        raw: bytes = message.value  # type: ignore[attr-defined]
+        try:
+            try:
+                routed = RoutedRequest.model_validate(orjson.loads(raw))
+            except (orjson.JSONDecodeError, ValidationError, TypeError) as exc:
+                await self._dead_letter_unreadable(tp, offset, raw, exc)
+                return
+            request_id = routed.request.id
+            if request_id in self.done or request_id in self._active:
+                self.stats.duplicates += 1
+                return
+            self._active.add(request_id)
+            try:
+                outcome = await self.dispatcher.serve(routed)
+                await self._publish(tp, offset, raw, routed, outcome)
+                self.done.add(request_id)
+            finally:
+                self._active.discard(request_id)
+        finally:
+            self.gap.finish(tp, offset)
+
+    async def _publish(
+        self, tp: TopicPartition, offset: int, raw: bytes, routed: RoutedRequest, outcome: Outcome
+    ) -> None:
+        """Send the response, the bills, a dead letter if unanswered, and the done record.
+
+        Kafka being down delays this; it never drops it: sends are retried until
+        they land, and the message's offset stays uncommitted meanwhile.
+        """
+        request = routed.request
+        sends: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None]] = [
+            (request.reply_to or self.topics.responses, request.id.encode(), encode(outcome.response), None, None)
+        ]
+        for cost in outcome.costs:
+            sends.append((self.topics.costs, request.tenant.encode(), encode(cost), None, None))
+        if outcome.failed:
+            error = outcome.response.error
+            letter = DeadLetter(
+                reason=error.message if error else "unanswered",
+                error_type=str(error.type if error else ErrorType.INTERNAL),
+                source_topic=tp.topic,
+                source_partition=tp.partition,
+                source_offset=offset,
+                request_id=request.id,
+                tenant=request.tenant,
+            )
+            sends.append((self.topics.dlq, request.id.encode(), raw, letter.to_headers(), None))
+        sends.append((self.topics.done(self.tier), request.id.encode(), b"", None, tp.partition))
+        await self._send_all(sends)
+        if outcome.failed:
+            self.stats.errors += 1
+            self.stats.dead_letters += 1
+        else:
+            self.stats.answered += 1
+
+    async def _send_all(
+        self, sends: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None]]
+    ) -> None:
+        delay = 0.1
+        while True:
+            try:
+                futures = [
+                    await self.producer.send(topic, value, key=key, headers=headers, partition=partition)
+                    for topic, key, value, headers, partition in sends
+                ]
+                await asyncio.gather(*futures)
+                return
+            except KafkaError as exc:
+                log.warning("worker %s: publish failed (%s); retrying in %.1fs", self.tier, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _dead_letter_unreadable(
+        self, tp: TopicPartition, offset: int, raw: bytes, exc: Exception
+    ) -> None:
+        letter = DeadLetter(
+            reason=f"unreadable routed request: {exc}"[:1000],
+            error_type=str(ErrorType.INVALID_REQUEST),
+            source_topic=tp.topic,
+            source_partition=tp.partition,
+            source_offset=offset,
+        )
+        await self._send_all([(self.topics.dlq, None, raw or b"", letter.to_headers(), None)])
+        self.stats.dead_letters += 1
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        offsets = self.gap.to_commit(consumer.assignment())
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)  # type: ignore[arg-type]
+            self.gap.committed(offsets)
+        except KafkaError as exc:
+            log.warning("worker %s: commit failed (%s); will retry", self.tier, exc)
+
+    async def _drain(self, timeout_s: float) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+
+    async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Before giving partitions away: finish their work and commit it, so no one redoes it."""
+        consumer = self._consumer
+        if consumer is None or not revoked:
+            return
+        deadline = time.monotonic() + self.settings.worker.call_timeout_s * 2
+        while any(self.gap.in_flight(tp) for tp in revoked) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        offsets = self.gap.to_commit(revoked)
+        if offsets:
+            try:
+                await consumer.commit(offsets)  # type: ignore[arg-type]
+            except KafkaError as exc:
+                log.warning("worker %s: commit on revoke failed: %s", self.tier, exc)
+        self.gap.forget(revoked)
+
+    async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        loaded = await load_done(
+            self.bootstrap,
+            self.topics.done(self.tier),
+            [tp.partition for tp in assigned],
+            self.done,
+            DONE_LOOKBACK_S,
+        )
+        log.info("worker %s: assigned %d partitions, %d done ids loaded", self.tier, len(assigned), loaded)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: TierWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.worker.partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.worker.partitions_assigned(assigned)
