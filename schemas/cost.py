@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from schemas.money import Money
 from schemas.tier import Tier
 
 
@@ -34,7 +35,7 @@ class CostRecord(BaseModel):
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: Decimal
+    cost_usd: Money
     latency_ms: float = 0.0
     reasons: list[str] = Field(default_factory=list)
     created_at: datetime

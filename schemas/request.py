@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.messages import ChatMessage
+from schemas.money import Money
 from schemas.tier import LatencyClass, Tier
 
 SCHEMA_VERSION = 1
@@ -41,7 +42,7 @@ class Hints(BaseModel):
     max_tier: Tier | None = None
     latency: LatencyClass = LatencyClass.STANDARD
     sensitivity: str | None = Field(default=None, max_length=64)
-    max_cost_usd: Decimal | None = Field(default=None, ge=0)
+    max_cost_usd: Money | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _tiers_in_order(self) -> Hints:

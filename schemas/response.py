@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.errors import ErrorInfo
+from schemas.money import Money
 from schemas.tier import Tier
 
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "error"]
@@ -57,7 +58,7 @@ class RouteResponse(BaseModel):
     provider: str | None = None
     tier: Tier | None = None
     usage: Usage = Field(default_factory=Usage)
-    cost_usd: Decimal = Decimal(0)
+    cost_usd: Money = Decimal(0)
     latency_ms: float = 0.0
     attempts: int = 0
     decision: RoutingDecision | None = None

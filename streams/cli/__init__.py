@@ -23,9 +23,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from streams.cli import simulate
+    from streams.cli import bench, db, demo, run, simulate, spend
 
-    for module in (simulate,):
+    for module in (run, demo, spend, db, simulate, bench):
         main.add_command(module.command)
 
 

@@ -48,7 +48,8 @@ async def sim(start: StartSim) -> RunningSimulator:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10.0) as c:
+    # plain-HTTP loopback: skip loading CA certificates and proxy settings
+    async with httpx.AsyncClient(timeout=10.0, verify=False, trust_env=False) as c:
         yield c
 
 

@@ -1,0 +1,85 @@
+"""`tierline run`: start tierline's roles and keep them running."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import click
+
+from streams.cli.common import config_option, load, log_level_option, say, setup_logging
+from streams.runtime import ROLES, start_pipeline
+
+
+@click.command("run")
+@config_option
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    type=click.Choice([*ROLES, "all"]),
+    default=("all",),
+    show_default=True,
+    help="Which roles this process runs; repeat for several. Scale each role separately.",
+)
+@click.option("--status-every", default=10.0, show_default=True, help="Seconds between status lines.")
+@log_level_option
+def command(config_path: Path | None, roles: tuple[str, ...], status_every: float, log_level: str) -> None:
+    """Run the router, the tier workers and the cost sink until Ctrl-C.
+
+    \b
+    With nothing configured this starts the embedded broker, chDB under
+    ./.tierline/ and the provider simulator, and says so. Point it at real
+    services with a config file or environment variables:
+      TIERLINE_KAFKA_BOOTSTRAP=kafka:9092 \\
+      TIERLINE_CLICKHOUSE_URL=http://default:@clickhouse:8123/default \\
+      OPENAI_API_KEY=... tierline run
+    \b
+    Run one role per process to scale them apart:
+      tierline run --role router
+      tierline run --role workers
+      tierline run --role sink
+    """
+    setup_logging(log_level)
+    settings = load(config_path)
+    chosen = ROLES if "all" in roles else tuple(r for r in ROLES if r in roles)
+    asyncio.run(_run(settings, chosen, status_every))
+
+
+async def _run(settings: object, roles: tuple[str, ...], status_every: float) -> None:
+    from streams.config import Settings
+
+    assert isinstance(settings, Settings)
+    say(f"tierline: starting {', '.join(roles)} (config: {settings.source})")
+    pipeline = await start_pipeline(settings, roles, say=say)
+    say(f"tierline: running on Kafka {pipeline.bootstrap}; requests go to {pipeline.topics.requests}. Ctrl-C stops.")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    try:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=status_every)
+            except TimeoutError:
+                pass
+            failed = pipeline.failed_roles()
+            if failed:
+                raise click.ClickException(f"role(s) failed: {', '.join(failed)}; see the log above")
+            parts = [f"up {time.monotonic() - started:.0f}s"]
+            if pipeline.router:
+                s = pipeline.router.stats
+                parts.append(f"router {s.routed} routed/{s.rejected} rejected")
+            for tier, worker in pipeline.workers.items():
+                w = worker.stats
+                if w.received:
+                    parts.append(f"{tier} {w.answered} ok/{w.errors} err/{worker.in_flight} in flight")
+            if pipeline.sink:
+                parts.append(f"sink {pipeline.sink.stats.inserted} rows")
+            say(" | ".join(parts))
+    finally:
+        say("tierline: stopping (finishing in-flight requests)")
+        await pipeline.stop()

@@ -1,0 +1,49 @@
+"""The commit gap: offsets commit only up to the oldest unfinished message."""
+
+from __future__ import annotations
+
+from streams.commit_gap import CommitGap
+
+
+def test_commit_stops_at_the_oldest_unfinished_offset() -> None:
+    gap: CommitGap[str] = CommitGap()
+    for offset in range(10, 15):
+        gap.start("p0", offset)
+    for offset in (11, 13, 14):
+        gap.finish("p0", offset)
+    assert gap.safe_offset("p0") == 10
+    gap.finish("p0", 10)
+    assert gap.safe_offset("p0") == 12
+    gap.finish("p0", 12)
+    assert gap.safe_offset("p0") == 15  # everything done: one past the newest
+
+
+def test_partitions_are_independent() -> None:
+    gap: CommitGap[str] = CommitGap()
+    gap.start("a", 0)
+    gap.start("b", 7)
+    gap.finish("b", 7)
+    assert gap.to_commit(["a", "b"]) == {"a": 0, "b": 8}
+    assert gap.in_flight() == 1
+    assert gap.in_flight("a") == 1
+
+
+def test_to_commit_reports_only_moves() -> None:
+    gap: CommitGap[str] = CommitGap()
+    gap.start("a", 0)
+    gap.finish("a", 0)
+    first = gap.to_commit(["a"])
+    assert first == {"a": 1}
+    gap.committed(first)
+    assert gap.to_commit(["a"]) == {}
+    gap.start("a", 1)
+    gap.finish("a", 1)
+    assert gap.to_commit(["a"]) == {"a": 2}
+
+
+def test_forgotten_partitions_are_not_committed() -> None:
+    gap: CommitGap[str] = CommitGap()
+    gap.start("a", 3)
+    gap.forget(["a"])
+    assert gap.to_commit(["a"]) == {}
+    assert gap.in_flight() == 0

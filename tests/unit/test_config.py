@@ -1,0 +1,50 @@
+"""Settings: defaults, file, environment, in that order of precedence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from schemas import Tier
+from streams.config import load_settings
+
+
+def test_nothing_configured_means_embedded_defaults() -> None:
+    settings = load_settings(env={})
+    assert settings.embedded_kafka
+    assert settings.clickhouse_url.startswith("chdb://")
+    assert settings.worker.max_in_flight == 512
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    config = tmp_path / "tierline.toml"
+    config.write_text('[kafka]\nbootstrap = "k1:9092"\n[worker]\nmax_in_flight = 64\ncall_timeout_s = 5\n')
+    env = {"TIERLINE_WORKER_MAX_IN_FLIGHT": "128", "TIERLINE_SIMULATOR_URL": "http://127.0.0.1:1"}
+    settings = load_settings(config, env=env)
+    assert settings.kafka.bootstrap == "k1:9092"
+    assert settings.worker.max_in_flight == 128
+    assert settings.worker.call_timeout_s == 5
+    assert settings.simulator_url == "http://127.0.0.1:1"
+    assert not settings.embedded_kafka
+
+
+def test_environment_lists_tiers() -> None:
+    settings = load_settings(env={"TIERLINE_WORKER_TIERS": "economy, premium"})
+    assert settings.worker.tiers == [Tier.ECONOMY, Tier.PREMIUM]
+
+
+def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", env={})
+
+
+def test_bad_values_are_refused() -> None:
+    with pytest.raises(ValueError, match="max_in_flight"):
+        load_settings(env={"TIERLINE_WORKER_MAX_IN_FLIGHT": "0"})
+
+
+def test_a_config_with_models_is_its_own_catalog(tmp_path: Path) -> None:
+    config = tmp_path / "tierline.toml"
+    config.write_text('[models."m"]\nprovider = "openai"\n')
+    assert load_settings(config, env={}).catalog == str(config)

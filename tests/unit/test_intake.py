@@ -1,0 +1,71 @@
+"""Intake: every malformed input becomes a rejection that says why, never an exception."""
+
+from __future__ import annotations
+
+import orjson
+
+from processors.intake import Rejection, admit
+from schemas import ErrorType, RouteRequest
+
+GOOD = {"id": "r1", "tenant": "acme", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_valid_request_is_admitted() -> None:
+    assert isinstance(admit(orjson.dumps(GOOD), 10_000), RouteRequest)
+
+
+def test_not_json_is_rejected_without_an_id() -> None:
+    result = admit(b"\x00\xffnot json", 10_000)
+    assert isinstance(result, Rejection)
+    assert result.error.type == ErrorType.INVALID_REQUEST
+    assert "not JSON" in result.error.message
+    assert result.request_id is None
+
+
+def test_json_that_is_not_an_object_is_rejected() -> None:
+    result = admit(b"[1, 2]", 10_000)
+    assert isinstance(result, Rejection)
+    assert "list" in result.error.message
+
+
+def test_wrong_types_are_rejected_with_the_id_and_field() -> None:
+    bad = {**GOOD, "params": {"max_tokens": "lots"}, "reply_to": "acme.replies"}
+    result = admit(orjson.dumps(bad), 10_000)
+    assert isinstance(result, Rejection)
+    assert result.request_id == "r1"
+    assert result.tenant == "acme"
+    assert result.reply_to == "acme.replies"
+    assert "params.max_tokens" in result.error.message
+
+
+def test_missing_id_is_rejected_and_says_so() -> None:
+    result = admit(orjson.dumps({"tenant": "acme", "messages": GOOD["messages"]}), 10_000)
+    assert isinstance(result, Rejection)
+    assert result.request_id is None
+    assert "id" in result.error.message
+
+
+def test_unknown_tier_hint_is_rejected() -> None:
+    result = admit(orjson.dumps({**GOOD, "hints": {"min_tier": "gold"}}), 10_000)
+    assert isinstance(result, Rejection)
+    assert "hints.min_tier" in result.error.message
+
+
+def test_oversized_body_is_rejected_as_too_large_with_its_id() -> None:
+    big = {**GOOD, "messages": [{"role": "user", "content": "x" * 50_000}]}
+    result = admit(orjson.dumps(big), 10_000)
+    assert isinstance(result, Rejection)
+    assert result.error.type == ErrorType.PAYLOAD_TOO_LARGE
+    assert result.request_id == "r1"
+
+
+def test_empty_value_is_rejected() -> None:
+    assert isinstance(admit(None, 10_000), Rejection)
+    assert isinstance(admit(b"", 10_000), Rejection)
+
+
+def test_an_unsafe_reply_to_is_not_used() -> None:
+    result = admit(orjson.dumps({**GOOD, "id": 5, "reply_to": "../etc"}), 10_000)
+    assert isinstance(result, Rejection)
+    assert result.reply_to is None
+    assert result.request_id is None
