@@ -118,8 +118,10 @@ def _model_spec(name: str, entry: Mapping[str, Any], prices: PriceBook) -> Model
         api_base=str(entry.get("api_base", defaults.api_base)).rstrip("/"),
         key_env=str(entry.get("key_env", defaults.key_env)),
         price=price,
-        context_window=entry.get("context_window") or (listed and listed.max_input_tokens),
-        max_output_tokens=entry.get("max_output_tokens") or (listed and listed.max_output_tokens),
+        context_window=entry.get("context_window") or (listed.max_input_tokens if listed else None),
+        max_output_tokens=(
+            entry.get("max_output_tokens") or (listed.max_output_tokens if listed else None)
+        ),
     )
 
 

@@ -108,7 +108,10 @@ class Dispatcher:
         window = model.context_window
         if window and estimate_prompt_tokens(routed) > window:
             walk.note(
-                InputError(f"{model.name}: prompt exceeds its {window}-token window", ErrorType.NO_CANDIDATE)
+                InputError(
+                    f"{model.name}: prompt exceeds its {window}-token window",
+                    ErrorType.NO_CANDIDATE,
+                )
             )
             return False
         return True

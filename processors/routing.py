@@ -1,4 +1,4 @@
-"""The router's decision for one request, as a pure function: classify, decide, attach candidates."""
+"""The router's decision for one request, a pure function: classify, decide, attach candidates."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ def route(
     decision = policy.decide(request, classifier.classify(request))
     candidates = catalog.candidates(decision.tier)
     if not candidates:
-        raise InputError(f"tier {decision.tier} has no models in the catalog", ErrorType.NO_CANDIDATE)
+        raise InputError(
+            f"tier {decision.tier} has no models in the catalog", ErrorType.NO_CANDIDATE
+        )
     return RoutedRequest(
         request=request,
         decision=decision,

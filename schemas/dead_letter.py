@@ -25,7 +25,9 @@ class DeadLetter(BaseModel):
         return [(HEADER_PREFIX + k, str(v).encode()) for k, v in self.model_dump().items()]
 
     @classmethod
-    def from_headers(cls, headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]) -> DeadLetter:
+    def from_headers(
+        cls, headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]
+    ) -> DeadLetter:
         fields = {
             k.removeprefix(HEADER_PREFIX): v.decode()
             for k, v in headers

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -12,7 +11,7 @@ from schemas.messages import ChatMessage
 from schemas.money import Money
 from schemas.tier import LatencyClass, Tier
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 TOPIC_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
 
 

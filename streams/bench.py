@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaProducer
 from processors.simulator import SimulatorProfile, spawn_simulator
 from schemas import RouteRequest, encode
 from streams.config import KafkaSettings
-from streams.demo import _tail_consumer
+from streams.tail import tail_consumer
 from streams.topics import ensure_topics
 from streams.workload import demo_requests
 
@@ -92,7 +92,10 @@ async def measure_direct(url: str, requests: list[RouteRequest], rate: float) ->
 
         async def one(request: RouteRequest) -> None:
             body = orjson.dumps(
-                {"model": "gpt-4.1-nano", "messages": [x.model_dump(exclude_none=True) for x in request.messages]}
+                {
+                    "model": "gpt-4.1-nano",
+                    "messages": [x.model_dump(exclude_none=True) for x in request.messages],
+                }
             )
             t0 = time.monotonic()
             reply = await client.post(
@@ -120,7 +123,7 @@ async def measure_pipeline(
     bootstrap: str, prefix: str, requests: list[RouteRequest], rate: float, timeout_s: float
 ) -> Measurement:
     m = Measurement(sent=len(requests))
-    responses = await _tail_consumer(bootstrap, prefix + "responses")
+    responses = await tail_consumer(bootstrap, prefix + "responses")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
     await producer.start()
     sent_at: dict[str, float] = {}
@@ -192,7 +195,16 @@ class RoleProcesses:
             log = open(os.path.join(self.state_dir, f"{role}.log"), "ab")  # noqa: SIM115
             self.procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "streams.cli", "run", "--role", role, "--status-every", "3600"],
+                    [
+                        sys.executable,
+                        "-m",
+                        "streams.cli",
+                        "run",
+                        "--role",
+                        role,
+                        "--status-every",
+                        "3600",
+                    ],
                     env=self.env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -203,7 +215,9 @@ class RoleProcesses:
     def check(self) -> None:
         for proc in self.procs:
             if proc.poll() is not None:
-                raise RuntimeError(f"a role process exited with {proc.returncode}; logs in {self.state_dir}")
+                raise RuntimeError(
+                    f"a role process exited with {proc.returncode}; logs in {self.state_dir}"
+                )
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -230,8 +244,14 @@ async def run_bench(
     requests = [
         r.model_copy(update={"id": f"{prefix}{i}"}) for i, r in enumerate(demo_requests(n, seed=3))
     ]
-    warmup = [r.model_copy(update={"id": f"{prefix}warm{i}"}) for i, r in enumerate(demo_requests(40, seed=4))]
-    with tempfile.TemporaryDirectory(prefix="tierline-bench-") as state_dir, spawn_simulator(profile) as sim:
+    warmup = [
+        r.model_copy(update={"id": f"{prefix}warm{i}"})
+        for i, r in enumerate(demo_requests(40, seed=4))
+    ]
+    with (
+        tempfile.TemporaryDirectory(prefix="tierline-bench-") as state_dir,
+        spawn_simulator(profile) as sim,
+    ):
         say(f"simulator at {sim.url}, provider latency {provider_latency_ms} ms")
         say(f"baseline: {n} direct calls at {rate}/s")
         direct = await measure_direct(sim.url, requests, rate)
@@ -242,7 +262,9 @@ async def run_bench(
             await measure_pipeline(bootstrap, prefix, warmup, 20, timeout_s=90)
             roles.check()
             say(f"tierline: {n} requests at {rate}/s through Kafka")
-            piped = await measure_pipeline(bootstrap, prefix, requests, rate, timeout_s=n / rate + 60)
+            piped = await measure_pipeline(
+                bootstrap, prefix, requests, rate, timeout_s=n / rate + 60
+            )
             roles.check()
         finally:
             roles.stop()

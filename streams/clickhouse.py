@@ -21,9 +21,26 @@ from schemas.migrations import migrations
 log = logging.getLogger("tierline.clickhouse")
 
 COST_COLUMNS = [
-    "record_id", "request_id", "attempt", "tenant", "feature", "user", "task", "tier", "model",
-    "provider", "status", "error_type", "input_tokens", "cached_input_tokens",
-    "cache_write_tokens", "output_tokens", "cost_usd", "latency_ms", "reasons", "created_at",
+    "record_id",
+    "request_id",
+    "attempt",
+    "tenant",
+    "feature",
+    "user",
+    "task",
+    "tier",
+    "model",
+    "provider",
+    "status",
+    "error_type",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "cost_usd",
+    "latency_ms",
+    "reasons",
+    "created_at",
 ]
 
 _chdb_clients: dict[str, Client] = {}
@@ -64,11 +81,26 @@ def migrate(client: Client) -> list[str]:
 
 def cost_row(record: CostRecord) -> list[Any]:
     return [
-        record.record_id, record.request_id, record.attempt, record.tenant, record.feature,
-        record.user, record.task, str(record.tier), record.model, record.provider, record.status,
-        record.error_type, record.input_tokens, record.cached_input_tokens,
-        record.cache_write_tokens, record.output_tokens, record.cost_usd, record.latency_ms,
-        record.reasons, record.created_at,
+        record.record_id,
+        record.request_id,
+        record.attempt,
+        record.tenant,
+        record.feature,
+        record.user,
+        record.task,
+        str(record.tier),
+        record.model,
+        record.provider,
+        record.status,
+        record.error_type,
+        record.input_tokens,
+        record.cached_input_tokens,
+        record.cache_write_tokens,
+        record.output_tokens,
+        record.cost_usd,
+        record.latency_ms,
+        record.reasons,
+        record.created_at,
     ]
 
 

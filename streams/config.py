@@ -80,7 +80,7 @@ class Settings(BaseModel):
     simulator_url: str = ""
     #: where embedded state lives (chDB files, broker logs)
     state_dir: Path = Path(".tierline")
-    #: the file holding [models] and [tiers]; empty = the config file itself, else the bundled catalog
+    #: the file holding [models] and [tiers]; empty = the config file, else the bundled one
     catalog: str = ""
     source: str = Field(default="defaults", exclude=True)
 
@@ -101,12 +101,14 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
             continue
-        rest = name[len(ENV_PREFIX):].lower()
+        rest = name[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")
         if section in SECTIONS and key:
             field = key
             if section == "worker" and field == "tiers":
-                out.setdefault(section, {})[field] = [t.strip() for t in value.split(",") if t.strip()]
+                out.setdefault(section, {})[field] = [
+                    t.strip() for t in value.split(",") if t.strip()
+                ]
             else:
                 out.setdefault(section, {})[field] = value
         else:

@@ -18,12 +18,13 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from processors.cost import cost_of
 from schemas import RouteRequest, RouteResponse, Tier, Usage, encode
 from streams.runtime import Pipeline
 from streams.spend import spend_sql
+from streams.tail import tail_consumer
 
 
 @dataclass
@@ -58,22 +59,14 @@ class DemoReport:
             "baseline_cost_usd": str(self.baseline_cost_usd),
             "by_tier": dict(sorted(self.by_tier.items())),
             "by_provider": dict(sorted(self.by_provider.items())),
-            "latency_ms": {"p50": self.percentile(0.5), "p95": self.percentile(0.95), "p99": self.percentile(0.99)},
+            "latency_ms": {
+                "p50": self.percentile(0.5),
+                "p95": self.percentile(0.95),
+                "p99": self.percentile(0.99),
+            },
             "billed_usd": str(self.billed_usd),
             "billed_rows": self.billed_rows,
         }
-
-
-async def _tail_consumer(bootstrap: str, topic: str) -> AIOKafkaConsumer:
-    """A group-less consumer positioned at the end of `topic`: sees only what comes next."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
-    await consumer.start()
-    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-    consumer.assign(partitions)
-    await consumer.seek_to_end(*partitions)
-    for tp in partitions:
-        await consumer.position(tp)
-    return consumer
 
 
 async def run_demo(
@@ -87,8 +80,8 @@ async def run_demo(
     requests = [r.model_copy(update={"id": f"demo-{run_id}-{i}"}) for i, r in enumerate(requests)]
     report = DemoReport(requests=len(requests), run_id=run_id)
     topics = pipeline.topics
-    responses = await _tail_consumer(pipeline.bootstrap, topics.responses)
-    dead = await _tail_consumer(pipeline.bootstrap, topics.dlq)
+    responses = await tail_consumer(pipeline.bootstrap, topics.responses)
+    dead = await tail_consumer(pipeline.bootstrap, topics.dlq)
     producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap, linger_ms=5)
     await producer.start()
     sent_at: dict[str, float] = {}
@@ -114,7 +107,10 @@ async def run_demo(
             1
             for records in dlq_batch.values()
             for record in records
-            if any(k == "tierline.request_id" and v.decode().startswith(f"demo-{run_id}-") for k, v in record.headers)
+            if any(
+                k == "tierline.request_id" and v.decode().startswith(f"demo-{run_id}-")
+                for k, v in record.headers
+            )
         )
     finally:
         await producer.stop()
@@ -142,10 +138,14 @@ def _uncached(usage: Usage) -> Usage:
     return Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
 
 
-async def _wait_for_billing(pipeline: Pipeline, report: DemoReport, where: str, timeout_s: float = 30.0) -> None:
+async def _wait_for_billing(
+    pipeline: Pipeline, report: DemoReport, where: str, timeout_s: float = 30.0
+) -> None:
     """Until ClickHouse holds every billed attempt: its sum must equal the responses' sum."""
     assert pipeline.sink is not None
+    await pipeline.sink.ready.wait()
     client = pipeline.sink.client
+    assert client is not None
     sql = f"SELECT count(), sum(cost_usd) FROM costs FINAL WHERE {where}"
     deadline = time.monotonic() + timeout_s
     while True:

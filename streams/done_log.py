@@ -16,6 +16,8 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams.topics import partition_ids
+
 
 class DoneSet:
     """A bounded set of finished request ids; the oldest are forgotten first."""
@@ -54,7 +56,7 @@ async def load_done(
     await consumer.start()
     loaded = 0
     try:
-        available = set(consumer.partitions_for_topic(done_topic) or ())
+        available = set(await partition_ids(bootstrap, done_topic))
         wanted = [tp for tp in wanted if tp.partition in available]
         if not wanted:
             return 0
@@ -73,7 +75,7 @@ async def load_done(
                     remaining.add(tp)
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=500)
-            for tp, records in batch.items():
+            for records in batch.values():
                 for record in records:
                     if record.key:
                         into.add(record.key.decode())

@@ -57,8 +57,16 @@ class EmbeddedBroker:
         log_file = (self.state_dir / "broker.log").open("ab")
         url = f"tcp://127.0.0.1:{self.port}"
         self._process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": "warn"},
@@ -86,7 +94,9 @@ class EmbeddedBroker:
                 return
             except KafkaError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"embedded broker did not answer within {timeout_s}s") from None
+                    raise RuntimeError(
+                        f"embedded broker did not answer within {timeout_s}s"
+                    ) from None
                 await asyncio.sleep(0.2)
             finally:
                 await producer.stop()

@@ -89,7 +89,12 @@ class Router:
             tenant=rejection.tenant or "",
         )
         sends: list[dict[str, Any]] = [
-            {"topic": self.topics.dlq, "key": None, "value": raw or b"", "headers": letter.to_headers()}
+            {
+                "topic": self.topics.dlq,
+                "key": None,
+                "value": raw or b"",
+                "headers": letter.to_headers(),
+            }
         ]
         if rejection.request_id is not None:
             response = RouteResponse(
@@ -146,7 +151,9 @@ def build_router_app(router: Router, bootstrap: str, settings: Settings) -> faus
     async def route_requests(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
-            for send in router.decide(event.value, (message.topic, message.partition, message.offset)):
+            for send in router.decide(
+                event.value, (message.topic, message.partition, message.offset)
+            ):
                 await output(send["topic"]).send(
                     key=send["key"], value=send["value"], headers=send.get("headers")
                 )

@@ -111,13 +111,20 @@ async def _start(
     key_names = sorted({m.key_env for m in catalog.models.values()})
     env_keys = KeyRing.from_environment(key_names)
     simulator_url = settings.simulator_url
-    if not simulator_url and "workers" in roles and len(env_keys.missing(key_names)) == len(key_names):
+    if (
+        not simulator_url
+        and "workers" in roles
+        and len(env_keys.missing(key_names)) == len(key_names)
+    ):
         from processors.simulator import SimulatorProfile, spawn_simulator
 
         sim = spawn_simulator(SimulatorProfile(seed=1, latency_ms=300, latency_jitter=0.4))
         stack.callback(sim.stop)
         simulator_url = sim.url
-        say(f"No provider API keys set ({', '.join(key_names)}): providers are SIMULATED at {sim.url}")
+        say(
+            f"No provider API keys set ({', '.join(key_names)}): "
+            f"providers are SIMULATED at {sim.url}"
+        )
     if simulator_url:
         catalog = catalog.with_simulator(simulator_url)
         keys = KeyRing({}, fallback=SIMULATOR_KEY)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from clickhouse_connect.driver.client import Client
 from pydantic import ValidationError
 
 from schemas import CostRecord, DeadLetter, ErrorType
@@ -44,10 +45,28 @@ class CostSink:
         self.bootstrap = bootstrap
         self.producer = producer
         self.stats = SinkStats()
-        self.client = connect(settings.clickhouse_url)
+        self.client: Client | None = None
+        self.ready = asyncio.Event()
+
+    async def _connect(self, stop: asyncio.Event) -> None:
+        """Connect and migrate, retrying while ClickHouse is unreachable."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                client = await asyncio.to_thread(connect, self.settings.clickhouse_url)
+                await asyncio.to_thread(migrate, client)
+                self.client = client
+                self.ready.set()
+                return
+            except Exception as exc:  # noqa: BLE001 - unreachable or refusing: wait and retry
+                log.warning("sink: ClickHouse not ready (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.to_thread(migrate, self.client)
+        await self._connect(stop)
+        if self.client is None:
+            return
         kafka, sink = self.settings.kafka, self.settings.sink
         consumer = AIOKafkaConsumer(
             self.topics.costs,
@@ -65,7 +84,9 @@ class CostSink:
         oldest = time.monotonic()
         try:
             while not stop.is_set():
-                polled = await consumer.getmany(timeout_ms=100, max_records=sink.batch_size - len(batch))
+                polled = await consumer.getmany(
+                    timeout_ms=100, max_records=sink.batch_size - len(batch)
+                )
                 for tp, messages in polled.items():
                     for message in messages:
                         record = await self._read(tp, message.offset, message.value)
@@ -95,7 +116,9 @@ class CostSink:
                 source_partition=tp.partition,
                 source_offset=offset,
             )
-            await (await self.producer.send(self.topics.dlq, raw or b"", headers=letter.to_headers()))
+            await (
+                await self.producer.send(self.topics.dlq, raw or b"", headers=letter.to_headers())
+            )
             self.stats.dead_letters += 1
             return None
 
@@ -110,6 +133,7 @@ class CostSink:
         delay, tried = 0.5, 0
         while batch:
             try:
+                assert self.client is not None
                 await asyncio.to_thread(insert_costs, self.client, list(batch.values()))
                 self.stats.inserted += len(batch)
                 self.stats.batches += 1
@@ -117,10 +141,19 @@ class CostSink:
             except Exception as exc:  # noqa: BLE001 - any ClickHouse failure means: wait, retry
                 tried += 1
                 self.stats.failures += 1
-                if (attempts is not None and tried >= attempts) or (stop.is_set() and attempts is None):
-                    log.error("sink: giving up on %d records for now (left in Kafka): %s", len(batch), exc)
+                if (attempts is not None and tried >= attempts) or (
+                    stop.is_set() and attempts is None
+                ):
+                    log.error(
+                        "sink: giving up on %d records for now (left in Kafka): %s", len(batch), exc
+                    )
                     return
-                log.warning("sink: insert of %d records failed (%s); retrying in %.1fs", len(batch), exc, delay)
+                log.warning(
+                    "sink: insert of %d records failed (%s); retrying in %.1fs",
+                    len(batch),
+                    exc,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         if offsets:

@@ -60,9 +60,10 @@ class SpendRow:
     cost_usd: Decimal
 
 
-def query_spend(client: Client, by: str, since: timedelta | None = None, where: str = "") -> list[SpendRow]:
+def query_spend(
+    client: Client, by: str, since: timedelta | None = None, where: str = ""
+) -> list[SpendRow]:
     rows = client.query(spend_sql(by, since, where)).result_rows
     return [
-        SpendRow(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), Decimal(r[5]))
-        for r in rows
+        SpendRow(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), Decimal(r[5])) for r in rows
     ]

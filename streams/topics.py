@@ -79,3 +79,16 @@ async def ensure_topics(settings: KafkaSettings, bootstrap: str) -> Topics:
     finally:
         await admin.close()
     return topics
+
+
+async def partition_ids(bootstrap: str, topic: str) -> list[int]:
+    """The partition numbers of `topic` (empty when it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(
+        p["partition"] for t in described if t.get("error_code") == 0 for p in t["partitions"]
+    )

@@ -88,7 +88,12 @@ class TierWorker:
         self._consumer = consumer
         consumer.subscribe([self.topics.tier(self.tier)], listener=_Rebalance(self))
         await consumer.start()
-        log.info("worker %s: consuming %s as group %s", self.tier, self.topics.tier(self.tier), self.group_id)
+        log.info(
+            "worker %s: consuming %s as group %s",
+            self.tier,
+            self.topics.tier(self.tier),
+            self.group_id,
+        )
         next_commit = time.monotonic() + self.settings.worker.commit_interval_s
         try:
             while not stop.is_set():
@@ -171,7 +176,13 @@ class TierWorker:
         """
         request = routed.request
         sends: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None]] = [
-            (request.reply_to or self.topics.responses, request.id.encode(), encode(outcome.response), None, None)
+            (
+                request.reply_to or self.topics.responses,
+                request.id.encode(),
+                encode(outcome.response),
+                None,
+                None,
+            )
         ]
         for cost in outcome.costs:
             sends.append((self.topics.costs, request.tenant.encode(), encode(cost), None, None))
@@ -196,19 +207,24 @@ class TierWorker:
             self.stats.answered += 1
 
     async def _send_all(
-        self, sends: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None]]
+        self,
+        sends: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None]],
     ) -> None:
         delay = 0.1
         while True:
             try:
                 futures = [
-                    await self.producer.send(topic, value, key=key, headers=headers, partition=partition)
+                    await self.producer.send(
+                        topic, value, key=key, headers=headers, partition=partition
+                    )
                     for topic, key, value, headers, partition in sends
                 ]
                 await asyncio.gather(*futures)
                 return
             except KafkaError as exc:
-                log.warning("worker %s: publish failed (%s); retrying in %.1fs", self.tier, exc, delay)
+                log.warning(
+                    "worker %s: publish failed (%s); retrying in %.1fs", self.tier, exc, delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -263,7 +279,12 @@ class TierWorker:
             self.done,
             DONE_LOOKBACK_S,
         )
-        log.info("worker %s: assigned %d partitions, %d done ids loaded", self.tier, len(assigned), loaded)
+        log.info(
+            "worker %s: assigned %d partitions, %d done ids loaded",
+            self.tier,
+            len(assigned),
+            loaded,
+        )
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

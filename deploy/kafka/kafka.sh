@@ -114,7 +114,7 @@ except OSError:
 # Metadata, so this also means the broker is registered and unfenced, i.e. ready for clients.
 # Stdlib only (raw Kafka wire protocol), so it works with any python3, not only the venv's.
 broker_answers() {
-    "$PYTHON" - "$1" <<'PY'
+    "$PYTHON" - "$1" 2>/dev/null <<'PY'
 import socket, struct, sys
 
 port = int(sys.argv[1])
@@ -391,6 +391,8 @@ cmd_start() {
     )
 
     log "starting Kafka on 127.0.0.1:$PORT (controller 127.0.0.1:$CONTROLLER_PORT), dir $DIR"
+    # Interrupted before the broker is ready (Ctrl-C): do not leave a half-started broker behind.
+    trap '( cmd_stop --dir "$DIR" ) || true; exit 130' INT TERM
     # setsid: the broker gets its own session, so a Ctrl-C in the terminal (or a signal to the
     # caller's process group) does not hit it; `stop` ends it. The inner shell writes its own
     # pid, which `exec` hands on to java. All three standard streams are redirected so a caller
@@ -399,9 +401,6 @@ cmd_start() {
     setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$DIR/kafka.pid" "${java_cmd[@]}" \
         </dev/null >>"$DIR/logs/kafka.out" 2>&1 &
 
-    # Interrupted before the broker is ready (Ctrl-C): do not leave a half-started broker behind.
-    trap '( cmd_stop --dir "$DIR" ) || true; exit 130' INT TERM
-
     local timeout="${KAFKA_START_TIMEOUT:-60}" deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-60}))
     while true; do
         if [[ -s "$DIR/kafka.pid" ]] && ! kill -0 "$(cat "$DIR/kafka.pid")" 2>/dev/null; then
@@ -409,7 +408,9 @@ cmd_start() {
             rm -f "$DIR/kafka.pid"
             die "Kafka exited during startup"
         fi
-        if broker_answers "$PORT" 2>/dev/null; then
+        # (broker_answers is quiet by itself: a 2>/dev/null here would also swallow the output
+        # of the trap above if a signal arrives meanwhile.)
+        if broker_answers "$PORT"; then
             break
         fi
         if ((SECONDS >= deadline)); then

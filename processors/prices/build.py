@@ -17,14 +17,31 @@ import orjson
 from processors.prices.book import BUNDLED_FILE
 
 PROVIDERS = {
-    "openai", "anthropic", "gemini", "deepseek", "mistral", "dashscope", "groq",
-    "together_ai", "openrouter", "ollama", "hosted_vllm", "xai", "fireworks_ai",
+    "openai",
+    "anthropic",
+    "gemini",
+    "deepseek",
+    "mistral",
+    "dashscope",
+    "groq",
+    "together_ai",
+    "openrouter",
+    "ollama",
+    "hosted_vllm",
+    "xai",
+    "fireworks_ai",
 }
 FIELDS = {
-    "litellm_provider", "mode", "max_input_tokens", "max_output_tokens",
-    "input_cost_per_token", "output_cost_per_token",
-    "cache_read_input_token_cost", "cache_creation_input_token_cost",
-    "input_cost_per_token_batches", "output_cost_per_token_batches",
+    "litellm_provider",
+    "mode",
+    "max_input_tokens",
+    "max_output_tokens",
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+    "input_cost_per_token_batches",
+    "output_cost_per_token_batches",
 }
 
 
@@ -44,7 +61,9 @@ def main(argv: list[str]) -> int:
         return 2
     trimmed = trim(orjson.loads(Path(argv[0]).read_bytes()))
     out = Path(__file__).parent / BUNDLED_FILE
-    out.write_bytes(orjson.dumps(trimmed, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    out.write_bytes(
+        orjson.dumps(trimmed, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    )
     print(f"wrote {len(trimmed)} models to {out}")
     return 0
 

@@ -26,4 +26,6 @@ def family_defaults(provider: str) -> FamilyDefaults:
     try:
         return FAMILIES[provider]
     except KeyError:
-        raise ValueError(f"unknown provider family {provider!r}; known: {sorted(FAMILIES)}") from None
+        raise ValueError(
+            f"unknown provider family {provider!r}; known: {sorted(FAMILIES)}"
+        ) from None

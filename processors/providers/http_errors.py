@@ -31,4 +31,6 @@ def error_for_status(
         kind = ErrorType.CONTENT_FILTERED
     else:
         kind = ErrorType.BAD_REQUEST
-    return ProviderError(kind, f"HTTP {status}: {message}"[:1000], status=status, retry_after_s=retry_after)
+    return ProviderError(
+        kind, f"HTTP {status}: {message}"[:1000], status=status, retry_after_s=retry_after
+    )

@@ -68,7 +68,9 @@ class OpenAIAdapter:
             )
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
             raise ProviderError(
-                ErrorType.INVALID_RESPONSE, f"unparseable chat completion: {exc!r}"[:300], status=status
+                ErrorType.INVALID_RESPONSE,
+                f"unparseable chat completion: {exc!r}"[:300],
+                status=status,
             ) from None
         if not content and reason != "tool_calls":
             if reason == "content_filter":

@@ -342,7 +342,7 @@ class Outcome:
 
 
 _U53 = 2.0**-53
-_SEED = struct.Struct("<q")
+_SEED = struct.Struct("<Q")
 _ATTEMPT = struct.Struct("<I")
 _DRAWS = struct.Struct("<5Q")
 
@@ -360,7 +360,7 @@ def decide(
     Pure: the same arguments always give the same outcome. `error_statuses` are
     the 5xx statuses a random server error is drawn from (provider-specific).
     """
-    h = blake2b(_SEED.pack(seed), digest_size=40)
+    h = blake2b(_SEED.pack(seed & 0xFFFF_FFFF_FFFF_FFFF), digest_size=40)
     h.update(digest)
     h.update(_ATTEMPT.pack(attempt))
     raw = h.digest()

@@ -520,6 +520,7 @@ def spawn_simulator(
         str(port),
         "--profile-json",
         profile.model_dump_json(),
+        "--exit-with-parent",
     ]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
     assert proc.stdout is not None

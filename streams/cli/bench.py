@@ -14,9 +14,13 @@ from streams.cli.common import config_option, echo_json, load, say
 @config_option
 @click.option("--requests", "n", default=5000, show_default=True, help="Requests in the timed run.")
 @click.option("--rate", default=500.0, show_default=True, help="Requests per second to offer.")
-@click.option("--provider-latency-ms", default=500.0, show_default=True, help="Simulated provider latency.")
+@click.option(
+    "--provider-latency-ms", default=500.0, show_default=True, help="Simulated provider latency."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-def command(config_path: Path | None, n: int, rate: float, provider_latency_ms: float, as_json: bool) -> None:
+def command(
+    config_path: Path | None, n: int, rate: float, provider_latency_ms: float, as_json: bool
+) -> None:
     """Measure tierline's throughput and the latency it adds over a direct provider call.
 
     \b
@@ -51,8 +55,10 @@ async def _bench(settings: object, n: int, rate: float, latency: float) -> dict[
     if not bootstrap:
         broker = EmbeddedBroker(settings.state_dir)
         bootstrap = await broker.start()
-        say(f"warning: no Kafka configured; benchmarking the EMBEDDED broker at {bootstrap}, "
-            "which is not representative. Set TIERLINE_KAFKA_BOOTSTRAP.")
+        say(
+            f"warning: no Kafka configured; benchmarking the EMBEDDED broker at {bootstrap}, "
+            "which is not representative. Set TIERLINE_KAFKA_BOOTSTRAP."
+        )
     try:
         return await run_bench(bootstrap, n, rate, latency, say=say)
     finally:

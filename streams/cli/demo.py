@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from streams.cli.common import config_option, echo_json, load, log_level_option, say, setup_logging
 from streams.config import Settings
+
+if TYPE_CHECKING:
+    from streams.demo import DemoReport
 
 
 @click.command("demo")
@@ -16,9 +20,13 @@ from streams.config import Settings
 @click.option("--requests", "n", default=240, show_default=True, help="How many requests to send.")
 @click.option("--seed", default=1, show_default=True, help="Which sample of the workload.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for all responses.")
+@click.option(
+    "--timeout", default=180.0, show_default=True, help="Seconds to wait for all responses."
+)
 @log_level_option
-def command(config_path: Path | None, n: int, seed: int, as_json: bool, timeout: float, log_level: str) -> None:
+def command(
+    config_path: Path | None, n: int, seed: int, as_json: bool, timeout: float, log_level: str
+) -> None:
     """Run tierline end to end on a mixed workload and show what routing saved.
 
     \b
@@ -44,7 +52,7 @@ def command(config_path: Path | None, n: int, seed: int, as_json: bool, timeout:
         raise SystemExit(1)
 
 
-async def _demo(settings: Settings, n: int, seed: int, timeout: float, quiet: bool) -> object:
+async def _demo(settings: Settings, n: int, seed: int, timeout: float, quiet: bool) -> DemoReport:
     from rich.progress import Progress
 
     from streams.demo import run_demo
@@ -65,13 +73,10 @@ async def _demo(settings: Settings, n: int, seed: int, timeout: float, quiet: bo
         await pipeline.stop()
 
 
-def _print(report: object) -> None:
+def _print(report: DemoReport) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from streams.demo import DemoReport
-
-    assert isinstance(report, DemoReport)
     console = Console()
     table = Table(title="where the requests went")
     table.add_column("tier")
@@ -81,11 +86,10 @@ def _print(report: object) -> None:
     for tier, count in sorted(report.by_tier.items()):
         table.add_row(tier, str(count), f"{count / ok:.0%}")
     console.print(table)
-    saving = (
-        1 - report.cost_usd / report.baseline_cost_usd if report.baseline_cost_usd else 0
-    )
+    saving = 1 - report.cost_usd / report.baseline_cost_usd if report.baseline_cost_usd else 0
     console.print(
-        f"requests {report.requests}, responses {report.responses}, errors {report.errors}, dlq {report.dlq}\n"
+        f"requests {report.requests}, responses {report.responses}, "
+        f"errors {report.errors}, dlq {report.dlq}\n"
         f"cost ${report.cost_usd:.6f} vs ${report.baseline_cost_usd:.6f} all-premium "
         f"([bold]{saving:.0%} saved[/bold])\n"
         f"billed in ClickHouse: {report.billed_rows} rows, ${report.billed_usd:.6f}\n"

@@ -24,9 +24,13 @@ from streams.runtime import ROLES, start_pipeline
     show_default=True,
     help="Which roles this process runs; repeat for several. Scale each role separately.",
 )
-@click.option("--status-every", default=10.0, show_default=True, help="Seconds between status lines.")
+@click.option(
+    "--status-every", default=10.0, show_default=True, help="Seconds between status lines."
+)
 @log_level_option
-def command(config_path: Path | None, roles: tuple[str, ...], status_every: float, log_level: str) -> None:
+def command(
+    config_path: Path | None, roles: tuple[str, ...], status_every: float, log_level: str
+) -> None:
     """Run the router, the tier workers and the cost sink until Ctrl-C.
 
     \b
@@ -54,7 +58,10 @@ async def _run(settings: object, roles: tuple[str, ...], status_every: float) ->
     assert isinstance(settings, Settings)
     say(f"tierline: starting {', '.join(roles)} (config: {settings.source})")
     pipeline = await start_pipeline(settings, roles, say=say)
-    say(f"tierline: running on Kafka {pipeline.bootstrap}; requests go to {pipeline.topics.requests}. Ctrl-C stops.")
+    say(
+        f"tierline: running on Kafka {pipeline.bootstrap}; "
+        f"requests go to {pipeline.topics.requests}. Ctrl-C stops."
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -68,7 +75,9 @@ async def _run(settings: object, roles: tuple[str, ...], status_every: float) ->
                 pass
             failed = pipeline.failed_roles()
             if failed:
-                raise click.ClickException(f"role(s) failed: {', '.join(failed)}; see the log above")
+                raise click.ClickException(
+                    f"role(s) failed: {', '.join(failed)}; see the log above"
+                )
             parts = [f"up {time.monotonic() - started:.0f}s"]
             if pipeline.router:
                 s = pipeline.router.stats
@@ -76,7 +85,9 @@ async def _run(settings: object, roles: tuple[str, ...], status_every: float) ->
             for tier, worker in pipeline.workers.items():
                 w = worker.stats
                 if w.received:
-                    parts.append(f"{tier} {w.answered} ok/{w.errors} err/{worker.in_flight} in flight")
+                    parts.append(
+                        f"{tier} {w.answered} ok/{w.errors} err/{worker.in_flight} in flight"
+                    )
             if pipeline.sink:
                 parts.append(f"sink {pipeline.sink.stats.inserted} rows")
             say(" | ".join(parts))

@@ -13,8 +13,12 @@ from streams.spend import DIMENSIONS, parse_since, query_spend, spend_sql
 @click.command("spend")
 @config_option
 @click.option("--by", type=click.Choice(list(DIMENSIONS)), default="tenant", show_default=True)
-@click.option("--since", default="7d", show_default=True, help="How far back: 30m, 24h, 7d, 2w, or 'all'.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--since", default="7d", show_default=True, help="How far back: 30m, 24h, 7d, 2w, or 'all'."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @click.option("--show-sql", is_flag=True, help="Print the SQL instead of running it.")
 def command(config_path: Path | None, by: str, since: str, fmt: str, show_sql: bool) -> None:
     """Spend grouped by tenant, model, tier, feature, provider, task or day.
@@ -45,8 +49,14 @@ def command(config_path: Path | None, by: str, since: str, fmt: str, show_sql: b
     if fmt == "json":
         echo_json(
             [
-                {by: r.key, "requests": r.requests, "calls": r.calls, "input_tokens": r.input_tokens,
-                 "output_tokens": r.output_tokens, "cost_usd": str(r.cost_usd)}
+                {
+                    by: r.key,
+                    "requests": r.requests,
+                    "calls": r.calls,
+                    "input_tokens": r.input_tokens,
+                    "output_tokens": r.output_tokens,
+                    "cost_usd": str(r.cost_usd),
+                }
                 for r in rows
             ]
         )
@@ -58,8 +68,14 @@ def command(config_path: Path | None, by: str, since: str, fmt: str, show_sql: b
     for col in (by, "requests", "calls", "input tokens", "output tokens", "cost (USD)"):
         table.add_column(col, justify="left" if col == by else "right")
     for r in rows:
-        table.add_row(r.key or "(none)", f"{r.requests:,}", f"{r.calls:,}", f"{r.input_tokens:,}",
-                      f"{r.output_tokens:,}", f"{r.cost_usd:.6f}")
+        table.add_row(
+            r.key or "(none)",
+            f"{r.requests:,}",
+            f"{r.calls:,}",
+            f"{r.input_tokens:,}",
+            f"{r.output_tokens:,}",
+            f"{r.cost_usd:.6f}",
+        )
     total = sum((r.cost_usd for r in rows), start=type(rows[0].cost_usd)(0)) if rows else 0
     table.add_section()
     table.add_row("total", "", "", "", "", f"{total:.6f}")

@@ -27,10 +27,15 @@ def config(**tiers: list[str]) -> dict[str, object]:
     return {
         "models": {
             "cheap": {"provider": "openai", "price": {"input": "0.1", "output": "0.4"}},
-            "pricey": {"provider": "openai", "price": {"input": "2", "output": "8"}, "context_window": 1000},
+            "pricey": {
+                "provider": "openai",
+                "price": {"input": "2", "output": "8"},
+                "context_window": 1000,
+            },
             "gpt-4o-mini": {"provider": "openai"},
         },
-        "tiers": tiers or {"economy": ["pricey", "cheap"], "standard": ["gpt-4o-mini"], "premium": ["pricey"]},
+        "tiers": tiers
+        or {"economy": ["pricey", "cheap"], "standard": ["gpt-4o-mini"], "premium": ["pricey"]},
     }
 
 

@@ -19,7 +19,9 @@ def test_nothing_configured_means_embedded_defaults() -> None:
 
 def test_file_then_environment(tmp_path: Path) -> None:
     config = tmp_path / "tierline.toml"
-    config.write_text('[kafka]\nbootstrap = "k1:9092"\n[worker]\nmax_in_flight = 64\ncall_timeout_s = 5\n')
+    config.write_text(
+        '[kafka]\nbootstrap = "k1:9092"\n[worker]\nmax_in_flight = 64\ncall_timeout_s = 5\n'
+    )
     env = {"TIERLINE_WORKER_MAX_IN_FLIGHT": "128", "TIERLINE_SIMULATOR_URL": "http://127.0.0.1:1"}
     settings = load_settings(config, env=env)
     assert settings.kafka.bootstrap == "k1:9092"

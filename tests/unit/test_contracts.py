@@ -33,7 +33,11 @@ def test_minimal_request_gets_defaults() -> None:
 def test_request_round_trips_through_orjson() -> None:
     r = RouteRequest.model_validate(
         request(
-            params={"max_tokens": 64, "temperature": 0.2, "response_format": {"type": "json_object"}},
+            params={
+                "max_tokens": 64,
+                "temperature": 0.2,
+                "response_format": {"type": "json_object"},
+            },
             hints={"task": "extraction", "min_tier": "standard", "max_cost_usd": "0.01"},
             metadata={"feature": "support-bot", "user": "u1", "tags": {"env": "prod"}},
             reply_to="acme.replies",
@@ -93,7 +97,9 @@ def test_usage_adds_up() -> None:
     total = Usage(input_tokens=10, cached_input_tokens=4, output_tokens=3) + Usage(
         input_tokens=1, cache_write_tokens=1, output_tokens=2
     )
-    assert total == Usage(input_tokens=11, cached_input_tokens=4, cache_write_tokens=1, output_tokens=5)
+    assert total == Usage(
+        input_tokens=11, cached_input_tokens=4, cache_write_tokens=1, output_tokens=5
+    )
 
 
 def test_cost_record_id_names_request_and_attempt() -> None:
@@ -102,8 +108,13 @@ def test_cost_record_id_names_request_and_attempt() -> None:
 
 def test_dead_letter_headers_round_trip() -> None:
     letter = DeadLetter(
-        reason="not JSON", error_type="invalid_request", source_topic="tierline.requests",
-        source_partition=3, source_offset=42, request_id="", tenant="",
+        reason="not JSON",
+        error_type="invalid_request",
+        source_topic="tierline.requests",
+        source_partition=3,
+        source_offset=42,
+        request_id="",
+        tenant="",
     )
     assert DeadLetter.from_headers(letter.to_headers()) == letter
     assert ("tierline.source_offset", b"42") in letter.to_headers()

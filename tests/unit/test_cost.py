@@ -26,7 +26,9 @@ def test_cached_input_is_billed_at_the_cached_price() -> None:
 def test_cache_writes_are_billed_at_the_write_price() -> None:
     # Anthropic-style: 100 plain + 1,000 written + 3,000 read, 200 out
     price = Price.per_million("3", "15", cached_input="0.30", cache_write="3.75")
-    usage = Usage(input_tokens=4100, cached_input_tokens=3000, cache_write_tokens=1000, output_tokens=200)
+    usage = Usage(
+        input_tokens=4100, cached_input_tokens=3000, cache_write_tokens=1000, output_tokens=200
+    )
     expected = Decimal("0.0003") + Decimal("0.00375") + Decimal("0.0009") + Decimal("0.003")
     assert cost_of(usage, price) == expected
 
@@ -44,7 +46,12 @@ def test_cost_rounds_half_even_to_nine_places() -> None:
 
 
 def test_batch_prices_apply_only_when_asked() -> None:
-    price = Price(input=Decimal("2e-6"), output=Decimal("8e-6"), batch_input=Decimal("1e-6"), batch_output=Decimal("4e-6"))
+    price = Price(
+        input=Decimal("2e-6"),
+        output=Decimal("8e-6"),
+        batch_input=Decimal("1e-6"),
+        batch_output=Decimal("4e-6"),
+    )
     usage = Usage(input_tokens=1000, output_tokens=1000)
     assert cost_of(usage, price) == Decimal("0.010")
     assert cost_of(usage, price, batch=True) == Decimal("0.005")

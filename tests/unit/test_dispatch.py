@@ -9,17 +9,20 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from processors.backoff import Backoff
 from processors.catalog import Catalog
 from processors.cost import cost_of
 from processors.dispatch import Dispatcher, RetryPolicy
 from processors.keys import KeyRing
-from processors.backoff import Backoff
 from processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
 from schemas import ErrorType, RoutedRequest, RouteRequest, RoutingDecision, Tier
 
 CATALOG = {
     "models": {
-        "small": {"provider": "openai", "price": {"input": "0.10", "output": "0.40", "cached_input": "0.025"}},
+        "small": {
+            "provider": "openai",
+            "price": {"input": "0.10", "output": "0.40", "cached_input": "0.025"},
+        },
         "medium": {"provider": "openai", "price": {"input": "0.40", "output": "1.60"}},
         "big": {"provider": "openai", "price": {"input": "2", "output": "8"}},
     },
@@ -38,13 +41,20 @@ async def sim() -> AsyncIterator[RunningSimulator]:
 async def dispatcher(sim: RunningSimulator) -> AsyncIterator[Dispatcher]:
     catalog = Catalog.from_config(CATALOG).with_simulator(sim.url)
     async with httpx.AsyncClient() as client:
-        policy = RetryPolicy(max_retries=2, call_timeout_s=0.5, backoff=Backoff(base_s=0.01, cap_s=0.02))
+        policy = RetryPolicy(
+            max_retries=2, call_timeout_s=0.5, backoff=Backoff(base_s=0.01, cap_s=0.02)
+        )
         yield Dispatcher(catalog, client, KeyRing({}, fallback="sim-key"), policy, seed=1)
 
 
 def routed(text: str, candidates: list[str] | None = None, rid: str = "r1") -> RoutedRequest:
     request = RouteRequest.model_validate(
-        {"id": rid, "tenant": "acme", "messages": [{"role": "user", "content": text}], "metadata": {"feature": "faq"}}
+        {
+            "id": rid,
+            "tenant": "acme",
+            "messages": [{"role": "user", "content": text}],
+            "metadata": {"feature": "faq"},
+        }
     )
     return RoutedRequest(
         request=request,

@@ -16,7 +16,15 @@ def req(**hints: object) -> RouteRequest:
 
 
 @pytest.mark.parametrize(
-    ("score", "tier"), [(0.0, Tier.ECONOMY), (0.34, Tier.ECONOMY), (0.35, Tier.STANDARD), (0.69, Tier.STANDARD), (0.7, Tier.PREMIUM), (1.0, Tier.PREMIUM)]
+    ("score", "tier"),
+    [
+        (0.0, Tier.ECONOMY),
+        (0.34, Tier.ECONOMY),
+        (0.35, Tier.STANDARD),
+        (0.69, Tier.STANDARD),
+        (0.7, Tier.PREMIUM),
+        (1.0, Tier.PREMIUM),
+    ],
 )
 def test_score_cuts_into_tiers(score: float, tier: Tier) -> None:
     decision = RoutingPolicy().decide(req(), Classification("qa", score))
@@ -28,7 +36,10 @@ def test_min_and_max_tier_hints_hold() -> None:
     policy = RoutingPolicy()
     assert policy.decide(req(min_tier="premium"), Classification("qa", 0.0)).tier == Tier.PREMIUM
     assert policy.decide(req(max_tier="economy"), Classification("qa", 0.99)).tier == Tier.ECONOMY
-    assert policy.decide(req(min_tier="standard", max_tier="standard"), Classification("qa", 0.9)).tier == Tier.STANDARD
+    assert (
+        policy.decide(req(min_tier="standard", max_tier="standard"), Classification("qa", 0.9)).tier
+        == Tier.STANDARD
+    )
 
 
 def test_low_confidence_climbs_one_tier() -> None:

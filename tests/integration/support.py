@@ -1,0 +1,108 @@
+"""Shared pieces of the integration tests: one chDB per test process, settings, Kafka I/O.
+
+chDB opens one on-disk engine per process, so every test of the session shares
+one, and tests keep their rows apart by request-id prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from clickhouse_connect.driver.client import Client
+
+from processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
+from streams.clickhouse import connect
+from streams.config import ClickHouseSettings, KafkaSettings, Settings, WorkerSettings
+
+
+@pytest.fixture(scope="session")
+def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
+@pytest.fixture
+def clickhouse(chdb_url: str) -> Client:
+    return connect(chdb_url)
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[RunningSimulator]:
+    sim = await start_simulator(
+        SimulatorProfile(seed=11, latency_ms=20, latency_jitter=0.3, output_tokens=(8, 64))
+    )
+    yield sim
+    await sim.stop()
+
+
+def make_settings(
+    bootstrap: str, prefix: str, chdb_url: str, simulator_url: str, state_dir: Path, **worker: Any
+) -> Settings:
+    return Settings(
+        kafka=KafkaSettings(
+            bootstrap=bootstrap, topic_prefix=prefix, partitions=3, session_timeout_ms=6000
+        ),
+        clickhouse=ClickHouseSettings(url=chdb_url),
+        worker=WorkerSettings(call_timeout_s=5, **worker),
+        simulator_url=simulator_url,
+        state_dir=state_dir,
+    )
+
+
+def request_body(rid: str, text: str, tenant: str = "acme", **extra: Any) -> bytes:
+    body: dict[str, Any] = {
+        "id": rid,
+        "tenant": tenant,
+        "messages": [{"role": "user", "content": text}],
+        "metadata": {"feature": "tests"},
+    }
+    body.update(extra)
+    return orjson.dumps(body)
+
+
+async def produce(
+    bootstrap: str, topic: str, values: list[bytes], key: bytes | None = b"acme"
+) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_request_size=8 * 1024 * 1024
+    )
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def collect(
+    consumer: AIOKafkaConsumer, want: int, timeout_s: float, settle_s: float = 0.0
+) -> list[Any]:
+    """Records until `want` arrived (then `settle_s` more, to catch duplicates) or the timeout."""
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    settle_until: float | None = None
+    while time.monotonic() < deadline:
+        batch = await consumer.getmany(timeout_ms=200)
+        for part in batch.values():
+            records.extend(part)
+        if len(records) >= want and settle_until is None:
+            settle_until = time.monotonic() + settle_s
+        if settle_until is not None and time.monotonic() >= settle_until:
+            break
+    return records
+
+
+async def wait_until(check: Any, timeout_s: float, every_s: float = 0.3) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(every_s)
+    return False
