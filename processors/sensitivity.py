@@ -9,7 +9,8 @@ What is detected (kind -> classes):
 ==================  ======================  ===========================================
 kind                classes                 how it is recognised
 ==================  ======================  ===========================================
-``email``           pii                     ``local@domain.tld`` (ASCII addresses)
+``email``           pii                     ``local@domain.tld`` (ASCII, local part
+                                            starting with a letter or digit)
 ``phone``           pii                     ``+CC …`` international (8-15 digits);
                                             NANP ``(415) 555-2671`` / ``415-555-2671``
                                             (valid area/exchange digits); trunk-0
@@ -60,7 +61,8 @@ Known limits:
   and are matched by format alone: a formatted number that is not a phone
   (``415-555-2671`` as a part number) is reported, an unformatted one
   (``4155552671``) is not, and a digit run that continues past a plausible
-  number (``020 7946 0958 12``) is rejected whole rather than trimmed.
+  number (``020 7946 0958 12``) is rejected whole rather than trimmed, as is one
+  right after another digit group (the tail of ``1Z 999 AA1 01 2345 6784``).
 * ASCII only: e-mail addresses with non-ASCII characters, full-width digits and
   lower-case IBANs are not recognised.
 * National ids: only US, UK and Spain; others (Aadhaar, SIN, BSN, CPF …) either
@@ -285,7 +287,7 @@ _GITHUB = re.compile(
 )
 _GOOGLE = re.compile(r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])", _A)
 _SLACK = re.compile(r"(?<![A-Za-z0-9])xox[abprs]-[A-Za-z0-9-]{10,250}", _A)
-_STRIPE = re.compile(r"(?<![A-Za-z0-9_])(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,250}", _A)
+_STRIPE = re.compile(r"(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,250}", _A)
 _JWT = re.compile(
     r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,4096}\.eyJ[A-Za-z0-9_-]{8,8192}\.[A-Za-z0-9_-]{8,4096}",
     _A,
@@ -317,8 +319,8 @@ _PEM_MAX_BODY = 20_000  # an 8192-bit RSA key is ~6.5 KB of PEM
 
 # PII.
 _EMAIL = re.compile(
-    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}"
-    r"\.[A-Za-z]{2,24}(?![A-Za-z0-9-])",
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}"  # local part
+    r"@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}(?![A-Za-z0-9-])",
     _A,
 )
 _IBAN = re.compile(
@@ -460,11 +462,17 @@ def _dni(text: str) -> Iterator[tuple[int, int]]:
             yield match.span()
 
 
+_AFTER_DIGIT_GROUP = re.compile(r"\d[ .-]", _A)
+
+
 def _phone(text: str) -> Iterator[tuple[int, int]]:
     for pattern, low, high in ((_PHONE_INTL, 8, 15), (_PHONE_NANP, 10, 11), (_PHONE_TRUNK, 10, 12)):
         for match in pattern.finditer(text):
-            value = match.group()
-            digits = sum(c.isdigit() for c in value)
+            start = match.start()
+            # The tail of a longer grouped number (a parcel id "1Z 999 AA1 01 2345 6784").
+            if start >= 2 and _AFTER_DIGIT_GROUP.match(text, start - 2):
+                continue
+            digits = sum(c.isdigit() for c in match.group())
             if low <= digits <= high:
                 yield match.span()
 

@@ -67,6 +67,8 @@ class TierWorker:
         self._active: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
+        #: set once a partition's done log is loaded; its messages wait for it
+        self._ready: dict[TopicPartition, asyncio.Event] = {}
         self._consumer: AIOKafkaConsumer | None = None
 
     @property
@@ -152,6 +154,11 @@ class TierWorker:
             except (orjson.JSONDecodeError, ValidationError, TypeError) as exc:
                 await self._dead_letter_unreadable(tp, offset, raw, exc)
                 return
+            ready = self._ready.get(tp)
+            if ready is not None:
+                # aiokafka may hand out records before the assignment callback has
+                # finished loading the done log; dedupe only after it has
+                await ready.wait()
             request_id = routed.request.id
             if request_id in self.done or request_id in self._active:
                 self.stats.duplicates += 1
@@ -270,15 +277,26 @@ class TierWorker:
             except KafkaError as exc:
                 log.warning("worker %s: commit on revoke failed: %s", self.tier, exc)
         self.gap.forget(revoked)
+        for tp in revoked:
+            self._ready.pop(tp, None)
 
     async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        loaded = await load_done(
-            self.bootstrap,
-            self.topics.done(self.tier),
-            [tp.partition for tp in assigned],
-            self.done,
-            DONE_LOOKBACK_S,
-        )
+        events = {tp: asyncio.Event() for tp in assigned}
+        self._ready.update(events)
+        loaded = 0
+        try:
+            loaded = await load_done(
+                self.bootstrap,
+                self.topics.done(self.tier),
+                [tp.partition for tp in assigned],
+                self.done,
+                DONE_LOOKBACK_S,
+            )
+        except KafkaError as exc:
+            log.warning("worker %s: could not read the done log (%s)", self.tier, exc)
+        finally:
+            for event in events.values():
+                event.set()
         log.info(
             "worker %s: assigned %d partitions, %d done ids loaded",
             self.tier,

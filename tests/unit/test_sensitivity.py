@@ -179,6 +179,7 @@ def test_overlaps_count_once() -> None:
         "token: abcdefghijklmnopqrstuvwxyz",  # one character class, low entropy
         "primary key = customer_id_and_order_id",
         "user@localhost",  # no TLD
+        "WHERE lower(email) LIKE '%@northwind.example'",  # a pattern, not an address
     ],
 )
 def test_near_misses_are_not_findings(text: str) -> None:
@@ -203,6 +204,7 @@ def test_near_misses_are_not_findings(text: str) -> None:
         "ratio +12.5 points",
         "TZ +05:30",
         "build 20240115-0042",
+        "UPS tracking 1Z 999 AA1 01 2345 6784",
     ],
 )
 def test_ids_dates_and_numbers_are_not_phones(text: str) -> None:
