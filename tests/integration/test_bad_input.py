@@ -40,9 +40,16 @@ async def test_malformed_input_is_dead_lettered_and_answered_where_the_id_is_kno
         bad = {
             "not-json": b"{this is not json",
             "wrong-types": orjson.dumps(
-                {"id": "bad-types", "tenant": "acme", "messages": "hello", "params": {"max_tokens": "many"}}
+                {
+                    "id": "bad-types",
+                    "tenant": "acme",
+                    "messages": "hello",
+                    "params": {"max_tokens": "many"},
+                }
             ),
-            "missing-id": orjson.dumps({"tenant": "acme", "messages": [{"role": "user", "content": "hi"}]}),
+            "missing-id": orjson.dumps(
+                {"tenant": "acme", "messages": [{"role": "user", "content": "hi"}]}
+            ),
             "huge": huge,
             "unknown-tier": request_body("bad-tier", "hi", hints={"min_tier": "platinum"}),
         }
@@ -66,7 +73,9 @@ async def test_malformed_input_is_dead_lettered_and_answered_where_the_id_is_kno
         assert all(letter.source_offset >= 0 for letter in by_value.values())
 
         answered = await collect(responses, 4, timeout_s=60, settle_s=1)
-        got = {r.key.decode(): RouteResponse.model_validate(orjson.loads(r.value)) for r in answered}
+        got = {
+            r.key.decode(): RouteResponse.model_validate(orjson.loads(r.value)) for r in answered
+        }
         assert set(got) == {"bad-types", "bad-huge", "bad-tier", "good-after"}
         for rid in ("bad-types", "bad-huge", "bad-tier"):
             assert got[rid].status == "error"
@@ -96,7 +105,9 @@ async def test_unanswerable_request_gets_an_error_response_and_a_dead_letter(
     try:
         responses = await tail_consumer(kafka_bootstrap, pipeline.topics.responses)
         dlq = await tail_consumer(kafka_bootstrap, pipeline.topics.dlq)
-        body = request_body("doomed", "Translate 'cat' to German [sim:error=500]", reply_to=f"{topic_prefix}mine")
+        body = request_body(
+            "doomed", "Translate 'cat' to German [sim:error=500]", reply_to=f"{topic_prefix}mine"
+        )
         await produce(kafka_bootstrap, pipeline.topics.requests, [body])
         letters = await collect(dlq, 1, timeout_s=60)
         assert len(letters) == 1

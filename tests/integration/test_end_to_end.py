@@ -1,4 +1,4 @@
-"""1,000 requests through real Kafka and chDB: every one answered, billed once, to the last digit."""
+"""1,000 requests through real Kafka and chDB: each answered once, billed once, exactly."""
 
 from __future__ import annotations
 
@@ -83,8 +83,8 @@ async def test_thousand_requests_get_thousand_responses_and_exact_bills(
         assert {row.key for row in by_tenant} == set(tenants)
         assert sum((row.cost_usd for row in by_tenant), Decimal(0)) == total
         daily = clickhouse.query(
-            f"SELECT sum(cost_usd), sum(requests) FROM costs_daily WHERE tenant IN "
-            f"('acme','globex','initech') AND feature = 'tests'"
+            "SELECT sum(cost_usd), sum(requests) FROM costs_daily WHERE tenant IN "
+            "('acme','globex','initech') AND feature = 'tests'"
         ).result_rows[0]
         assert Decimal(daily[0]) >= total
     finally:

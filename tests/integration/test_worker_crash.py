@@ -43,7 +43,18 @@ async def slow_simulator() -> AsyncIterator[RunningSimulator]:
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "run", "--role", "workers", "--status-every", "1", "--log-level", "info"],
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "run",
+                "--role",
+                "workers",
+                "--status-every",
+                "1",
+                "--log-level",
+                "info",
+            ],
             env=env,
             cwd=REPO,
             stdout=out,
@@ -82,7 +93,10 @@ async def test_killed_worker_restarts_without_losing_or_doubling(
         await produce(
             kafka_bootstrap,
             pipeline.topics.requests,
-            [request_body(rid, f"Classify ticket {i}: 'refund not received'") for i, rid in enumerate(ids)],
+            [
+                request_body(rid, f"Classify ticket {i}: 'refund not received'")
+                for i, rid in enumerate(ids)
+            ],
         )
         before = await collect(responses, 100, timeout_s=90)
         assert len(before) >= 100, log.read_text()[-3000:]
