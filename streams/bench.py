@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from processors.providers.http_client import provider_client
 from processors.simulator import SimulatorProfile, spawn_simulator
 from schemas import RouteRequest, encode
 from streams.config import KafkaSettings
@@ -86,9 +86,8 @@ async def _paced(n: int, rate: float, send: Callable[[int], Any]) -> None:
 async def measure_direct(url: str, requests: list[RouteRequest], rate: float) -> Measurement:
     """The baseline: the same requests, straight to the simulator's OpenAI endpoint."""
     m = Measurement(sent=len(requests))
-    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
     tasks: list[asyncio.Task[None]] = []
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+    async with provider_client(2000, 60) as client:
 
         async def one(request: RouteRequest) -> None:
             body = orjson.dumps(
@@ -186,6 +185,7 @@ class RoleProcesses:
             "TIERLINE_STATE_DIR": state_dir,
             "TIERLINE_CLICKHOUSE_URL": f"chdb://{state_dir}/chdb",
             "TIERLINE_WORKER_MAX_IN_FLIGHT": "2000",
+            "TIERLINE_WORKER_MAX_CONNECTIONS": "2000",
             "TIERLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
         }
         self.state_dir = state_dir

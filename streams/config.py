@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from schemas import Tier
 
 ENV_PREFIX = "TIERLINE_"
+EMBEDDED_FETCH_MAX_WAIT_MS = 5
 
 
 class KafkaSettings(BaseModel):
@@ -35,7 +36,10 @@ class KafkaSettings(BaseModel):
     #: largest message accepted on the request and DLQ topics
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
-    fetch_max_wait_ms: int = Field(default=5, ge=0)
+    #: how long a fetch may wait for data. Apache Kafka answers a waiting fetch as soon as
+    #: data arrives, so a long wait costs no latency and saves CPU; the embedded broker does
+    #: not, so it gets EMBEDDED_FETCH_MAX_WAIT_MS
+    fetch_max_wait_ms: int = Field(default=100, ge=0)
     linger_ms: int = Field(default=2, ge=0)
 
 

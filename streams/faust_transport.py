@@ -18,7 +18,8 @@ FETCH_MAX_WAIT_MS = 5
 class _ShortWaitThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the fetcher starts
+        # read when the fetcher starts; the app may carry its own setting
+        consumer._fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", FETCH_MAX_WAIT_MS)
         return consumer
 
 

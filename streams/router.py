@@ -138,6 +138,7 @@ def build_router_app(router: Router, bootstrap: str, settings: Settings) -> faus
         consumer_max_fetch_size=kafka.max_message_bytes,
         stream_wait_empty=False,
     )
+    app.fetch_max_wait_ms = kafka.fetch_max_wait_ms  # type: ignore[attr-defined]
     app.transport = ShortWaitTransport(app.conf.broker_consumer, app)
     requests = app.topic(router.topics.requests, value_serializer="raw", key_serializer="raw")
     outputs: dict[str, faust.TopicT] = {}

@@ -14,7 +14,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from aiokafka import AIOKafkaProducer
 
 from processors.catalog import Catalog, load_catalog
@@ -22,8 +21,9 @@ from processors.classifier import Classifier
 from processors.dispatch import Dispatcher, RetryPolicy
 from processors.keys import KeyRing
 from processors.policy import RoutingPolicy, Thresholds
+from processors.providers.http_client import provider_client
 from schemas import Tier
-from streams.config import Settings
+from streams.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings
 from streams.embedded import EmbeddedBroker
 from streams.router import Router, build_router_app
 from streams.sink import CostSink
@@ -98,6 +98,10 @@ async def _start(
 ) -> Pipeline:
     bootstrap = settings.kafka.bootstrap
     if not bootstrap:
+        # the embedded broker holds every fetch for its full wait: keep it short
+        settings.kafka.fetch_max_wait_ms = min(
+            settings.kafka.fetch_max_wait_ms, EMBEDDED_FETCH_MAX_WAIT_MS
+        )
         broker = EmbeddedBroker(settings.state_dir)
         bootstrap = await broker.start()
         stack.callback(broker.stop)
@@ -154,11 +158,7 @@ async def _start(
         pipeline._tasks.append(asyncio.create_task(sink.run(pipeline.stop_event), name="sink"))
 
     if "workers" in roles:
-        limits = httpx.Limits(
-            max_connections=settings.worker.max_connections,
-            max_keepalive_connections=settings.worker.max_connections,
-        )
-        client = httpx.AsyncClient(limits=limits, timeout=settings.worker.call_timeout_s)
+        client = provider_client(settings.worker.max_connections, settings.worker.call_timeout_s)
         stack.push_async_callback(client.aclose)
         dispatcher = Dispatcher(
             catalog,

@@ -9,39 +9,47 @@ it wants, whether it is multiple choice, how often it negates.
 
 Speed is a feature here (classification sits on every request's path), so the
 scan is capped — `HEAD_CHARS` from the start and `TAIL_CHARS` from the end of
-the prompt, `ASK_CHARS` of the ask — and measured with C-level string methods
-(`count`, `translate`, `split`) plus two regexes anchored on a literal. `chars`
-is still the full length.
+the prompt, `ASK_CHARS` of the ask — and done with C-level string work: one
+lower-case + translate + split into words, one `Counter` of them that every
+word-based measure reads, and one byte filter that keeps only digits and
+symbols, so code and math marks are counted in a string a tenth the size.
+`chars` is still the full length.
 """
 
 from __future__ import annotations
 
 import re
 import string
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-HEAD_CHARS = 4000
-TAIL_CHARS = 2000
-ASK_CHARS = 2000
+HEAD_CHARS = 3000
+TAIL_CHARS = 1000
+ASK_CHARS = 1200
+SHOT_TAIL_CHARS = 160
 
 _SHOT_MARKERS = ("answer:", "output:", "a:", "label:", "response:", "assistant:")
 _TO_SPACE = str.maketrans({c: " " for c in string.punctuation + "\n\t\r"})
-_DIGITS = "0123456789"
-_CLAUSE_WORDS = (
-    " and ", " or ", " but ", " because ", " which ", " that ", " while ", " if ",
-    " unless ", " so ", " although ", " whereas ",
+_MARK_CHARS = "0123456789{}();=<>!+-*/^$\\`"
+_NOT_MARKS = bytes(c for c in range(256) if chr(c) not in _MARK_CHARS)
+_NOT_DIGITS = bytes(c for c in range(256) if chr(c) not in "0123456789")
+_ARITHMETIC = re.compile(rb"\d[-+*/=<>^]\d")
+_CODE_SYMBOLS = (b"```", b"{", b"};", b"==", b"=>", b"->", b"!=", b"+=")
+_CODE_WORDS = (
+    "def", "elif", "lambda", "println", "printf", "struct", "impl", "void", "const",
+    "async", "await", "namespace", "typedef", "nullptr", "stdout", "boolean", "int", "str",
 )  # fmt: skip
-_NEGATIONS = (" not ", "n't", " except", " never ", " least ", " without ", " no ", " none ")
-_SEQUENCE_WORDS = frozenset(
-    {"first", "firstly", "then", "next", "afterwards", "finally", "lastly", "secondly", "thirdly"}
-)
-_SEQUENCE_PHRASES = ("step by step", "after that", "followed by", "step 1", "step one")
-_FORMAT_WORDS = frozenset(
-    {"json", "yaml", "xml", "csv", "markdown", "table", "bullet", "bulleted", "schema", "tsv"}
-)
-_CODE_MARKS = ("```", "{", "};", "()", "==", "=>", "->", "!=", "+=", "def ", "return ", "import ")
-_MATH_MARKS = ("\\frac", "\\sum", "\\int", "\\sqrt", "$", "^", "√", "∑", "∫", "π", "≤", "≥", "≠")
-_ARITHMETIC = re.compile(r"\d ?[-+*/×÷=<>] ?[\d(]")
+_LATEX = ("\\frac", "\\sum", "\\int", "\\sqrt", "\\cdot", "\\times", "\\pi", "\\alpha", "\\theta")
+_UNICODE_MATH = "√∑∫π≈≠≤≥∞×÷"
+_CLAUSE_WORDS = (
+    "and", "or", "but", "because", "which", "that", "while", "if", "unless", "so",
+    "although", "whereas",
+)  # fmt: skip
+_NEGATION_WORDS = ("not", "t", "except", "never", "least", "without", "no", "none")  # t: don't
+_SEQUENCE_WORDS = ("first", "firstly", "then", "next", "afterwards", "finally", "lastly")
+_SEQUENCE_PHRASES = (("step", "step by step"), ("after", "after that"), ("followed", "followed by"))
+_FORMAT_WORDS = frozenset({"json", "yaml", "xml", "csv", "markdown", "table", "bullet", "schema"})
 _LIST_ITEM = re.compile(r"\n[ \t]*(?:\d{1,2}[.)]|[-*•])[ \t]+\S")
 _CHOICE = re.compile(r"\n[ \t]*\(?[a-hA-H][).:][ \t]+\S")
 
@@ -52,7 +60,9 @@ class PromptFeatures:
 
     chars: int
     ask: str
+    lowered: str
     tokens: tuple[str, ...]
+    word_counts: Mapping[str, int]
     ask_digits: int
     ask_clauses: int
     shots: int
@@ -82,19 +92,20 @@ def scanned(text: str, head: int = HEAD_CHARS, tail: int = TAIL_CHARS) -> str:
 def split_ask(text: str) -> tuple[str, int]:
     """The ask and the number of worked examples (shots) in front of it.
 
-    A paragraph with an answer marker followed by an answer ("Answer: B",
+    A paragraph ending in an answer marker followed by an answer ("Answer: B",
     "Output: ...") is a shot; when at least one precedes the last paragraph,
     the last paragraph is the ask. Otherwise the whole text is.
     """
-    paragraphs = [p for p in text.split("\n\n") if p.strip()]
+    paragraphs = [p for p in text.split("\n\n") if p and not p.isspace()]
     if len(paragraphs) < 2:
         return text, 0
     shots = 0
     for paragraph in paragraphs[:-1]:
-        lowered = paragraph.lower()
+        ending = paragraph[-SHOT_TAIL_CHARS:].lower()
         for marker in _SHOT_MARKERS:
-            at = lowered.rfind(marker)
-            if at >= 0 and lowered[at + len(marker) :].strip():
+            at = ending.rfind(marker)
+            answer = ending[at + len(marker) :] if at >= 0 else ""
+            if answer and not answer.isspace():
                 shots += 1
                 break
     if shots == 0:
@@ -102,9 +113,9 @@ def split_ask(text: str) -> tuple[str, int]:
     return paragraphs[-1], shots
 
 
-def tokenize(text: str) -> tuple[str, ...]:
-    """Lower-cased words and numbers, punctuation dropped."""
-    return tuple(text.lower().translate(_TO_SPACE).split())
+def tokenize(lowered: str) -> tuple[str, ...]:
+    """Words and numbers of lower-cased text, punctuation dropped."""
+    return tuple(lowered.translate(_TO_SPACE).split())
 
 
 def extract(text: str) -> PromptFeatures:
@@ -113,27 +124,35 @@ def extract(text: str) -> PromptFeatures:
     ask, shots = split_ask(body)
     ask = scanned(ask, ASK_CHARS * 3 // 4, ASK_CHARS // 4)
     lowered = ask.lower()
-    tokens = tuple(lowered.translate(_TO_SPACE).split())
-    words = frozenset(tokens)
-    padded = f" {lowered} "
-    steps = len(_LIST_ITEM.findall("\n" + ask)) + len(words & _SEQUENCE_WORDS)
-    steps += sum(phrase in lowered for phrase in _SEQUENCE_PHRASES)
-    formats = words & _FORMAT_WORDS
-    math_marks = sum(ask.count(mark) for mark in _MATH_MARKS)
-    digits = sum(ask.count(d) for d in _DIGITS)
-    if digits >= 2:
-        math_marks += len(_ARITHMETIC.findall(ask))
+    tokens = tokenize(lowered)
+    counts = Counter(tokens)
+    marks = ask.encode("utf-8", "ignore").translate(None, _NOT_MARKS)
+    digits = len(marks.translate(None, _NOT_DIGITS))
+
+    code = sum(marks.count(symbol) for symbol in _CODE_SYMBOLS) + ask.count("()")
+    code += sum(counts[word] for word in _CODE_WORDS) + 3 * ("```" in body)
+    math = marks.count(b"^") + (len(_ARITHMETIC.findall(marks)) if digits >= 2 else 0)
+    if b"\\" in marks:
+        math += sum(ask.count(command) for command in _LATEX)
+    if not ask.isascii():
+        math += sum(ask.count(symbol) for symbol in _UNICODE_MATH)
+
+    steps = len(_LIST_ITEM.findall("\n" + ask)) + sum(counts[w] for w in _SEQUENCE_WORDS)
+    steps += sum(1 for gate, phrase in _SEQUENCE_PHRASES if gate in counts and phrase in lowered)
+    formats = _FORMAT_WORDS.intersection(counts)
     return PromptFeatures(
         chars=len(text),
         ask=ask,
+        lowered=lowered,
         tokens=tokens,
+        word_counts=counts,
         ask_digits=digits,
-        ask_clauses=ask.count(",") + ask.count(";") + sum(padded.count(w) for w in _CLAUSE_WORDS),
+        ask_clauses=ask.count(",") + ask.count(";") + sum(counts[w] for w in _CLAUSE_WORDS),
         shots=shots,
         choices=len(_CHOICE.findall("\n" + ask)),
-        code_marks=sum(ask.count(mark) for mark in _CODE_MARKS) + 3 * ("```" in body),
-        math_marks=math_marks,
+        code_marks=code,
+        math_marks=math,
         steps=steps,
         output_format=min(formats) if formats else None,
-        negations=sum(padded.count(n) for n in _NEGATIONS),
+        negations=sum(counts[w] for w in _NEGATION_WORDS),
     )

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from schemas import RouteRequest
 
 ARTIFACT_FORMAT = "tierline.learned-router"
 ARTIFACT_VERSION = 1
-MAX_TOKENS = 256
+MAX_TOKENS = 96
 
 DENSE_FEATURES: tuple[str, ...] = (
     "rules_score",
@@ -51,7 +53,14 @@ DENSE_FEATURES: tuple[str, ...] = (
     "log_negations",
     "mean_word_length",
     *(f"task={task}" for task in TASKS),
+    # Complexity reads differently for technical asks (a longer spec is a harder function)
+    # than for questions in prose: the same measures, counted only for code and math.
+    "technical*log_ask_words",
+    "technical*log_ask_digits",
+    "technical*log_ask_clauses",
+    "technical*log_steps",
 )
+TECHNICAL_TASKS = frozenset({"code", "math"})
 
 
 class ArtifactError(ValueError):
@@ -70,16 +79,11 @@ class Featurized:
 def ngrams(tokens: Sequence[str], max_tokens: int = MAX_TOKENS) -> frozenset[str]:
     """Unigrams, bigrams and the opening word (`^word`) of the first `max_tokens` tokens."""
     head = tokens[:max_tokens]
-    grams = set(head)
-    grams.update(f"{a} {b}" for a, b in zip(head, head[1:], strict=False))
-    if head:
-        grams.add("^" + head[0])
-    return frozenset(grams)
+    opening = ("^" + head[0],) if head else ()
+    return frozenset(chain(head, map(" ".join, zip(head, head[1:], strict=False)), opening))
 
 
-def featurize(
-    text: str, task_hint: str | None = None, max_tokens: int = MAX_TOKENS
-) -> Featurized:
+def featurize(text: str, task_hint: str | None = None, max_tokens: int = MAX_TOKENS) -> Featurized:
     """The dense features (in `DENSE_FEATURES` order), the n-grams and the rules' verdict."""
     features = extract(text)
     rules = RulesClassifier.verdict(features, task_hint)
@@ -89,21 +93,30 @@ def featurize(
 def dense_features(features: PromptFeatures, rules: Classification) -> tuple[float, ...]:
     tokens = features.tokens
     mean_word = sum(map(len, tokens)) / len(tokens) if tokens else 0.0
+    words = math.log1p(features.ask_words)
+    digits = math.log1p(features.ask_digits)
+    clauses = math.log1p(features.ask_clauses)
+    steps = math.log1p(features.steps)
+    technical = 1.0 if rules.task in TECHNICAL_TASKS else 0.0
     return (
         rules.score,
-        math.log1p(features.ask_words),
+        words,
         math.log1p(features.chars),
-        math.log1p(features.ask_digits),
-        math.log1p(features.ask_clauses),
+        digits,
+        clauses,
         math.log1p(features.shots),
         math.log1p(features.choices),
         math.log1p(features.code_marks),
         math.log1p(features.math_marks),
-        math.log1p(features.steps),
+        steps,
         1.0 if features.output_format else 0.0,
         math.log1p(features.negations),
         mean_word,
         *(1.0 if rules.task == task else 0.0 for task in TASKS),
+        technical * words,
+        technical * digits,
+        technical * clauses,
+        technical * steps,
     )
 
 
@@ -155,7 +168,9 @@ class LearnedArtifact:
             features, weights = data["features"], data["weights"]
             names = tuple(str(name) for name in features["dense"])
             if names != DENSE_FEATURES:
-                raise ArtifactError(f"artifact's dense features differ from this tierline's: {names}")
+                raise ArtifactError(
+                    f"artifact's dense features differ from this tierline's: {names}"
+                )
             artifact = cls(
                 bias=float(weights["bias"]),
                 dense_weights=tuple(float(w) for w in weights["dense"]),
@@ -220,12 +235,14 @@ class LearnedClassifier:
 
     def classify_text(self, text: str, task_hint: str | None = None) -> Classification:
         x = featurize(text, task_hint, self.artifact.max_tokens)
-        known = [(self._ngrams[g], g) for g in x.ngrams if g in self._ngrams]
-        score = self._probability(x, sum(w for w, _ in known))
+        weights = self._ngrams
+        known = weights.keys() & x.ngrams
+        score = self._probability(x, math.fsum(map(weights.__getitem__, known)))
         reasons = [x.rules.reasons[0], f"learned p={score:.2f}"]
         if known:
-            known.sort(reverse=True)
-            reasons.extend(f"+'{g}'" for w, g in known[:2] if w > 0)
+            top = max(known, key=weights.__getitem__)
+            if weights[top] > 0:
+                reasons.append(f"words like '{top}'")
         # Confident when the prompt's words are ones the model was trained on.
         coverage = len(known) / len(x.ngrams) if x.ngrams else 0.0
         confidence = round(0.4 + 0.5 * min(1.0, coverage / 0.5), 3)
@@ -234,10 +251,10 @@ class LearnedClassifier:
     def score_featurized(self, x: Featurized) -> float:
         """The score of an already-featurized prompt (training's cross-validation uses it)."""
         weights = self._ngrams
-        return self._probability(x, sum(weights[g] for g in x.ngrams if g in weights))
+        return self._probability(x, math.fsum(map(weights.__getitem__, weights.keys() & x.ngrams)))
 
     def _probability(self, x: Featurized, ngram_sum: float) -> float:
-        z = self._bias + sum(w * v for w, v in zip(self._dense, x.dense, strict=True))
+        z = self._bias + math.fsum(map(operator.mul, self._dense, x.dense))
         if x.ngrams:
             z += ngram_sum / math.sqrt(len(x.ngrams))
         return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))

@@ -8,7 +8,8 @@ three AIQs: `aiq` over every costed model's point plus the router's curve (as
 RouterBench draws it), `aiq_router_only` over the router's curve alone (its
 ends are the weak and the strong model: the number that tells two-model
 routers apart), and `aiq_models_only`, the hull of the models by themselves
-(the "zero router" every router is compared with). Same inputs, same numbers: nothing here is random or order-dependent.
+(the "zero router" every router is compared with). Same inputs, same numbers:
+nothing here is random or order-dependent.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import Any
 from processors.evaluation.datasets import RoutingExample
 from processors.evaluation.metrics import (
     CurvePoint,
-    RoutingCurve,
     aiq,
     apgr,
     cpt,
@@ -55,9 +55,7 @@ class RouterEvaluation:
         return asdict(self)
 
 
-def paired(
-    examples: Iterable[RoutingExample], strong: str, weak: str
-) -> list[RoutingExample]:
+def paired(examples: Iterable[RoutingExample], strong: str, weak: str) -> list[RoutingExample]:
     """The examples on which both the strong and the weak model have an outcome."""
     return [e for e in examples if strong in e.outcomes and weak in e.outcomes]
 
@@ -142,19 +140,6 @@ def evaluate_router(
         router=router.name,
         dataset=dataset,
         curve_points=curve_points,
-    )
-
-
-def exact_curve(
-    examples: Sequence[RoutingExample], scores: Sequence[float], strong: str, weak: str
-) -> RoutingCurve:
-    """The unsampled curve, for callers who need every point."""
-    costs = _pair_costs(examples, strong, weak)
-    return routing_curve(
-        scores,
-        [e.outcomes[strong].score for e in examples],
-        [e.outcomes[weak].score for e in examples],
-        *costs,
     )
 
 
