@@ -9,6 +9,8 @@ from decimal import Decimal
 
 from clickhouse_connect.driver.client import Client
 
+from processors.cost import quantize
+
 DIMENSIONS: dict[str, str] = {
     "tenant": "tenant",
     "model": "model",
@@ -65,5 +67,5 @@ def query_spend(
 ) -> list[SpendRow]:
     rows = client.query(spend_sql(by, since, where)).result_rows
     return [
-        SpendRow(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), Decimal(r[5])) for r in rows
+        SpendRow(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), quantize(Decimal(r[5]))) for r in rows
     ]

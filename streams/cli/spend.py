@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -55,7 +56,7 @@ def command(config_path: Path | None, by: str, since: str, fmt: str, show_sql: b
                     "calls": r.calls,
                     "input_tokens": r.input_tokens,
                     "output_tokens": r.output_tokens,
-                    "cost_usd": str(r.cost_usd),
+                    "cost_usd": format(r.cost_usd, "f"),
                 }
                 for r in rows
             ]
@@ -74,9 +75,9 @@ def command(config_path: Path | None, by: str, since: str, fmt: str, show_sql: b
             f"{r.calls:,}",
             f"{r.input_tokens:,}",
             f"{r.output_tokens:,}",
-            f"{r.cost_usd:.6f}",
+            f"{r.cost_usd:.9f}",
         )
-    total = sum((r.cost_usd for r in rows), start=type(rows[0].cost_usd)(0)) if rows else 0
+    total = sum((r.cost_usd for r in rows), Decimal(0))
     table.add_section()
-    table.add_row("total", "", "", "", "", f"{total:.6f}")
+    table.add_row("total", "", "", "", "", f"{total:.9f}")
     Console().print(table)

@@ -1,0 +1,155 @@
+"""The ClickHouse side on a real engine (chDB): migrations, dedup, spend, and the sink's patience."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from click.testing import CliRunner
+from clickhouse_connect.driver.client import Client
+
+from schemas import CostRecord, Tier, encode
+from streams.cli import main
+from streams.clickhouse import insert_costs, migrate
+from streams.config import ClickHouseSettings, KafkaSettings, Settings, SinkSettings
+from streams.sink import CostSink
+from streams.topics import ensure_topics
+from tests.integration.support import chdb_url, clickhouse, wait_until  # noqa: F401 - fixtures
+
+
+def record(
+    rid: str, attempt: int, cost: str, tenant: str = "acme", model: str = "m1"
+) -> CostRecord:
+    return CostRecord(
+        record_id=CostRecord.make_id(rid, attempt),
+        request_id=rid,
+        attempt=attempt,
+        tenant=tenant,
+        feature="search",
+        tier=Tier.ECONOMY,
+        model=model,
+        provider="openai",
+        status="ok",
+        input_tokens=100,
+        output_tokens=20,
+        cost_usd=Decimal(cost),
+        created_at=datetime(2026, 11, 1, 12, 0, tzinfo=UTC),
+    )
+
+
+def test_migrate_is_idempotent_and_versioned(clickhouse: Client) -> None:  # noqa: F811
+    migrate(clickhouse)
+    assert migrate(clickhouse) == []  # nothing left to apply
+    versions = clickhouse.query(
+        "SELECT version FROM tierline_migrations ORDER BY version"
+    ).result_rows
+    assert [v[0] for v in versions] == sorted({v[0] for v in versions})  # each once
+    tables = {r[0] for r in clickhouse.query("SHOW TABLES").result_rows}
+    assert {"costs", "costs_daily", "tierline_migrations"} <= tables
+
+
+def test_a_redelivered_cost_record_counts_once(clickhouse: Client) -> None:  # noqa: F811
+    migrate(clickhouse)
+    first = record("dedup-1", 1, "0.000000123")
+    insert_costs(clickhouse, [first, record("dedup-2", 1, "0.5")])
+    insert_costs(clickhouse, [first])  # the same record again, in another insert
+    rows = clickhouse.query(
+        "SELECT count(), sum(cost_usd) FROM costs FINAL WHERE request_id LIKE 'dedup-%'"
+    ).result_rows[0]
+    assert rows[0] == 2
+    assert Decimal(rows[1]) == Decimal("0.500000123")
+    daily = clickhouse.query(
+        "SELECT sum(cost_usd), sum(calls) FROM costs_daily WHERE day = '2026-11-01' AND feature = 'search'"
+    ).result_rows[0]
+    assert Decimal(daily[0]) >= Decimal("0.500000123")
+
+
+def test_spend_command_reports_exact_sums(chdb_url: str, clickhouse: Client) -> None:  # noqa: F811
+    migrate(clickhouse)
+    insert_costs(
+        clickhouse,
+        [
+            record("spend-a", 1, "0.000000001", tenant="spend-t1"),
+            record("spend-b", 1, "0.25", tenant="spend-t2"),
+        ],
+    )
+    result = CliRunner().invoke(
+        main,
+        ["spend", "--by", "tenant", "--since", "all", "--format", "json"],
+        env={"TIERLINE_CLICKHOUSE_URL": chdb_url},
+    )
+    assert result.exit_code == 0, result.output
+    rows = {row["tenant"]: row for row in orjson.loads(result.output)}
+    assert rows["spend-t1"]["cost_usd"] == "0.000000001"
+    assert rows["spend-t2"]["cost_usd"] == "0.250000000"
+    table = CliRunner().invoke(
+        main,
+        ["spend", "--by", "model", "--since", "all"],
+        env={"TIERLINE_CLICKHOUSE_URL": chdb_url},
+    )
+    assert table.exit_code == 0 and "m1" in table.output
+    bad = CliRunner().invoke(
+        main, ["spend", "--since", "yesterday"], env={"TIERLINE_CLICKHOUSE_URL": chdb_url}
+    )
+    assert bad.exit_code != 0 and "--since" in bad.output
+
+
+async def test_sink_keeps_records_while_clickhouse_refuses_them(
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    chdb_url: str,  # noqa: F811
+    clickhouse: Client,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        kafka=KafkaSettings(
+            bootstrap=kafka_bootstrap,
+            topic_prefix=topic_prefix,
+            partitions=2,
+            session_timeout_ms=6000,
+        ),
+        clickhouse=ClickHouseSettings(url=chdb_url),
+        sink=SinkSettings(batch_size=50, flush_interval_s=0.2),
+        state_dir=tmp_path,
+    )
+    topics = await ensure_topics(settings.kafka, kafka_bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    sink = CostSink(settings, topics, kafka_bootstrap, producer)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sink.run(stop))
+    try:
+        await asyncio.wait_for(sink.ready.wait(), timeout=30)
+        # ClickHouse "goes away": the table the sink writes to disappears
+        clickhouse.command("RENAME TABLE costs TO costs_offline")
+        ids = [f"{topic_prefix}out-{i}" for i in range(20)]
+        for rid in ids:
+            await producer.send(topics.costs, encode(record(rid, 1, "0.001")), key=b"acme")
+        await producer.send(topics.costs, b"garbage that is not a cost record", key=b"acme")
+        await producer.flush()
+
+        async def failing() -> bool:
+            return sink.stats.failures >= 2
+
+        assert await wait_until(failing, timeout_s=30)
+        assert sink.stats.inserted == 0
+        assert sink.stats.dead_letters == 1  # the garbage went to the DLQ, not into the batch
+        # ClickHouse is back: the same records land, none lost, none doubled
+        clickhouse.command("RENAME TABLE costs_offline TO costs")
+
+        async def landed() -> bool:
+            rows = clickhouse.query(
+                f"SELECT count() FROM costs FINAL WHERE request_id LIKE '{topic_prefix}out-%'"
+            ).result_rows
+            return int(rows[0][0]) == len(ids)
+
+        assert await wait_until(landed, timeout_s=60)
+        assert sink.stats.inserted == len(ids)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+        await producer.stop()

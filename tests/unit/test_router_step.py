@@ -1,0 +1,71 @@
+"""The router step without Kafka: what it sends for good and bad input."""
+
+from __future__ import annotations
+
+import orjson
+
+from processors.catalog import load_catalog
+from processors.classifier.rules import RulesClassifier
+from processors.policy import RoutingPolicy
+from schemas import DeadLetter, RoutedRequest, RouteResponse, Tier
+from streams.config import Settings
+from streams.done_log import DoneSet
+from streams.router import Router
+from streams.topics import Topics
+
+
+def router() -> Router:
+    return Router(Settings(), Topics("t."), RulesClassifier(), RoutingPolicy(), load_catalog())
+
+
+def body(**overrides: object) -> bytes:
+    base: dict[str, object] = {
+        "id": "r1",
+        "tenant": "acme",
+        "messages": [{"role": "user", "content": "Translate 'hello' to French."}],
+    }
+    base.update(overrides)
+    return orjson.dumps(base)
+
+
+def test_a_valid_request_goes_to_its_tier_keyed_by_tenant() -> None:
+    sends = router().decide(body(hints={"min_tier": "premium"}), ("t.requests", 0, 7))
+    assert len(sends) == 1
+    assert sends[0]["topic"] == "t.tier.premium"
+    assert sends[0]["key"] == b"acme"
+    routed = RoutedRequest.model_validate(orjson.loads(sends[0]["value"]))
+    assert routed.decision.tier == Tier.PREMIUM
+    assert routed.candidates == list(load_catalog().candidates(Tier.PREMIUM))
+    assert any("min_tier" in r for r in routed.decision.reasons)
+
+
+def test_bad_input_with_an_id_gets_a_dead_letter_and_an_error_response() -> None:
+    step = router()
+    raw = body(params={"temperature": "hot"}, reply_to="acme.replies")
+    sends = step.decide(raw, ("t.requests", 2, 40))
+    assert [s["topic"] for s in sends] == ["t.dlq", "acme.replies"]
+    assert sends[0]["value"] == raw
+    letter = DeadLetter.from_headers(sends[0]["headers"])
+    assert (letter.source_partition, letter.source_offset, letter.request_id) == (2, 40, "r1")
+    response = RouteResponse.model_validate(orjson.loads(sends[1]["value"]))
+    assert response.status == "error" and response.error is not None
+    assert "temperature" in response.error.message
+    assert step.stats.rejected == 1 and step.stats.routed == 0
+
+
+def test_garbage_gets_only_a_dead_letter() -> None:
+    sends = router().decide(b"\xff\xfe", ("t.requests", 0, 1))
+    assert [s["topic"] for s in sends] == ["t.dlq"]
+    assert sends[0]["value"] == b"\xff\xfe"
+
+
+def test_done_set_forgets_the_oldest_first() -> None:
+    done = DoneSet(capacity=3)
+    for rid in ["a", "b", "c", "d"]:
+        done.add(rid)
+    assert "a" not in done
+    assert all(r in done for r in "bcd")
+    done.add("b")  # touching keeps it
+    done.add("e")
+    assert "b" in done and "c" not in done
+    assert len(done) == 3
