@@ -53,7 +53,7 @@ class RouterSettings(BaseModel):
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     #: "rules", or the path of a trained classifier artifact
     classifier: str = "rules"
-    standard_threshold: float = Field(default=0.35, ge=0, le=1)
+    standard_threshold: float = Field(default=0.45, ge=0, le=1)
     premium_threshold: float = Field(default=0.7, ge=0, le=1)
 
 

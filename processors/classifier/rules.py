@@ -101,6 +101,13 @@ _TASK_PHRASES: tuple[tuple[str, str, str], ...] = (
 _QUESTION_WORDS = frozenset({"what", "who", "when", "where", "which", "how"})
 
 
+def _last_user_text(request: RouteRequest) -> str:
+    for message in reversed(request.messages):
+        if message.role == "user":
+            return message.text()
+    return ""
+
+
 def _saturating(value: float, scale: float) -> float:
     """0 at 0, 0.63 at `scale`, approaching 1: diminishing returns for every feature."""
     return 1.0 - math.exp(-value / scale)
@@ -135,7 +142,17 @@ class RulesClassifier:
     name = "rules"
 
     def classify(self, request: RouteRequest) -> Classification:
-        return self.classify_text(request.prompt_text(), task_hint=request.hints.task)
+        """Judge the ask: the last user turn.
+
+        A chat request carries a system prompt written once for thousands of
+        calls (policies, label lists, schemas); its length, clauses and keywords
+        say nothing about how hard this one ask is (measured on the demo
+        workload: scoring it pushed easy asks up a tier), so it is not scored.
+        """
+        ask = _last_user_text(request)
+        if not ask:
+            return self.classify_text(request.prompt_text(), task_hint=request.hints.task)
+        return self.verdict(extract(ask), request.hints.task)
 
     def classify_text(self, text: str, task_hint: str | None = None) -> Classification:
         """The same verdict for bare prompt text: what evaluation and benchmarks call."""

@@ -1,4 +1,4 @@
-"""The ClickHouse side on a real engine (chDB): migrations, dedup, spend, and the sink's patience."""
+"""ClickHouse on a real engine (chDB): migrations, dedup, spend, and the sink's patience."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def test_a_redelivered_cost_record_counts_once(clickhouse: Client) -> None:  # n
     assert rows[0] == 2
     assert Decimal(rows[1]) == Decimal("0.500000123")
     daily = clickhouse.query(
-        "SELECT sum(cost_usd), sum(calls) FROM costs_daily WHERE day = '2026-11-01' AND feature = 'search'"
+        "SELECT sum(cost_usd), sum(calls) FROM costs_daily "
+        "WHERE day = '2026-11-01' AND feature = 'search'"
     ).result_rows[0]
     assert Decimal(daily[0]) >= Decimal("0.500000123")
 

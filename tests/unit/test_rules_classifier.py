@@ -113,19 +113,34 @@ def test_without_answered_examples_the_whole_text_is_the_ask() -> None:
     assert split_ask(text) == (text, 0)
 
 
-def test_classify_reads_every_message() -> None:
+def test_classify_judges_the_last_user_turn_not_the_system_prompt() -> None:
+    system = (
+        "You are the assistant of a Python and SQL code-review tool. Calculate nothing; "
+        "step by step, explain why, compare tradeoffs, 1. 2. 3. " * 5
+    )
     multi = RouteRequest(
         id="r2",
         tenant="t",
         messages=[
-            ChatMessage(role="system", content="You are helpful."),
+            ChatMessage(role="system", content=system),
+            ChatMessage(role="user", content="earlier question"),
+            ChatMessage(role="assistant", content="earlier answer"),
             ChatMessage(
                 role="user", content=[{"type": "text", "text": "Translate into French: hi"}]
             ),
         ],
     )
-    assert RULES.classify(multi) == RULES.classify_text(multi.prompt_text())
-    assert RULES.classify(multi).task == "translation"
+    verdict = RULES.classify(multi)
+    assert verdict == RULES.classify_text("Translate into French: hi")
+    assert verdict.task == "translation"
+    assert verdict.score < RULES.classify_text(multi.prompt_text()).score
+
+
+def test_a_request_without_a_user_turn_is_judged_on_all_its_text() -> None:
+    only_system = RouteRequest(
+        id="r3", tenant="t", messages=[ChatMessage(role="system", content="Write a haiku")]
+    )
+    assert RULES.classify(only_system) == RULES.classify_text("Write a haiku")
 
 
 def test_the_scan_is_capped_so_cost_does_not_grow_with_length() -> None:
