@@ -67,5 +67,6 @@ def query_spend(
 ) -> list[SpendRow]:
     rows = client.query(spend_sql(by, since, where)).result_rows
     return [
-        SpendRow(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), quantize(Decimal(r[5]))) for r in rows
+        SpendRow(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), quantize(Decimal(r[5])))
+        for r in rows
     ]
