@@ -9,6 +9,7 @@ import httpx
 from processors.catalog import ModelSpec
 from processors.errors import ProviderError
 from processors.providers.base import Adapter, ProviderReply
+from processors.providers.http_client import ProviderClient
 from schemas import ErrorType, RouteRequest
 
 
@@ -24,7 +25,10 @@ async def call_model(
     call = adapter.build(model, request, api_key)
     try:
         async with asyncio.timeout(timeout_s):
-            reply = await client.post(call.url, content=call.body, headers=call.headers)
+            if isinstance(client, ProviderClient):
+                reply = await client.post_bytes(call.url, call.body, call.headers)
+            else:
+                reply = await client.post(call.url, content=call.body, headers=call.headers)
             body = reply.content
     except (TimeoutError, httpx.TimeoutException):
         raise ProviderError(
