@@ -111,9 +111,7 @@ class RoutingPolicy:
         """The tier for `request`; raises `PolicyError` (policy_denied) when no tier is allowed."""
         rules = self.rules_for(request.tenant)
         thresholds = rules.thresholds or self.thresholds
-        floor = (
-            self.confidence_floor if rules.confidence_floor is None else rules.confidence_floor
-        )
+        floor = self.confidence_floor if rules.confidence_floor is None else rules.confidence_floor
         reasons = list(verdict.reasons)
         tier = thresholds.tier_for(verdict.score)
         own = " (tenant thresholds)" if rules.thresholds is not None else ""

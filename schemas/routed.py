@@ -1,7 +1,9 @@
 """`RoutedRequest`: what the router forwards to `tierline.tier.<tier>`.
 
 The request travels unchanged, with the routing decision and the tier's
-candidate models in the order a worker should try them.
+candidate models in the order a worker should try them. A request routed as a
+cascade also carries `cascade`: where to escalate (a tier and its candidates)
+when the cheap answer fails its check.
 """
 
 from __future__ import annotations
@@ -13,6 +15,14 @@ from pydantic import BaseModel, Field
 
 from schemas.request import RouteRequest
 from schemas.response import RoutingDecision
+from schemas.tier import Tier
+
+
+class Escalation(BaseModel):
+    """The second step of a cascade: the tier to escalate to and its candidates."""
+
+    tier: Tier
+    candidates: list[str] = Field(min_length=1)
 
 
 class RoutedRequest(BaseModel):
@@ -20,4 +30,6 @@ class RoutedRequest(BaseModel):
     request: RouteRequest
     decision: RoutingDecision
     candidates: list[str] = Field(min_length=1)
+    #: set when the request is served as a cascade: `candidates` first, then these
+    cascade: Escalation | None = None
     routed_at: datetime

@@ -43,7 +43,7 @@ def setup_logging(level: str) -> None:
     )
     # aiokafka and faust are loud at info; keep them to warnings unless debugging
     if level != "debug":
-        for name in ("aiokafka", "faust", "mode", "kafka"):
+        for name in ("aiokafka", "faust", "mode", "kafka", "httpx", "aiohttp"):
             logging.getLogger(name).setLevel(max(logging.WARNING, getattr(logging, level.upper())))
 
 
