@@ -15,10 +15,14 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from clickhouse_connect.driver.client import Client
+
+from processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
+from streams.clickhouse import connect
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
@@ -118,3 +122,28 @@ def topic_prefix() -> str:
     """A prefix unique to this test, e.g. "t1a2b3c4d.", for topic and group names on the
     shared broker."""
     return f"t{uuid.uuid4().hex[:8]}."
+
+
+# --- ClickHouse and the provider simulator -------------------------------------------------
+# chDB opens one on-disk engine per process, so the whole session shares one; tests keep
+# their rows apart by request-id prefix. Defined here, once: a fixture imported into several
+# test modules would be several fixtures, and open several engines.
+
+
+@pytest.fixture(scope="session")
+def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
+@pytest.fixture
+def clickhouse(chdb_url: str) -> Client:
+    return connect(chdb_url)
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[RunningSimulator]:
+    sim = await start_simulator(
+        SimulatorProfile(seed=11, latency_ms=20, latency_jitter=0.3, output_tokens=(8, 64))
+    )
+    yield sim
+    await sim.stop()

@@ -8,37 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from clickhouse_connect.driver.client import Client
 
-from processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
-from streams.clickhouse import connect
 from streams.config import ClickHouseSettings, KafkaSettings, Settings, WorkerSettings
-
-
-@pytest.fixture(scope="session")
-def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield f"chdb://{tmp_path_factory.mktemp('chdb')}"
-
-
-@pytest.fixture
-def clickhouse(chdb_url: str) -> Client:
-    return connect(chdb_url)
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[RunningSimulator]:
-    sim = await start_simulator(
-        SimulatorProfile(seed=11, latency_ms=20, latency_jitter=0.3, output_tokens=(8, 64))
-    )
-    yield sim
-    await sim.stop()
 
 
 def make_settings(

@@ -12,22 +12,19 @@ from processors.simulator import RunningSimulator
 from schemas import DeadLetter, ErrorType, RouteResponse
 from streams.runtime import start_pipeline
 from streams.tail import tail_consumer
-from tests.integration.support import (  # noqa: F401 - fixtures
-    chdb_url,
-    clickhouse,
+from tests.integration.support import (
     collect,
     make_settings,
     produce,
     request_body,
-    simulator,
 )
 
 
 async def test_malformed_input_is_dead_lettered_and_answered_where_the_id_is_known(
     kafka_bootstrap: str,
     topic_prefix: str,
-    chdb_url: str,  # noqa: F811
-    simulator: RunningSimulator,  # noqa: F811
+    chdb_url: str,
+    simulator: RunningSimulator,
     tmp_path: Path,
 ) -> None:
     settings = make_settings(kafka_bootstrap, topic_prefix, chdb_url, simulator.url, tmp_path)
@@ -93,9 +90,9 @@ async def test_malformed_input_is_dead_lettered_and_answered_where_the_id_is_kno
 async def test_unanswerable_request_gets_an_error_response_and_a_dead_letter(
     kafka_bootstrap: str,
     topic_prefix: str,
-    chdb_url: str,  # noqa: F811
-    clickhouse: Client,  # noqa: F811
-    simulator: RunningSimulator,  # noqa: F811
+    chdb_url: str,
+    clickhouse: Client,
+    simulator: RunningSimulator,
     tmp_path: Path,
 ) -> None:
     settings = make_settings(

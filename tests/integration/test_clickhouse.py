@@ -18,7 +18,7 @@ from streams.clickhouse import insert_costs, migrate
 from streams.config import ClickHouseSettings, KafkaSettings, Settings, SinkSettings
 from streams.sink import CostSink
 from streams.topics import ensure_topics
-from tests.integration.support import chdb_url, clickhouse, wait_until  # noqa: F401 - fixtures
+from tests.integration.support import wait_until
 
 
 def record(
@@ -41,7 +41,7 @@ def record(
     )
 
 
-def test_migrate_is_idempotent_and_versioned(clickhouse: Client) -> None:  # noqa: F811
+def test_migrate_is_idempotent_and_versioned(clickhouse: Client) -> None:
     migrate(clickhouse)
     assert migrate(clickhouse) == []  # nothing left to apply
     versions = clickhouse.query(
@@ -52,7 +52,7 @@ def test_migrate_is_idempotent_and_versioned(clickhouse: Client) -> None:  # noq
     assert {"costs", "costs_daily", "tierline_migrations"} <= tables
 
 
-def test_a_redelivered_cost_record_counts_once(clickhouse: Client) -> None:  # noqa: F811
+def test_a_redelivered_cost_record_counts_once(clickhouse: Client) -> None:
     migrate(clickhouse)
     first = record("dedup-1", 1, "0.000000123")
     insert_costs(clickhouse, [first, record("dedup-2", 1, "0.5")])
@@ -69,7 +69,7 @@ def test_a_redelivered_cost_record_counts_once(clickhouse: Client) -> None:  # n
     assert Decimal(daily[0]) >= Decimal("0.500000123")
 
 
-def test_spend_command_reports_exact_sums(chdb_url: str, clickhouse: Client) -> None:  # noqa: F811
+def test_spend_command_reports_exact_sums(chdb_url: str, clickhouse: Client) -> None:
     migrate(clickhouse)
     insert_costs(
         clickhouse,
@@ -102,8 +102,8 @@ def test_spend_command_reports_exact_sums(chdb_url: str, clickhouse: Client) -> 
 async def test_sink_keeps_records_while_clickhouse_refuses_them(
     kafka_bootstrap: str,
     topic_prefix: str,
-    chdb_url: str,  # noqa: F811
-    clickhouse: Client,  # noqa: F811
+    chdb_url: str,
+    clickhouse: Client,
     tmp_path: Path,
 ) -> None:
     settings = Settings(

@@ -14,14 +14,11 @@ from schemas import RouteResponse
 from streams.runtime import start_pipeline
 from streams.spend import query_spend
 from streams.tail import tail_consumer
-from tests.integration.support import (  # noqa: F401 - fixtures
-    chdb_url,
-    clickhouse,
+from tests.integration.support import (
     collect,
     make_settings,
     produce,
     request_body,
-    simulator,
     wait_until,
 )
 
@@ -37,9 +34,9 @@ PROMPTS = [
 async def test_thousand_requests_get_thousand_responses_and_exact_bills(
     kafka_bootstrap: str,
     topic_prefix: str,
-    chdb_url: str,  # noqa: F811
-    clickhouse: Client,  # noqa: F811
-    simulator: RunningSimulator,  # noqa: F811
+    chdb_url: str,
+    clickhouse: Client,
+    simulator: RunningSimulator,
     tmp_path: Path,
 ) -> None:
     settings = make_settings(kafka_bootstrap, topic_prefix, chdb_url, simulator.url, tmp_path)

@@ -20,9 +20,7 @@ from processors.simulator import RunningSimulator, SimulatorProfile, start_simul
 from schemas import RouteResponse
 from streams.runtime import start_pipeline
 from streams.tail import tail_consumer
-from tests.integration.support import (  # noqa: F401 - fixtures
-    chdb_url,
-    clickhouse,
+from tests.integration.support import (
     collect,
     make_settings,
     produce,
@@ -65,8 +63,8 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 async def test_killed_worker_restarts_without_losing_or_doubling(
     kafka_bootstrap: str,
     topic_prefix: str,
-    chdb_url: str,  # noqa: F811
-    clickhouse: Client,  # noqa: F811
+    chdb_url: str,
+    clickhouse: Client,
     slow_simulator: RunningSimulator,
     tmp_path: Path,
 ) -> None:
