@@ -217,23 +217,65 @@ class TierWorker:
         self,
         sends: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None]],
     ) -> None:
-        delay = 0.1
-        while True:
-            try:
-                futures = [
-                    await self.producer.send(
-                        topic, value, key=key, headers=headers, partition=partition
-                    )
-                    for topic, key, value, headers, partition in sends
-                ]
-                await asyncio.gather(*futures)
+        delay, tries, pending = 0.1, 0, list(sends)
+        while pending:
+            results = await asyncio.gather(
+                *(self._send_one(*send) for send in pending), return_exceptions=True
+            )
+            failed = [(send, r) for send, r in zip(pending, results, strict=True) if r is not None]
+            for _, error in failed:
+                if not isinstance(error, KafkaError):
+                    raise error
+            if not failed:
                 return
-            except KafkaError as exc:
-                log.warning(
-                    "worker %s: publish failed (%s); retrying in %.1fs", self.tier, exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            tries += 1
+            pending = [self._reroute(send, tries) for send, _ in failed]
+            log.warning(
+                "worker %s: %d sends failed (%s); retrying in %.1fs",
+                self.tier,
+                len(pending),
+                failed[0][1],
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _send_one(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None,
+        partition: int | None,
+    ) -> BaseException | None:
+        """Send and wait for the ack; the error instead of raising it, so others can finish."""
+        try:
+            future = await self.producer.send(
+                topic, value, key=key, headers=headers, partition=partition
+            )
+            await future
+        except KafkaError as exc:
+            error: BaseException = exc
+            return error
+        return None
+
+    def _reroute(
+        self,
+        send: tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None],
+        tries: int,
+    ) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None]:
+        """A client's reply_to topic that keeps refusing (say, it does not exist and topics
+        are not auto-created) gets the response on the shared response topic instead."""
+        topic = send[0]
+        if tries >= 3 and not topic.startswith(self.topics.prefix):
+            log.warning(
+                "worker %s: reply_to %s refuses; answering on %s",
+                self.tier,
+                topic,
+                self.topics.responses,
+            )
+            return (self.topics.responses, *send[1:])
+        return send
 
     async def _dead_letter_unreadable(
         self, tp: TopicPartition, offset: int, raw: bytes, exc: Exception
