@@ -2,7 +2,13 @@
 
 A tier's candidates are kept cheapest first (by a blended 3:1 input:output
 price), which is the order a worker tries them in. Prices come from the bundled
-public catalog unless the config file gives them.
+public catalog unless the config file gives them (`price = {...}` on the
+model, which pins it). A model's `provider` is its family (`openai`,
+`anthropic`, `gemini`, `deepseek`, ...); its price is looked up by
+`price_key`, else by its name with the family's catalog prefix
+(`gemini/gemini-2.5-flash`), else by its bare name. `with_price_book()` reprices
+every model that is not pinned from a newer price book (see
+`processors.prices.refresh`), without a restart.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class ModelSpec:
     price: Price
     context_window: int | None = None
     max_output_tokens: int | None = None
+    #: the price catalog key the price came from; "" when the config file pinned it
+    price_key: str = ""
 
 
 class CatalogError(ValueError):
@@ -65,6 +73,14 @@ class Catalog:
         }
         return Catalog(models, {t: list(ns) for t, ns in self.tiers.items()})
 
+    def with_price_book(self, prices: PriceBook) -> Catalog:
+        """The same catalog repriced from `prices`; pinned prices and unlisted models stay."""
+        models = {}
+        for name, m in self.models.items():
+            listed = prices.get(m.price_key) if m.price_key else None
+            models[name] = replace(m, price=listed.price) if listed is not None else m
+        return Catalog(models, {t: list(ns) for t, ns in self.tiers.items()})
+
     @classmethod
     def from_config(cls, raw: Mapping[str, Any], prices: PriceBook | None = None) -> Catalog:
         """Build from the `[models.*]` and `[tiers]` tables of a config file."""
@@ -93,8 +109,12 @@ def _model_spec(name: str, entry: Mapping[str, Any], prices: PriceBook) -> Model
     provider = str(entry.get("provider", ""))
     if not provider:
         raise CatalogError(f"[models.{name}] needs a provider")
-    defaults = family_defaults(provider)
-    price_key = str(entry.get("price_key", name))
+    try:
+        defaults = family_defaults(provider)
+    except ValueError as exc:
+        raise CatalogError(f"[models.{name}] {exc}") from None
+    keys = (str(entry["price_key"]),) if "price_key" in entry else defaults.price_keys(name)
+    price_key = next((k for k in keys if k in prices), keys[0])
     listed = prices.get(price_key)
     if "price" in entry:
         p = entry["price"]
@@ -103,13 +123,15 @@ def _model_spec(name: str, entry: Mapping[str, Any], prices: PriceBook) -> Model
             Decimal(str(p["output"])),
             _opt_dec(p.get("cached_input")),
             _opt_dec(p.get("cache_write")),
+            _opt_dec(p.get("batch_input")),
+            _opt_dec(p.get("batch_output")),
         )
     elif listed is not None:
         price = listed.price
     else:
         raise CatalogError(
-            f"[models.{name}] has no price: {price_key!r} is not in the price catalog; "
-            "give price = {{ input = ..., output = ... }} (USD per 1M tokens)"
+            f"[models.{name}] has no price: {' or '.join(map(repr, keys))} not in the price "
+            "catalog; give price = { input = ..., output = ... } (USD per 1M tokens)"
         )
     return ModelSpec(
         name=name,
@@ -122,6 +144,7 @@ def _model_spec(name: str, entry: Mapping[str, Any], prices: PriceBook) -> Model
         max_output_tokens=(
             entry.get("max_output_tokens") or (listed.max_output_tokens if listed else None)
         ),
+        price_key="" if "price" in entry else price_key,
     )
 
 

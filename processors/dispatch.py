@@ -27,6 +27,7 @@ from processors.keys import KeyRing
 from processors.providers.base import ProviderReply
 from processors.providers.call import call_model
 from processors.providers.registry import adapter_for
+from processors.tokens import count_prompt_tokens, fits
 from schemas import (
     CostRecord,
     ErrorInfo,
@@ -95,7 +96,7 @@ class Dispatcher:
             except InputError as exc:
                 walk.note(exc)
                 continue
-            if not self._fits(model, routed, walk):
+            if not self._fits(model, routed, walk) or self._key_missing(model, walk):
                 continue
             reply = await self._try_model(model, routed, walk)
             if reply is not None:
@@ -106,14 +107,28 @@ class Dispatcher:
 
     def _fits(self, model: ModelSpec, routed: RoutedRequest, walk: _Walk) -> bool:
         window = model.context_window
-        if window and estimate_prompt_tokens(routed) > window:
+        if not window:
+            return True
+        ok, tokens = fits(routed.request, model.provider, window)
+        if not ok:
             walk.note(
                 InputError(
-                    f"{model.name}: prompt exceeds its {window}-token window",
+                    f"{model.name}: prompt of ~{tokens} tokens exceeds its {window}-token window",
                     ErrorType.NO_CANDIDATE,
                 )
             )
+        return ok
+
+    def _key_missing(self, model: ModelSpec, walk: _Walk) -> bool:
+        """A model whose key is not set is skipped, not called; the walk notes why."""
+        if not model.key_env or self.keys.get(model.key_env) is not None:
             return False
+        walk.note(
+            InputError(
+                f"{model.name}: skipped, its API key {model.key_env} is not set",
+                ErrorType.NO_CANDIDATE,
+            )
+        )
         return True
 
     async def _try_model(
@@ -140,10 +155,9 @@ class Dispatcher:
         return None
 
 
-def estimate_prompt_tokens(routed: RoutedRequest) -> int:
-    """A cheap upper-leaning estimate: ~4 characters a token, plus per-message overhead."""
-    request = routed.request
-    return sum(len(m.text()) for m in request.messages) // 4 + 4 * len(request.messages)
+def estimate_prompt_tokens(routed: RoutedRequest, family: str = "") -> int:
+    """The prompt's tokens as `processors.tokens` counts them for a model of `family`."""
+    return count_prompt_tokens(routed.request, family)
 
 
 def _ms_since(started: float) -> float:

@@ -114,9 +114,9 @@ class _Planner:
                 reasons.append(f"max_cost_usd {self.limit}: estimate {self._cheapest(fits)}")
                 return option, fits
         seen = (
-            f"the cheapest allowed model is estimated at {cheapest_seen}"
-            if cheapest_seen
-            else ("no allowed model to estimate")
+            "no allowed model to estimate"
+            if cheapest_seen is None
+            else f"the cheapest allowed model is estimated at {cheapest_seen}"
         )
         raise PolicyError(
             f"max_cost_usd {self.limit}: {seen} (prompt ~{budget.prompt_tokens(self.request)} "
@@ -200,10 +200,12 @@ class _Planner:
     # ------------------------------------------------------------------ helpers
 
     def _allowed(self, tier: Tier) -> bool:
-        if tier is Tier.BATCH:
-            return Tier.ECONOMY in self.options and self.policy.routing.rules_for(
-                self.request.tenant
-            ).allows(Tier.BATCH)
+        if tier is Tier.BATCH:  # no latency promise: only for requests that asked for none
+            return (
+                self.request.hints.latency is LatencyClass.BATCH
+                and Tier.ECONOMY in self.options
+                and self.policy.routing.rules_for(self.request.tenant).allows(Tier.BATCH)
+            )
         return tier in self.options
 
     def _cheaper_than(self, tier: Tier) -> list[Tier]:

@@ -7,10 +7,11 @@ from schemas.codec import decode, encode
 from schemas.cost import CostRecord
 from schemas.dead_letter import DeadLetter
 from schemas.errors import ErrorInfo, ErrorType
+from schemas.feedback import Feedback
 from schemas.messages import ChatMessage
 from schemas.request import Hints, Metadata, Params, RouteRequest
 from schemas.response import RouteResponse, RoutingDecision, Usage
-from schemas.routed import RoutedRequest
+from schemas.routed import Escalation, RoutedRequest
 from schemas.tier import LatencyClass, Tier
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "DeadLetter",
     "ErrorInfo",
     "ErrorType",
+    "Escalation",
+    "Feedback",
     "Hints",
     "LatencyClass",
     "Metadata",

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.cost import CostRecord
+from schemas.feedback import Feedback
 from schemas.request import RouteRequest
 from schemas.response import RouteResponse
 from schemas.routed import RoutedRequest
@@ -23,6 +24,7 @@ TOPIC_MODELS: dict[str, type[BaseModel]] = {
     "tierline.tier.TIER": RoutedRequest,
     "tierline.responses": RouteResponse,
     "tierline.costs": CostRecord,
+    "tierline.feedback": Feedback,
 }
 OUT_DIR = Path(__file__).parent / "jsonschema"
 

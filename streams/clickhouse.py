@@ -15,7 +15,7 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from schemas import CostRecord
+from schemas import CostRecord, Feedback
 from schemas.migrations import migrations
 
 log = logging.getLogger("tierline.clickhouse")
@@ -42,6 +42,8 @@ COST_COLUMNS = [
     "reasons",
     "created_at",
 ]
+
+FEEDBACK_COLUMNS = ["request_id", "source", "tenant", "score", "label", "created_at"]
 
 _chdb_clients: dict[str, Client] = {}
 _chdb_lock = threading.Lock()
@@ -106,3 +108,18 @@ def cost_row(record: CostRecord) -> list[Any]:
 
 def insert_costs(client: Client, records: Sequence[CostRecord]) -> None:
     client.insert("costs", [cost_row(r) for r in records], column_names=COST_COLUMNS)
+
+
+def feedback_row(signal: Feedback) -> list[Any]:
+    return [
+        signal.request_id,
+        signal.source,
+        signal.tenant or "",
+        signal.score,
+        signal.label or "",
+        signal.created_at,
+    ]
+
+
+def insert_feedback(client: Client, signals: Sequence[Feedback]) -> None:
+    client.insert("feedback", [feedback_row(s) for s in signals], column_names=FEEDBACK_COLUMNS)

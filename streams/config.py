@@ -55,6 +55,10 @@ class RouterSettings(BaseModel):
     classifier: str = "rules"
     standard_threshold: float = Field(default=0.45, ge=0, le=1)
     premium_threshold: float = Field(default=0.7, ge=0, le=1)
+    #: a policy file (deploy/policy.example.toml); empty = thresholds above, no other rules
+    policy: str = ""
+    #: how often the router checks the policy file for changes
+    policy_check_s: float = Field(default=5.0, gt=0)
 
 
 class WorkerSettings(BaseModel):

@@ -20,6 +20,8 @@ from processors.classifier import Classifier
 from processors.errors import TierlineError
 from processors.intake import Rejection, admit
 from processors.policy import RoutingPolicy
+from processors.policy_reload import PolicySource, as_source
+from processors.policy_set import Policy
 from processors.routing import route
 from schemas import DeadLetter, ErrorInfo, RouteResponse, encode
 from streams.config import Settings
@@ -44,13 +46,13 @@ class Router:
         settings: Settings,
         topics: Topics,
         classifier: Classifier,
-        policy: RoutingPolicy,
+        policy: PolicySource | Policy | RoutingPolicy,
         catalog: Catalog,
     ) -> None:
         self.settings = settings
         self.topics = topics
         self.classifier = classifier
-        self.policy = policy
+        self.policy = as_source(policy)
         self.catalog = catalog
         self.stats = RouterStats()
 
@@ -61,7 +63,7 @@ class Router:
         if isinstance(admitted, Rejection):
             return self._reject(raw, admitted, source)
         try:
-            routed = route(admitted, self.classifier, self.policy, self.catalog)
+            routed = route(admitted, self.classifier, self.policy.current(), self.catalog)
         except TierlineError as exc:
             rejection = Rejection(exc.info(), admitted.id, admitted.tenant, admitted.reply_to)
             return self._reject(raw, rejection, source)

@@ -21,10 +21,13 @@ from processors.classifier import Classifier
 from processors.dispatch import Dispatcher, RetryPolicy
 from processors.keys import KeyRing
 from processors.policy import RoutingPolicy, Thresholds
+from processors.policy_reload import open_policy_source
+from processors.policy_set import Policy
 from processors.providers.http_client import provider_client
 from schemas import Tier
 from streams.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings
 from streams.embedded import EmbeddedBroker
+from streams.feedback_sink import FeedbackSink
 from streams.router import Router, build_router_app
 from streams.sink import CostSink
 from streams.topics import Topics, ensure_topics
@@ -59,6 +62,7 @@ class Pipeline:
     router: Router | None = None
     workers: dict[Tier, TierWorker] = field(default_factory=dict)
     sink: CostSink | None = None
+    feedback_sink: FeedbackSink | None = None
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     notices: list[str] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -156,6 +160,11 @@ async def _start(
         sink = CostSink(settings, topics, bootstrap, producer)
         pipeline.sink = sink
         pipeline._tasks.append(asyncio.create_task(sink.run(pipeline.stop_event), name="sink"))
+        feedback = FeedbackSink(settings, topics, bootstrap, producer)
+        pipeline.feedback_sink = feedback
+        pipeline._tasks.append(
+            asyncio.create_task(feedback.run(pipeline.stop_event), name="feedback_sink")
+        )
 
     if "workers" in roles:
         client = provider_client(settings.worker.max_connections, settings.worker.call_timeout_s)
@@ -177,14 +186,17 @@ async def _start(
             )
 
     if "router" in roles:
+        thresholds = Thresholds(
+            settings.router.standard_threshold, settings.router.premium_threshold
+        )
+        policy = open_policy_source(
+            settings.router.policy or None,
+            defaults=Policy(routing=RoutingPolicy(thresholds)),
+            check_every_s=settings.router.policy_check_s,
+            catalog=catalog,
+        )
         router = Router(
-            settings,
-            topics,
-            load_classifier(settings.router.classifier),
-            RoutingPolicy(
-                Thresholds(settings.router.standard_threshold, settings.router.premium_threshold)
-            ),
-            catalog,
+            settings, topics, load_classifier(settings.router.classifier), policy, catalog
         )
         pipeline.router = router
         app = build_router_app(router, bootstrap, settings)

@@ -1,165 +1,42 @@
-"""The cost sink: `tierline.costs` into ClickHouse, in batches, losing nothing.
+"""The cost sink: `tierline.costs` into ClickHouse `costs`, in batches, losing nothing.
 
 Records gather until the batch is full or old enough, then go in one insert.
 Offsets are committed only after the insert succeeded; while ClickHouse is
 down, the sink stops fetching and retries the same batch with backoff, so
 records wait in Kafka and none is dropped. A record that appears twice (a
 redelivery) is inserted once per batch and collapsed by the table otherwise.
+The loop itself is `streams.batch_sink.BatchSink`, shared with the feedback sink.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.client import Client
-from pydantic import ValidationError
 
-from schemas import CostRecord, DeadLetter, ErrorType
-from streams.clickhouse import connect, insert_costs, migrate
-from streams.config import Settings
-from streams.topics import Topics
+from schemas import CostRecord
+from streams.batch_sink import BatchSink, SinkStats
+from streams.clickhouse import insert_costs
 
-log = logging.getLogger("tierline.sink")
+__all__ = ["CostSink", "SinkStats"]
 
 
-@dataclass
-class SinkStats:
-    inserted: int = 0
-    batches: int = 0
-    failures: int = 0
-    dead_letters: int = 0
+class CostSink(BatchSink[CostRecord]):
+    model = CostRecord
+    what = "cost record"
+    log = logging.getLogger("tierline.sink")
 
+    @property
+    def topic(self) -> str:
+        return self.topics.costs
 
-class CostSink:
-    def __init__(
-        self, settings: Settings, topics: Topics, bootstrap: str, producer: AIOKafkaProducer
-    ) -> None:
-        self.settings = settings
-        self.topics = topics
-        self.bootstrap = bootstrap
-        self.producer = producer
-        self.stats = SinkStats()
-        self.client: Client | None = None
-        self.ready = asyncio.Event()
+    @property
+    def group_id(self) -> str:
+        return f"{self.settings.kafka.topic_prefix}sink"
 
-    async def _connect(self, stop: asyncio.Event) -> None:
-        """Connect and migrate, retrying while ClickHouse is unreachable."""
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                client = await asyncio.to_thread(connect, self.settings.clickhouse_url)
-                await asyncio.to_thread(migrate, client)
-                self.client = client
-                self.ready.set()
-                return
-            except Exception as exc:  # noqa: BLE001 - unreachable or refusing: wait and retry
-                log.warning("sink: ClickHouse not ready (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+    def key(self, record: CostRecord) -> str:
+        return record.record_id
 
-    async def run(self, stop: asyncio.Event) -> None:
-        await self._connect(stop)
-        if self.client is None:
-            return
-        kafka, sink = self.settings.kafka, self.settings.sink
-        consumer = AIOKafkaConsumer(
-            self.topics.costs,
-            bootstrap_servers=self.bootstrap,
-            group_id=f"{kafka.topic_prefix}sink",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=max(kafka.fetch_max_wait_ms, 50),
-            session_timeout_ms=kafka.session_timeout_ms,
-            heartbeat_interval_ms=max(300, kafka.session_timeout_ms // 5),
-        )
-        await consumer.start()
-        batch: dict[str, CostRecord] = {}
-        offsets: dict[TopicPartition, int] = {}
-        oldest = time.monotonic()
-        try:
-            while not stop.is_set():
-                polled = await consumer.getmany(
-                    timeout_ms=100, max_records=sink.batch_size - len(batch)
-                )
-                for tp, messages in polled.items():
-                    for message in messages:
-                        record = await self._read(tp, message.offset, message.value)
-                        if record is not None:
-                            if not batch:
-                                oldest = time.monotonic()
-                            batch[record.record_id] = record
-                        offsets[tp] = message.offset + 1
-                full = len(batch) >= sink.batch_size
-                due = batch and time.monotonic() - oldest >= sink.flush_interval_s
-                if full or due or (offsets and not batch):
-                    await self._flush(consumer, batch, offsets, stop)
-                    batch, offsets = {}, {}
-        finally:
-            if batch or offsets:
-                await self._flush(consumer, batch, offsets, stop, attempts=3)
-            await consumer.stop()
-
-    async def _read(self, tp: TopicPartition, offset: int, raw: bytes | None) -> CostRecord | None:
-        try:
-            return CostRecord.model_validate(orjson.loads(raw or b""))
-        except (orjson.JSONDecodeError, ValidationError) as exc:
-            letter = DeadLetter(
-                reason=f"unreadable cost record: {exc}"[:1000],
-                error_type=str(ErrorType.INVALID_REQUEST),
-                source_topic=tp.topic,
-                source_partition=tp.partition,
-                source_offset=offset,
-            )
-            await (
-                await self.producer.send(self.topics.dlq, raw or b"", headers=letter.to_headers())
-            )
-            self.stats.dead_letters += 1
-            return None
-
-    async def _flush(
-        self,
-        consumer: AIOKafkaConsumer,
-        batch: dict[str, CostRecord],
-        offsets: dict[TopicPartition, int],
-        stop: asyncio.Event,
-        attempts: int | None = None,
-    ) -> None:
-        delay, tried = 0.5, 0
-        while batch:
-            try:
-                assert self.client is not None
-                await asyncio.to_thread(insert_costs, self.client, list(batch.values()))
-                self.stats.inserted += len(batch)
-                self.stats.batches += 1
-                break
-            except Exception as exc:  # noqa: BLE001 - any ClickHouse failure means: wait, retry
-                tried += 1
-                self.stats.failures += 1
-                if (attempts is not None and tried >= attempts) or (
-                    stop.is_set() and attempts is None
-                ):
-                    log.error(
-                        "sink: giving up on %d records for now (left in Kafka): %s", len(batch), exc
-                    )
-                    return
-                log.warning(
-                    "sink: insert of %d records failed (%s); retrying in %.1fs",
-                    len(batch),
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        if offsets:
-            try:
-                await consumer.commit(offsets)  # type: ignore[arg-type]
-            except KafkaError as exc:
-                # a rebalance took the partitions: the next owner re-reads them and the
-                # table collapses the repeated rows, so nothing is counted twice
-                log.warning("sink: commit failed (%s); records will be re-read", exc)
+    def insert(self, client: Client, records: Sequence[CostRecord]) -> None:
+        insert_costs(client, records)

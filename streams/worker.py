@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from processors.cascade import serve_routed
 from processors.dispatch import Dispatcher, Outcome
 from schemas import DeadLetter, ErrorType, RoutedRequest, Tier, encode
 from streams.commit_gap import CommitGap
@@ -165,7 +166,7 @@ class TierWorker:
                 return
             self._active.add(request_id)
             try:
-                outcome = await self.dispatcher.serve(routed)
+                outcome = await serve_routed(self.dispatcher, routed)
                 await self._publish(tp, offset, raw, routed, outcome)
                 self.done.add(request_id)
             finally:

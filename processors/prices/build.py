@@ -3,7 +3,9 @@
     python -m processors.prices.build path/to/model_prices_and_context_window.json
 
 Keeps chat models of the providers tierline speaks to, and only the fields it
-reads, so the snapshot stays small.
+reads (token prices, long-context tiers, context windows), so the snapshot
+stays small. The catalog is LiteLLM's, MIT-licensed: LICENSE-litellm.txt beside
+the snapshot carries its notice and must ship with it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from processors.prices.book import BUNDLED_FILE
+from processors.prices.book import BUNDLED_FILE, LONG_CONTEXT_FIELD
 
 PROVIDERS = {
     "openai",
@@ -45,9 +47,13 @@ FIELDS = {
 }
 
 
+def kept(field: str) -> bool:
+    return field in FIELDS or LONG_CONTEXT_FIELD.match(field) is not None
+
+
 def trim(raw: dict[str, Any]) -> dict[str, Any]:
     return {
-        key: {f: v for f, v in entry.items() if f in FIELDS}
+        key: {f: v for f, v in entry.items() if kept(f)}
         for key, entry in sorted(raw.items())
         if isinstance(entry, dict)
         and entry.get("mode") == "chat"

@@ -4,6 +4,16 @@ An adapter is two pure functions. `build` turns a `RouteRequest` into the HTTP
 call a provider expects; `parse` turns the provider's HTTP reply into a
 `ProviderReply`, or raises a `ProviderError` of the right type. The HTTP
 exchange itself happens once, in `processors.providers.call`, for every adapter.
+
+Whatever the provider, a reply is normalized to the same shape: the text, a
+`finish_reason` (stop | length | content_filter | tool_calls), the `truncated`
+and `content_filtered` flags derived from it, usage (input tokens including
+the cached ones, cached-read, cache-write and output tokens) and the
+provider's request id. Every adapter ends in `normalized()`, which holds the
+one rule they share: an empty answer is never a success. It is a
+`content_filtered` error when the provider withheld it, an `invalid_response`
+otherwise (a tool call with no text is the exception). Those errors carry the
+usage the provider billed for the useless reply (`BilledReplyError.usage`).
 """
 
 from __future__ import annotations
@@ -13,7 +23,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from processors.catalog import ModelSpec
-from schemas import RouteRequest, Usage
+from processors.errors import ProviderError
+from schemas import ErrorType, RouteRequest, Usage
 from schemas.response import FinishReason
 
 
@@ -42,9 +53,55 @@ class ProviderReply:
         return self.finish_reason == "content_filter"
 
 
+class BilledReplyError(ProviderError):
+    """A well-formed reply that cannot be used (refused, empty) but whose tokens were billed."""
+
+    def __init__(
+        self, error_type: ErrorType, message: str, usage: Usage, *, status: int | None = None
+    ) -> None:
+        super().__init__(error_type, message, status=status)
+        self.usage = usage
+
+
 class Adapter(Protocol):
     family: str
 
     def build(self, model: ModelSpec, request: RouteRequest, api_key: str | None) -> HttpCall: ...
 
     def parse(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderReply: ...
+
+
+def normalized(
+    content: str,
+    finish_reason: FinishReason,
+    usage: Usage,
+    request_id: str | None,
+    *,
+    status: int,
+    detail: str = "",
+) -> ProviderReply:
+    """The reply, or the error an unusable one is: the rule every adapter ends with."""
+    if finish_reason == "error":
+        raise BilledReplyError(
+            ErrorType.SERVER_ERROR,
+            f"the provider ended the reply with an error{detail}",
+            usage,
+            status=status,
+        )
+    if not content and finish_reason != "tool_calls":
+        if finish_reason == "content_filter":
+            raise BilledReplyError(
+                ErrorType.CONTENT_FILTERED,
+                f"reply withheld by the provider's content filter{detail}",
+                usage,
+                status=status,
+            )
+        raise BilledReplyError(
+            ErrorType.INVALID_RESPONSE,
+            f"empty completion (finish_reason={finish_reason}{detail})",
+            usage,
+            status=status,
+        )
+    return ProviderReply(
+        content=content, finish_reason=finish_reason, usage=usage, request_id=request_id
+    )

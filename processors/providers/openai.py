@@ -1,7 +1,21 @@
-"""OpenAI Chat Completions: `POST {api_base}/chat/completions`, Bearer key."""
+"""OpenAI Chat Completions, and the OpenAI-compatible family through it.
+
+`POST {api_base}/chat/completions` with `Authorization: Bearer <key>`. Our
+request is already in OpenAI's chat format, so `build` mostly copies it; the
+`Dialect` of the family (see `processors.providers.compat`, which tabulates
+every member's quirks) decides the few fields that differ: the max-tokens
+field, whether `json_schema` output is accepted, the `developer` role, extra
+body fields and headers, and where usage reports cached-read and cache-write
+tokens.
+
+The reply's `choices[0].message.content` (a string, or a list of parts whose
+`text` parts are joined) is the answer; `usage.prompt_tokens` counts the whole
+prompt, cached part included; `completion_tokens` includes reasoning tokens.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,85 +23,150 @@ import orjson
 
 from processors.catalog import ModelSpec
 from processors.errors import ProviderError
-from processors.providers.base import HttpCall, ProviderReply
+from processors.providers.base import HttpCall, ProviderReply, normalized
+from processors.providers.compat import DIALECTS, Dialect
 from processors.providers.http_errors import error_for_status
+from processors.providers.payload import (
+    MALFORMED,
+    error_fields,
+    first_count,
+    invalid_response,
+    json_object,
+    tokens,
+)
 from schemas import ErrorType, RouteRequest, Usage
 from schemas.response import FinishReason
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
+    "eos": "stop",  # Together
     "length": "length",
+    "model_length": "length",  # Mistral: the model's context ran out
     "content_filter": "content_filter",
     "tool_calls": "tool_calls",
     "function_call": "tool_calls",
+    "error": "error",  # Mistral, OpenRouter
 }
+#: finish reasons that mean "the provider ran out of capacity mid-answer": retry
+OVERLOADED_REASONS = frozenset({"insufficient_system_resource"})  # DeepSeek
+
+#: OpenAI reasoning models: they reject temperature, top_p and stop
+REASONING_MODEL = re.compile(r"^(o\d|gpt-5)(?!.*-chat)")
 
 
 class OpenAIAdapter:
-    family = "openai"
+    def __init__(self, dialect: Dialect | None = None) -> None:
+        self.dialect = dialect or DIALECTS["openai"]
+        self.family = self.dialect.family
 
     def build(self, model: ModelSpec, request: RouteRequest, api_key: str | None) -> HttpCall:
-        body: dict[str, Any] = {
-            "model": model.model_id,
-            "messages": [m.model_dump(exclude_none=True) for m in request.messages],
-        }
+        dialect = self.dialect
+        messages = [m.model_dump(exclude_none=True) for m in request.messages]
+        for m in messages:
+            if m["role"] == "developer" and not dialect.developer_role:
+                m["role"] = "system"
+            if isinstance(m.get("content"), list) and not dialect.cache_control:
+                m["content"] = [
+                    {k: v for k, v in part.items() if k != "cache_control"} for part in m["content"]
+                ]
+        body: dict[str, Any] = {"model": model.model_id, "messages": messages}
         params = request.params
+        sampling = not (dialect.reasoning_models and REASONING_MODEL.match(model.model_id))
         if params.max_tokens is not None:
-            body["max_tokens"] = params.max_tokens
-        if params.temperature is not None:
+            body[dialect.max_tokens_field] = params.max_tokens
+        if sampling and params.temperature is not None:
             body["temperature"] = params.temperature
-        if params.top_p is not None:
+        if sampling and params.top_p is not None:
             body["top_p"] = params.top_p
-        if params.stop is not None:
+        if sampling and params.stop is not None:
             body["stop"] = params.stop
         if params.response_format is not None:
-            body["response_format"] = params.response_format
-        headers = {"content-type": "application/json"}
+            body["response_format"] = self._response_format(params.response_format)
+        body.update(dialect.extra_body)
+        headers = {"content-type": "application/json", **dialect.extra_headers}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
         return HttpCall(f"{model.api_base}/chat/completions", headers, orjson.dumps(body))
 
+    def _response_format(self, fmt: dict[str, Any]) -> dict[str, Any]:
+        if fmt.get("type") == "json_schema" and not self.dialect.json_schema:
+            return {"type": "json_object"}
+        return fmt
+
     def parse(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderReply:
         if status >= 300:
-            error = _error_object(body)
+            text, code, _ = error_fields(body)
             raise error_for_status(
-                status, headers, str(error.get("message", "")), code=str(error.get("code") or "")
+                status, headers, text, code=code, retry_after_s=_retry_after_ms(headers)
             )
         try:
-            data = orjson.loads(body)
+            data = json_object(body)
+            if "choices" not in data and "error" in data:  # OpenRouter: an error in a 200
+                raise _embedded_error(body, headers)
             choice = data["choices"][0]
             message = choice.get("message") or {}
-            content = message.get("content")
-            reason = FINISH_REASONS.get(str(choice.get("finish_reason")), "stop")
-            usage = data.get("usage") or {}
-            details = usage.get("prompt_tokens_details") or {}
-            normalized = Usage(
-                input_tokens=int(usage.get("prompt_tokens", 0)),
-                cached_input_tokens=int(details.get("cached_tokens") or 0),
-                output_tokens=int(usage.get("completion_tokens", 0)),
-            )
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            content = _text(message.get("content"))
+            raw_reason = str(choice.get("finish_reason"))
+            usage = self._usage(data["usage"])
+            request_id = headers.get("x-request-id") or _str_or_none(data.get("id"))
+        except MALFORMED as exc:
+            raise invalid_response("chat completion", exc, status) from None
+        if raw_reason in OVERLOADED_REASONS:
             raise ProviderError(
-                ErrorType.INVALID_RESPONSE,
-                f"unparseable chat completion: {exc!r}"[:300],
-                status=status,
-            ) from None
-        if not content and reason != "tool_calls":
-            if reason == "content_filter":
-                raise ProviderError(ErrorType.CONTENT_FILTERED, "reply withheld by content filter")
-            raise ProviderError(ErrorType.INVALID_RESPONSE, "empty completion", status=status)
-        return ProviderReply(
-            content=content or "",
-            finish_reason=reason,
-            usage=normalized,
-            request_id=headers.get("x-request-id"),
+                ErrorType.OVERLOADED, f"{self.family}: finish_reason={raw_reason}", status=status
+            )
+        reason = FINISH_REASONS.get(raw_reason, "stop")
+        if message.get("tool_calls") and reason == "stop":
+            reason = "tool_calls"
+        if not content and message.get("refusal"):
+            reason = "content_filter"
+        return normalized(content, reason, usage, request_id, status=status)
+
+    def _usage(self, usage: dict[str, Any]) -> Usage:
+        dialect = self.dialect
+        cached = first_count(usage, dialect.cached_read)
+        written = first_count(usage, dialect.cache_write)
+        prompt = usage.get("prompt_tokens")
+        if prompt is None and "prompt_cache_miss_tokens" in usage:  # DeepSeek: hit + miss
+            prompt = tokens(usage["prompt_cache_miss_tokens"]) + cached
+        return Usage(
+            input_tokens=tokens(prompt),
+            cached_input_tokens=cached,
+            cache_write_tokens=written,
+            output_tokens=tokens(usage.get("completion_tokens")),
         )
 
 
-def _error_object(body: bytes) -> dict[str, Any]:
+def _text(content: Any) -> str:
+    """A message's content: a string, or the `text` parts of a part list, joined."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            p["text"]
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        )
+    raise TypeError(f"message content is a {type(content).__name__}")
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _retry_after_ms(headers: Mapping[str, str]) -> float | None:
+    """OpenAI's `retry-after-ms`, more precise than `retry-after` when both are sent."""
+    raw = headers.get("retry-after-ms")
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return {"message": body[:200].decode(errors="replace")}
-    error = data.get("error") if isinstance(data, dict) else None
-    return error if isinstance(error, dict) else {"message": str(data)[:200]}
+        return float(raw) / 1000 if raw else None
+    except ValueError:
+        return None
+
+
+def _embedded_error(body: bytes, headers: Mapping[str, str]) -> ProviderError:
+    message, code, obj = error_fields(body)
+    status = obj.get("code")
+    status = status if isinstance(status, int) and 400 <= status <= 599 else 502
+    return error_for_status(status, headers, message, code=code)

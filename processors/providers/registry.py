@@ -1,12 +1,22 @@
-"""Which adapter speaks for which provider family."""
+"""Which adapter speaks for which provider family.
+
+Three wire formats: OpenAI Chat Completions (OpenAI itself and every member of
+the OpenAI-compatible family, each with its `Dialect`), Anthropic Messages and
+Gemini generateContent.
+"""
 
 from __future__ import annotations
 
+from processors.providers.anthropic import AnthropicAdapter
 from processors.providers.base import Adapter
+from processors.providers.compat import DIALECTS
+from processors.providers.gemini import GeminiAdapter
 from processors.providers.openai import OpenAIAdapter
 
 ADAPTERS: dict[str, Adapter] = {
-    "openai": OpenAIAdapter(),
+    **{family: OpenAIAdapter(dialect) for family, dialect in DIALECTS.items()},
+    "anthropic": AnthropicAdapter(),
+    "gemini": GeminiAdapter(),
 }
 
 

@@ -1,4 +1,10 @@
-"""`tierline train`: fit the learned router on routing datasets and write its artifact."""
+"""`tierline train`: fit the learned router on routing datasets and write its artifact.
+
+With `--from-clickhouse URL` it learns from production instead: per-task (and
+per-feature) tier floors from the feedback applications sent, written as
+`[[floors]]` for the policy file (`processors.feedback_floors` says what
+that can and cannot learn: prompts are not stored, so not the text classifier).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from pathlib import Path
 import click
 
 from streams.cli.common import echo_json, say
-from streams.cli.routing_data import dataset_option, load_datasets, strong_option, weak_option
+from streams.cli.routing_data import load_datasets
 
 EXAMPLES = """
 \b
@@ -23,18 +29,55 @@ Examples:
 Then measure it on held-out data (and load it with `LearnedClassifier.load(PATH)`):
   tierline eval --dataset arc_test.csv --strong gpt-4-1106-preview \\
       --weak mistralai/mistral-7b-chat --router router.json
+\b
+  # from production: tier floors per task/feature from the last 30 days of feedback,
+  # as [[floors]] to paste into the policy file (prompts are not stored: the text
+  # classifier cannot be trained from ClickHouse)
+  tierline train --from-clickhouse http://default:@localhost:8123/default --out floors.toml
 """
 
 
 @click.command("train", epilog=EXAMPLES)
-@dataset_option
-@strong_option
-@weak_option
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A routing dataset (.jsonl, or RouterBench-style .csv); repeat for several.",
+)
+@click.option("--strong", default=None, help="The strong model, named as in the dataset.")
+@click.option("--weak", default=None, help="The weak (cheap) model, named as in the dataset.")
+@click.option(
+    "--from-clickhouse",
+    "clickhouse_url",
+    metavar="URL",
+    default=None,
+    help="Learn tier floors from the feedback in this ClickHouse (http(s)://... or "
+    "chdb:///path) instead of training the classifier on datasets.",
+)
+@click.option(
+    "--since-days", type=int, default=30, show_default=True, help="--from-clickhouse: window."
+)
+@click.option(
+    "--min-signals",
+    type=int,
+    default=30,
+    show_default=True,
+    help="--from-clickhouse: scored requests a tier needs in a segment to be judged.",
+)
+@click.option(
+    "--tolerance",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="--from-clickhouse: how far below the best tier's mean score still holds up.",
+)
+@click.option("--tenant", default=None, help="--from-clickhouse: only this tenant's requests.")
 @click.option(
     "--out",
     required=True,
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Where to write the artifact (JSON).",
+    help="Where to write the artifact (JSON), or with --from-clickhouse the floors (TOML).",
 )
 @click.option(
     "--label",
@@ -70,8 +113,13 @@ Then measure it on held-out data (and load it with `LearnedClassifier.load(PATH)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def command(
     datasets: tuple[Path, ...],
-    strong: str,
-    weak: str,
+    strong: str | None,
+    weak: str | None,
+    clickhouse_url: str | None,
+    since_days: int,
+    min_signals: int,
+    tolerance: float,
+    tenant: str | None,
     out: Path,
     label: str,
     l2: float,
@@ -90,7 +138,20 @@ def command(
     (weights, feature configuration, training metadata and metrics). Same
     data and options, same artifact. Progress goes to stderr, the summary to
     stdout.
+
+    With --from-clickhouse, learns per-task and per-feature tier floors from
+    production feedback instead, and writes them as [[floors]] for the
+    policy file.
     """
+    if clickhouse_url is not None:
+        if datasets or strong or weak:
+            raise click.UsageError("--from-clickhouse replaces --dataset, --strong and --weak")
+        _floors_from_clickhouse(
+            clickhouse_url, out, since_days, min_signals, tolerance, tenant, as_json
+        )
+        return
+    if not datasets or strong is None or weak is None:
+        raise click.UsageError("give --dataset, --strong and --weak (or --from-clickhouse URL)")
     from processors.classifier.training import TrainingOptions, train
 
     loaded = load_datasets(datasets, strong, weak)
@@ -127,3 +188,51 @@ def command(
         train_text = f"{value:.3f}" if value is not None else "n/a"
         label_text = "all datasets pooled" if name == "*" else name
         click.echo(f"  {label_text}: train APGR {train_text}{cv_text}")
+
+
+def _floors_from_clickhouse(
+    url: str,
+    out: Path,
+    since_days: int,
+    min_signals: int,
+    tolerance: float,
+    tenant: str | None,
+    as_json: bool,
+) -> None:
+    from processors.feedback_floors import learn_floors, render_toml, segment_query
+    from streams.clickhouse import connect
+
+    if since_days <= 0 or min_signals <= 0 or not 0 <= tolerance <= 1:
+        raise click.BadParameter("need --since-days > 0, --min-signals > 0, 0 <= --tolerance <= 1")
+    sql = segment_query(since_days, tenant)
+    try:
+        rows = connect(url).query(sql).result_rows
+    except Exception as error:
+        raise click.ClickException(
+            f"reading feedback from ClickHouse failed: {error} "
+            "(has `tierline db migrate` created the decisions view?)"
+        ) from None
+    floors = learn_floors(rows, min_signals=min_signals, tolerance=tolerance)
+    header = (
+        f"Tier floors learned by `tierline train --from-clickhouse` on "
+        f"{datetime.date.today().isoformat()}\n"
+        f"from {sum(int(r[3]) for r in rows)} scored requests of the last {since_days} days"
+        f"{f' of tenant {tenant}' if tenant else ''} (min {min_signals} per tier, "
+        f"tolerance {tolerance}).\n"
+        "Observational: higher tiers got the harder prompts. Paste into the policy file."
+    )
+    out.write_text(render_toml(floors, header=header))
+    summary = {
+        "out": str(out),
+        "segments": len(rows),
+        "floors": [
+            {"task": f.task, "feature": f.feature, "min_tier": str(f.min_tier)} for f in floors
+        ],
+    }
+    if as_json:
+        echo_json(summary)
+        return
+    click.echo(f"wrote {out}: {len(floors)} floors from {len(rows)} task/feature/tier segments")
+    for floor in floors:
+        where = f"task={floor.task}" + (f" feature={floor.feature}" if floor.feature else "")
+        click.echo(f"  {where}: at least {floor.min_tier}")

@@ -1,0 +1,203 @@
+"""Anthropic Messages: `POST {api_base}/v1/messages`, `x-api-key` and `anthropic-version`.
+
+Request, from our OpenAI-format one:
+
+* `system` / `developer` messages become the top-level `system` field (a
+  string, or text blocks when a part carries `cache_control`);
+* `user` / `assistant` turns keep their order; string content stays a string,
+  part lists become content blocks (`text`, `image` from a `data:` URL as
+  base64 or from a URL); an assistant's `tool_calls` become `tool_use` blocks
+  and a `tool` message a user turn holding a `tool_result` block;
+* `max_tokens` is required: the request's, else the model's output limit capped
+  at 8,192; `temperature` is clamped to Anthropic's 0..1 and `top_p` is sent
+  only without a temperature (recent models refuse both); `stop` becomes
+  `stop_sequences`;
+* `response_format` `json_schema` becomes `output_config.format` (structured
+  outputs); `json_object`, which Anthropic lacks, becomes a system instruction;
+* prompt caching is the client's choice: a part's `cache_control` is passed on
+  as `{"type": "ephemeral"}` (the 5-minute cache; the 1-hour TTL is dropped so
+  every cache write is billed at the one cache-write price the catalog has).
+
+Reply: the `text` blocks joined; `stop_reason` `end_turn`/`stop_sequence` ->
+stop, `max_tokens`/`model_context_window_exceeded`/`pause_turn` -> length,
+`tool_use` -> tool_calls, `refusal` -> content_filter. Usage: Anthropic's
+`input_tokens` counts only the prompt tokens that were neither read from nor
+written to the cache, so the normalized input is `input_tokens +
+cache_creation_input_tokens + cache_read_input_tokens`, of which the reads are
+`cached_input_tokens` and the writes `cache_write_tokens`. The request id is
+the `request-id` header, else the message `id`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from processors.catalog import ModelSpec
+from processors.providers.base import HttpCall, ProviderReply, normalized
+from processors.providers.http_errors import error_for_status
+from processors.providers.parts import Part, parts_of, tool_arguments, tool_name
+from processors.providers.payload import (
+    MALFORMED,
+    error_fields,
+    invalid_response,
+    json_object,
+    tokens,
+)
+from schemas import RouteRequest, Usage
+from schemas.messages import ChatMessage
+from schemas.response import FinishReason
+
+ANTHROPIC_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 8192
+JSON_INSTRUCTION = "Respond with a single JSON object and nothing else."
+
+STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "pause_turn": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+class AnthropicAdapter:
+    family = "anthropic"
+
+    def build(self, model: ModelSpec, request: RouteRequest, api_key: str | None) -> HttpCall:
+        system: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
+        for m in request.messages:
+            if m.role in ("system", "developer"):
+                system.extend(_block(p) for p in parts_of(m) if p.kind == "text" and p.text)
+            else:
+                turn = _turn(m)
+                if turn is not None:
+                    messages.append(turn)
+        params = request.params
+        fmt = params.response_format or {}
+        if fmt.get("type") == "json_object":
+            system.append({"type": "text", "text": JSON_INSTRUCTION})
+        if not messages:  # a system prompt alone: send it as the user's turn
+            messages = [{"role": "user", "content": system or "."}]
+            system = []
+        body: dict[str, Any] = {
+            "model": model.model_id,
+            "max_tokens": params.max_tokens or _default_max_tokens(model),
+            "messages": messages,
+        }
+        if system:
+            plain = all("cache_control" not in b for b in system)
+            body["system"] = "\n\n".join(b["text"] for b in system) if plain else system
+        if params.temperature is not None:
+            body["temperature"] = min(params.temperature, 1.0)
+        elif params.top_p is not None:
+            body["top_p"] = params.top_p
+        if params.stop is not None:
+            body["stop_sequences"] = [params.stop] if isinstance(params.stop, str) else params.stop
+        schema = _json_schema(fmt)
+        if schema is not None:
+            body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+        if api_key:
+            headers["x-api-key"] = api_key
+        return HttpCall(f"{model.api_base}/v1/messages", headers, orjson.dumps(body))
+
+    def parse(self, status: int, headers: Mapping[str, str], body: bytes) -> ProviderReply:
+        if status >= 300:
+            message, code, _ = error_fields(body)
+            raise error_for_status(status, headers, message, code=code)
+        try:
+            data = json_object(body)
+            if data.get("type") == "error":
+                message, code, _ = error_fields(body)
+                raise error_for_status(500, headers, message, code=code)
+            blocks = data["content"]
+            if not isinstance(blocks, list):
+                raise TypeError("content is not a list of blocks")
+            text = "".join(
+                b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text"
+            )
+            raw_reason = str(data.get("stop_reason"))
+            usage = _usage(data["usage"])
+            request_id = headers.get("request-id") or data.get("id")
+        except MALFORMED as exc:
+            raise invalid_response("Anthropic message", exc, status) from None
+        reason = STOP_REASONS.get(raw_reason, "stop")
+        return normalized(
+            text,
+            reason,
+            usage,
+            request_id if isinstance(request_id, str) else None,
+            status=status,
+            detail=f", stop_reason={raw_reason}",
+        )
+
+
+def _usage(usage: dict[str, Any]) -> Usage:
+    uncached = tokens(usage["input_tokens"])
+    written = tokens(usage.get("cache_creation_input_tokens"))
+    read = tokens(usage.get("cache_read_input_tokens"))
+    return Usage(
+        input_tokens=uncached + written + read,
+        cached_input_tokens=read,
+        cache_write_tokens=written,
+        output_tokens=tokens(usage["output_tokens"]),
+    )
+
+
+def _default_max_tokens(model: ModelSpec) -> int:
+    return min(DEFAULT_MAX_TOKENS, model.max_output_tokens or DEFAULT_MAX_TOKENS)
+
+
+def _json_schema(fmt: dict[str, Any]) -> dict[str, Any] | None:
+    if fmt.get("type") != "json_schema":
+        return None
+    spec = fmt.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return schema if isinstance(schema, dict) else {"type": "object"}
+
+
+def _block(part: Part) -> dict[str, Any]:
+    if part.kind == "image":
+        if part.data:
+            source: dict[str, Any] = {
+                "type": "base64",
+                "media_type": part.mime,
+                "data": part.data,
+            }
+        else:
+            source = {"type": "url", "url": part.url}
+        block: dict[str, Any] = {"type": "image", "source": source}
+    else:
+        block = {"type": "text", "text": part.text}
+    if part.cache_control is not None:
+        block["cache_control"] = {"type": "ephemeral"}
+    return block
+
+
+def _turn(m: ChatMessage) -> dict[str, Any] | None:
+    extra = m.model_extra or {}
+    if m.role == "tool":
+        result = {"type": "tool_result", "tool_use_id": str(extra.get("tool_call_id", ""))}
+        result["content"] = m.text()
+        return {"role": "user", "content": [result]}
+    parts = [p for p in parts_of(m) if p.kind == "image" or p.text]
+    calls = extra.get("tool_calls") if m.role == "assistant" else None
+    if isinstance(m.content, str) and m.content and not calls:
+        return {"role": m.role, "content": m.content}
+    blocks = [_block(p) for p in parts]
+    for call in calls if isinstance(calls, list) else []:
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": str(call.get("id", "")) if isinstance(call, dict) else "",
+                "name": tool_name(call),
+                "input": tool_arguments(call),
+            }
+        )
+    return {"role": m.role, "content": blocks} if blocks else None
