@@ -18,7 +18,12 @@ NANO = Decimal("0.000000001")
 
 
 def cost_of(usage: Usage, price: Price, *, batch: bool = False) -> Decimal:
-    """USD for one call's usage at `price` (batch prices when `batch` and the model has them)."""
+    """USD for one call's usage at `price` (batch prices when `batch` and the model has them).
+
+    A model with long-context tiers (Gemini 2.5 Pro above 200k prompt tokens, say)
+    is priced at the tier the prompt falls in.
+    """
+    price = price.for_prompt(usage.input_tokens)
     cached = min(usage.cached_input_tokens, usage.input_tokens)
     written = min(usage.cache_write_tokens, usage.input_tokens - cached)
     plain = usage.input_tokens - cached - written

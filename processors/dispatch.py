@@ -24,7 +24,7 @@ from processors.catalog import Catalog, ModelSpec
 from processors.cost import cost_of
 from processors.errors import InputError, ProviderError, TierlineError
 from processors.keys import KeyRing
-from processors.providers.base import ProviderReply
+from processors.providers.base import BilledReplyError, ProviderReply
 from processors.providers.call import call_model
 from processors.providers.registry import adapter_for
 from processors.tokens import count_prompt_tokens, fits
@@ -143,14 +143,18 @@ class Dispatcher:
                     self.client, adapter, model, routed.request, key, self.policy.call_timeout_s
                 )
             except ProviderError as exc:
-                walk.failed_attempt(exc)
+                if isinstance(exc, BilledReplyError):
+                    # refused or empty, but the provider charged for the tokens: bill them
+                    walk.billed_attempt(model, exc.usage, _ms_since(call_started), error=exc)
+                else:
+                    walk.failed_attempt(exc)
                 if not exc.kind.retryable or retry == self.policy.max_retries:
                     return None
                 if not self.policy.backoff.waits_for(exc.retry_after_s):
                     return None
                 await self._sleep(self.policy.backoff.delay(retry, self._rng, exc.retry_after_s))
                 continue
-            walk.billed_attempt(model, reply, _ms_since(call_started))
+            walk.billed_attempt(model, reply.usage, _ms_since(call_started))
             return reply
         return None
 
@@ -182,10 +186,18 @@ class _Walk:
         self.attempts += 1
         self.last_error = error
 
-    def billed_attempt(self, model: ModelSpec, reply: ProviderReply, latency_ms: float) -> None:
+    def billed_attempt(
+        self,
+        model: ModelSpec,
+        usage: Usage,
+        latency_ms: float,
+        error: ProviderError | None = None,
+    ) -> None:
         self.attempts += 1
+        if error is not None:
+            self.last_error = error
         request, decision = self.routed.request, self.routed.decision
-        self.usage = self.usage + reply.usage
+        self.usage = self.usage + usage
         self.costs.append(
             CostRecord(
                 record_id=CostRecord.make_id(request.id, self.attempts),
@@ -198,12 +210,13 @@ class _Walk:
                 tier=decision.tier,
                 model=model.name,
                 provider=model.provider,
-                status="ok",
-                input_tokens=reply.usage.input_tokens,
-                cached_input_tokens=reply.usage.cached_input_tokens,
-                cache_write_tokens=reply.usage.cache_write_tokens,
-                output_tokens=reply.usage.output_tokens,
-                cost_usd=cost_of(reply.usage, model.price),
+                status="ok" if error is None else "error",
+                error_type="" if error is None else str(error.error_type),
+                input_tokens=usage.input_tokens,
+                cached_input_tokens=usage.cached_input_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                output_tokens=usage.output_tokens,
+                cost_usd=cost_of(usage, model.price),
                 latency_ms=latency_ms,
                 reasons=decision.reasons,
                 created_at=datetime.now(UTC),

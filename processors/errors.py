@@ -12,15 +12,16 @@
     └── ProviderError               one provider call failed
         ├── retryable, same model   (back off, honour Retry-After)
         │   ├── rate_limited        429
-        │   ├── overloaded          529 / 503 "overloaded"
-        │   ├── timeout             no answer within the call timeout
+        │   ├── overloaded          529 / 503 "overloaded" / DeepSeek insufficient_system_resource
+        │   ├── timeout             no answer within the call timeout; the provider's 408/504
         │   ├── connection          refused, reset, DNS
         │   └── server_error        5xx
         ├── not retryable, next model helps
-        │   ├── auth                401/403: the key is wrong; another provider, and an alert
+        │   ├── auth                401/403 bad key, 402 billing/quota, 404 model not reachable
+        │   │                       with this key: another provider, and an alert
         │   ├── context_too_long    a model with a larger window
-        │   ├── content_filtered    another provider's filter may differ
-        │   └── invalid_response    empty or unparseable reply
+        │   ├── content_filtered    another provider's filter may differ (billed if charged)
+        │   └── invalid_response    empty or unparseable reply (billed if charged)
         └── not retryable, final
             └── bad_request         400: our request is wrong everywhere
 

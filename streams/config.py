@@ -78,12 +78,19 @@ class SinkSettings(BaseModel):
     flush_interval_s: float = Field(default=1.0, gt=0)
 
 
+class PricesSettings(BaseModel):
+    #: a LiteLLM-format price catalog to fetch at start and every interval; empty = bundled only
+    refresh_url: str = ""
+    refresh_interval_s: float = Field(default=3600.0, ge=10)
+
+
 class Settings(BaseModel):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
+    prices: PricesSettings = Field(default_factory=PricesSettings)
     #: send every provider call to this simulator instead of the real APIs
     simulator_url: str = ""
     #: where embedded state lives (chDB files, broker logs)
@@ -101,7 +108,7 @@ class Settings(BaseModel):
         return self.clickhouse.url or f"chdb://{(self.state_dir / 'chdb').resolve()}"
 
 
-SECTIONS = ("kafka", "clickhouse", "router", "worker", "sink")
+SECTIONS = ("kafka", "clickhouse", "router", "worker", "sink", "prices")
 
 
 def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:

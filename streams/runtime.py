@@ -116,8 +116,10 @@ async def _start(
     topics = await ensure_topics(settings.kafka, bootstrap)
 
     catalog = load_catalog(Path(settings.catalog) if settings.catalog else None)
-    key_names = sorted({m.key_env for m in catalog.models.values()})
-    env_keys = KeyRing.from_environment(key_names)
+    key_names = sorted({m.key_env for m in catalog.models.values() if m.key_env})
+    env_keys = KeyRing.from_sources(key_names)  # environment, then $TIERLINE_SECRETS_FILE
+    for warning in env_keys.warnings:
+        say(f"warning: {warning}")
     simulator_url = settings.simulator_url
     if (
         not simulator_url
@@ -139,7 +141,8 @@ async def _start(
     else:
         keys = env_keys
         for name in env_keys.missing(key_names):
-            say(f"warning: {name} is not set; models that need it will fail with an auth error")
+            needing = sorted(m.name for m in catalog.models.values() if m.key_env == name)
+            say(f"warning: {name} is not set; skipping {', '.join(needing)}")
 
     if "sink" in roles and not settings.clickhouse.url:
         say(f"No ClickHouse configured: costs go to embedded chDB at {settings.clickhouse_url}")
@@ -202,5 +205,50 @@ async def _start(
         app = build_router_app(router, bootstrap, settings)
         await app.start()
         stack.push_async_callback(app.stop)
+    if settings.prices.refresh_url and (pipeline.workers or pipeline.router):
+        _start_price_refresh(pipeline, settings, stack, say)
     pipeline._stack = stack
     return pipeline
+
+
+def _start_price_refresh(
+    pipeline: Pipeline, settings: Settings, stack: AsyncExitStack, say: Callable[[str], None]
+) -> None:
+    """Fetch prices now and every interval; a new book reprices the catalogs in place."""
+    import httpx
+
+    from processors.prices import PriceBook
+    from processors.prices.refresh import PriceFeed, PriceRefreshError, refresh_forever
+
+    client = httpx.AsyncClient(timeout=30)
+    stack.push_async_callback(client.aclose)
+    feed = PriceFeed(settings.prices.refresh_url)
+
+    def apply(book: PriceBook) -> None:
+        pipeline.catalog = pipeline.catalog.with_price_book(book)
+        for worker in pipeline.workers.values():
+            worker.dispatcher.catalog = pipeline.catalog
+        if pipeline.router is not None:
+            pipeline.router.catalog = pipeline.catalog
+        log.info("prices refreshed: %d models", len(book))
+
+    def on_error(error: PriceRefreshError) -> None:
+        log.warning("price refresh failed, keeping the current prices: %s", error)
+
+    say(
+        f"prices: refreshing from {settings.prices.refresh_url} "
+        f"every {settings.prices.refresh_interval_s:g}s"
+    )
+    pipeline._tasks.append(
+        asyncio.create_task(
+            refresh_forever(
+                feed,
+                client,
+                settings.prices.refresh_interval_s,
+                apply,
+                on_error,
+                stop=pipeline.stop_event,
+            ),
+            name="prices",
+        )
+    )

@@ -156,3 +156,17 @@ async def test_total_cost_is_the_sum_of_billed_attempts(dispatcher: Dispatcher) 
     outcomes = [await dispatcher.serve(routed(f"question {i}", rid=f"q{i}")) for i in range(5)]
     for o in outcomes:
         assert o.response.cost_usd == sum((c.cost_usd for c in o.costs), Decimal(0))
+
+
+async def test_a_refusal_the_provider_charged_for_is_billed_and_answered_as_an_error(
+    dispatcher: Dispatcher,
+) -> None:
+    outcome = await dispatcher.serve(routed("write something [sim:refusal]", candidates=["small"]))
+    assert outcome.failed
+    assert outcome.response.error is not None
+    assert outcome.response.error.type == ErrorType.CONTENT_FILTERED
+    assert len(outcome.costs) == 1
+    record = outcome.costs[0]
+    assert record.status == "error" and record.error_type == "content_filtered"
+    assert record.cost_usd > 0
+    assert outcome.response.cost_usd == record.cost_usd
