@@ -163,11 +163,15 @@ async def test_retries_in_both_calls_keep_record_ids_unique(small_rambles: Dispa
 
 
 @pytest.mark.parametrize(
-    ("directive", "error"),
-    [("[sim:refusal]", ErrorType.CONTENT_FILTERED), ("[sim:garbage]", ErrorType.INVALID_RESPONSE)],
+    ("directive", "error", "billed"),
+    [
+        # a refusal still used tokens the provider charges for; garbage has no usage to bill
+        ("[sim:refusal]", ErrorType.CONTENT_FILTERED, 2),
+        ("[sim:garbage]", ErrorType.INVALID_RESPONSE, 0),
+    ],
 )
 async def test_when_every_model_fails_the_last_error_comes_back(
-    dispatcher: Dispatcher, directive: str, error: ErrorType
+    dispatcher: Dispatcher, directive: str, error: ErrorType, billed: int
 ) -> None:
     outcome = await serve_routed(dispatcher, routed(f"Label this {directive}", rid="c4"))
     assert outcome.failed
@@ -175,7 +179,8 @@ async def test_when_every_model_fails_the_last_error_comes_back(
     assert outcome.response.attempts == 2  # one per call: neither is retried on the same model
     assert outcome.response.decision is not None
     assert any("escalated to premium" in r for r in outcome.response.decision.reasons)
-    assert outcome.costs == []
+    assert len(outcome.costs) == billed
+    assert all(c.status == "error" and c.error_type == error for c in outcome.costs)
     assert_billing_adds_up(outcome)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +22,6 @@ from processors.prices.refresh import (
 )
 from schemas import Tier
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "prices"
 URL = "https://prices.example/catalog.json"
 
 
@@ -75,15 +73,6 @@ def test_parse_keeps_priced_chat_models_of_known_providers() -> None:
 def test_unusable_catalogs_are_refused(raw: bytes, why: str) -> None:
     with pytest.raises(PriceRefreshError, match=why):
         parse_price_catalog(raw)
-
-
-def test_the_shared_public_catalog_parses() -> None:
-    path = SHARED / "litellm_model_prices_and_context_window.json"
-    if not path.exists():
-        pytest.skip("shared price data not present")
-    book = parse_price_catalog(path.read_bytes())
-    assert len(book) > 500
-    assert book.get("claude-haiku-4-5") is not None
 
 
 class Server:
