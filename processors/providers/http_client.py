@@ -23,16 +23,22 @@ class ProviderClient(httpx.AsyncClient):
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
         self._pool = AiohttpTransport(limits=limits)
-        self._timeout_s = timeout_s
+        self._timeout = httpx.Timeout(timeout_s).as_dict()
+        # a provider call goes to one of a handful of URLs: parse each once
+        self._urls: dict[str, httpx.URL] = {}
         super().__init__(transport=self._pool, limits=limits, timeout=timeout_s)
 
     async def post_bytes(
         self, url: str, content: bytes, headers: Mapping[str, str]
     ) -> httpx.Response:
         """POST `content` and read the whole reply, skipping the client's middle layers."""
-        timeout = httpx.Timeout(self._timeout_s).as_dict()
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = self._urls[url] = httpx.URL(url)
+            if len(self._urls) > 10_000:  # Gemini-style URLs embed the model; stay bounded
+                self._urls.clear()
         request = httpx.Request(
-            "POST", url, headers=headers, content=content, extensions={"timeout": timeout}
+            "POST", parsed, headers=headers, content=content, extensions={"timeout": self._timeout}
         )
         response = await self._pool.handle_async_request(request)
         try:
