@@ -23,7 +23,7 @@ class ProviderClient(httpx.AsyncClient):
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
         self._pool = AiohttpTransport(limits=limits)
-        self._timeout = httpx.Timeout(timeout_s).as_dict()
+        self._call_timeout = httpx.Timeout(timeout_s).as_dict()
         # a provider call goes to one of a handful of URLs: parse each once
         self._urls: dict[str, httpx.URL] = {}
         super().__init__(transport=self._pool, limits=limits, timeout=timeout_s)
@@ -38,7 +38,11 @@ class ProviderClient(httpx.AsyncClient):
             if len(self._urls) > 10_000:  # Gemini-style URLs embed the model; stay bounded
                 self._urls.clear()
         request = httpx.Request(
-            "POST", parsed, headers=headers, content=content, extensions={"timeout": self._timeout}
+            "POST",
+            parsed,
+            headers=headers,
+            content=content,
+            extensions={"timeout": self._call_timeout},
         )
         response = await self._pool.handle_async_request(request)
         try:
