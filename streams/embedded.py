@@ -69,6 +69,8 @@ class EmbeddedBroker:
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            # its own session: Ctrl-C stops tierline, which then stops the broker last
+            start_new_session=True,
             env={**os.environ, "RUST_LOG": "warn"},
         )
         log_file.close()

@@ -522,7 +522,11 @@ def spawn_simulator(
         profile.model_dump_json(),
         "--exit-with-parent",
     ]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
+    # its own session: a Ctrl-C meant for the parent must not stop the simulator before the
+    # parent has finished its in-flight calls; the parent stops it (and --exit-with-parent)
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, start_new_session=True
+    )
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     loop_deadline = time.monotonic() + startup_timeout
