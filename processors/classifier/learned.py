@@ -253,8 +253,17 @@ class LearnedClassifier:
         weights = self._ngrams
         return self._probability(x, math.fsum(map(weights.__getitem__, weights.keys() & x.ngrams)))
 
-    def _probability(self, x: Featurized, ngram_sum: float) -> float:
+    def logit_featurized(self, x: Featurized) -> float:
+        """The model's log-odds for an already-featurized prompt, unclipped (training uses it)."""
+        weights = self._ngrams
+        return self._logit(x, math.fsum(map(weights.__getitem__, weights.keys() & x.ngrams)))
+
+    def _logit(self, x: Featurized, ngram_sum: float) -> float:
         z = self._bias + math.fsum(map(operator.mul, self._dense, x.dense))
         if x.ngrams:
             z += ngram_sum / math.sqrt(len(x.ngrams))
+        return z
+
+    def _probability(self, x: Featurized, ngram_sum: float) -> float:
+        z = self._logit(x, ngram_sum)
         return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))

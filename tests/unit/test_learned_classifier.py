@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,14 @@ from processors.classifier.learned import (
     featurize,
     ngrams,
 )
-from processors.classifier.training import TrainingOptions, labels, train
+from processors.classifier.training import (
+    BLEND_GRID,
+    DEFAULT_BLEND,
+    TrainingOptions,
+    _platt,
+    labels,
+    train,
+)
 from processors.evaluation.datasets import Dataset, Outcome, RoutingExample
 from schemas import ChatMessage, Hints, RouteRequest
 from streams.cli import train as train_cli
@@ -231,3 +239,63 @@ def test_scores_do_not_depend_on_string_hash_seed() -> None:
         LearnedClassifier(model.artifact).score_featurized(x), abs=0.0
     )
     assert np.isfinite(model.score_featurized(x))
+
+
+def test_the_blend_is_chosen_by_cross_validation_and_recorded() -> None:
+    artifact = train([toy_dataset()], "big", "small", FAST)
+    blend = artifact.training["blend"]
+    assert blend["chosen_by"] == "cv"
+    assert (blend["rules"], blend["length"]) in BLEND_GRID
+    assert blend["learned"] == pytest.approx(1 - blend["rules"] - blend["length"])
+    assert len(blend["cv_apgr_mean_by_blend"]) == len(BLEND_GRID)
+    # the toy's words separate it perfectly: no blend beats the learned model alone, and
+    # ties keep the least blending
+    assert (blend["rules"], blend["length"]) == (0.0, 0.0)
+    assert "cv_apgr_learned_only" in artifact.training["metrics"]
+
+
+def test_a_given_blend_is_used_and_without_folds_the_default_one() -> None:
+    given = train([toy_dataset()], "big", "small", replace(FAST, blend=(0.25, 0.15)))
+    assert given.training["blend"]["chosen_by"] == "given"
+    assert (given.training["blend"]["rules"], given.training["blend"]["length"]) == (0.25, 0.15)
+    no_cv = train([toy_dataset()], "big", "small", replace(FAST, cv_folds=0))
+    assert no_cv.training["blend"]["chosen_by"].startswith("default")
+    assert (no_cv.training["blend"]["rules"], no_cv.training["blend"]["length"]) == DEFAULT_BLEND
+    assert "cv_apgr" not in no_cv.training["metrics"]
+    with pytest.raises(ValueError, match="blend weights"):
+        train([toy_dataset()], "big", "small", replace(FAST, blend=(0.8, 0.5)))
+
+
+def test_a_full_blend_scores_like_the_rules_and_the_length_alone() -> None:
+    # learned weight 0: the score ranks prompts by 0.7 * z(rules) + 0.3 * z(log chars) only
+    artifact = train([toy_dataset()], "big", "small", replace(FAST, blend=(0.7, 0.3)))
+    assert all(w == 0 for w in artifact.ngram_weights.values())
+    rules, length = DENSE_FEATURES.index("rules_score"), DENSE_FEATURES.index("log_chars")
+    dense = artifact.dense_weights
+    assert dense[rules] > 0 and dense[length] > 0
+    assert dense[rules] / dense[length] == pytest.approx(0.7 / 0.3)
+    others = [w for i, w in enumerate(dense) if i not in (rules, length)]
+    assert all(w == 0 for w in others)
+
+
+def test_platt_scaling_fits_the_slope_within_datasets() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=4000)
+    groups = np.repeat(np.arange(2), 2000)
+    # within each dataset the label rises with z (slope 2); the datasets' base rates differ
+    # against z's mean, which a pooled fit would read as a flatter (or negative) slope
+    z[groups == 1] += 3
+    logit = 2 * z - 6 * groups
+    y = (rng.random(4000) < 1 / (1 + np.exp(-logit))).astype(np.float64)
+    a, b = _platt(z, y, groups)
+    assert a == pytest.approx(2.0, rel=0.15)
+    assert b == pytest.approx(-3.0, abs=0.5)
+    # no signal at all: the slope stays positive, so recalibration never reorders prompts
+    a, _ = _platt(z, np.full(4000, 0.3), groups)
+    assert a > 0
+
+
+def test_the_logit_is_the_score_before_the_sigmoid() -> None:
+    model = LearnedClassifier(train([toy_dataset()], "big", "small", FAST))
+    x = featurize(HARD[1].format(i=11))
+    assert 1 / (1 + np.exp(-model.logit_featurized(x))) == pytest.approx(model.score_featurized(x))
