@@ -184,8 +184,6 @@ class RoleProcesses:
             "TIERLINE_SIMULATOR_URL": simulator_url,
             "TIERLINE_STATE_DIR": state_dir,
             "TIERLINE_CLICKHOUSE_URL": f"chdb://{state_dir}/chdb",
-            "TIERLINE_WORKER_MAX_IN_FLIGHT": "2000",
-            "TIERLINE_WORKER_MAX_CONNECTIONS": "2000",
             "TIERLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
         }
         self.state_dir = state_dir
