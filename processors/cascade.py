@@ -60,7 +60,10 @@ async def serve_with_cascade(
     """The cheap answer if it passes `check`, else the escalated one; both calls billed."""
     started = time.monotonic()
     first = await dispatcher.serve(routed)
-    problem = check(routed.request, first.response)
+    try:
+        problem = check(routed.request, first.response)
+    except Exception:  # noqa: BLE001 - a malformed client schema must not lose the answer
+        problem = None
     if problem is None or not escalate_to or not escalation_helps(first.response):
         return first
     tier = escalate_tier or routed.decision.tier

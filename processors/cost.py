@@ -27,8 +27,8 @@ def cost_of(usage: Usage, price: Price, *, batch: bool = False) -> Decimal:
     cached = min(usage.cached_input_tokens, usage.input_tokens)
     written = min(usage.cache_write_tokens, usage.input_tokens - cached)
     plain = usage.input_tokens - cached - written
-    input_price = (price.batch_input if batch else None) or price.input
-    output_price = (price.batch_output if batch else None) or price.output
+    input_price = price.batch_input if batch and price.batch_input is not None else price.input
+    output_price = price.batch_output if batch and price.batch_output is not None else price.output
     total = (
         plain * input_price
         + cached * (price.cached_input if price.cached_input is not None else input_price)

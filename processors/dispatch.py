@@ -85,9 +85,16 @@ class Dispatcher:
         try:
             return await self._walk(routed, walk, started)
         except Exception as exc:  # noqa: BLE001 - the request must still get its one response
-            walk.note(TierlineError(f"internal error: {type(exc).__name__}: {exc}"))
-            walk.last_error = None
-            return walk.failure(_ms_since(started), self.keys.redact)
+            return self._internal(walk, exc, started)
+
+    def internal_failure(self, routed: RoutedRequest, exc: BaseException) -> Outcome:
+        """The `internal` error response for a request that something of ours failed on."""
+        return self._internal(_Walk(routed), exc, time.monotonic())
+
+    def _internal(self, walk: _Walk, exc: BaseException, started: float) -> Outcome:
+        walk.note(TierlineError(f"internal error: {type(exc).__name__}: {exc}"))
+        walk.last_error = None
+        return walk.failure(_ms_since(started), self.keys.redact)
 
     async def _walk(self, routed: RoutedRequest, walk: _Walk, started: float) -> Outcome:
         for name in routed.candidates:

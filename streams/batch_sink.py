@@ -76,6 +76,10 @@ class BatchSink(Generic[R]):
         """The record's identity: a later record with the same key replaces it in the batch."""
         raise NotImplementedError
 
+    def keep(self, held: R, arriving: R) -> bool:
+        """Whether a record replaces the one with the same key already in the batch."""
+        return True
+
     def insert(self, client: Client, records: Sequence[R]) -> None:
         raise NotImplementedError
 
@@ -126,7 +130,9 @@ class BatchSink(Generic[R]):
                         if record is not None:
                             if not batch:
                                 oldest = time.monotonic()
-                            batch[self.key(record)] = record
+                            key = self.key(record)
+                            if key not in batch or self.keep(batch[key], record):
+                                batch[key] = record
                         offsets[tp] = message.offset + 1
                 full = len(batch) >= sink.batch_size
                 due = batch and time.monotonic() - oldest >= sink.flush_interval_s

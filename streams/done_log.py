@@ -44,9 +44,9 @@ async def load_done(
     done_topic: str,
     partitions: Iterable[int],
     into: DoneSet,
-    lookback_s: float,
+    since_ms: dict[int, int],
 ) -> int:
-    """Read the last `lookback_s` seconds of the done log's `partitions` into `into`."""
+    """Read the done log's `partitions` from `since_ms[partition]` (epoch ms) into `into`."""
     wanted = [TopicPartition(done_topic, p) for p in partitions]
     if not wanted:
         return 0
@@ -61,8 +61,10 @@ async def load_done(
         if not wanted:
             return 0
         consumer.assign(wanted)
-        since_ms = int((time.time() - lookback_s) * 1000)
-        starts = await consumer.offsets_for_times({tp: since_ms for tp in wanted})
+        default_ms = int((time.time() - 600) * 1000)
+        starts = await consumer.offsets_for_times(
+            {tp: since_ms.get(tp.partition, default_ms) for tp in wanted}
+        )
         ends = await consumer.end_offsets(wanted)
         remaining = set()
         for tp in wanted:

@@ -74,7 +74,11 @@ class EmbeddedBroker:
             env={**os.environ, "RUST_LOG": "warn"},
         )
         log_file.close()
-        await self._wait_ready(timeout_s)
+        try:
+            await self._wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
         return self.bootstrap
 
     async def _wait_ready(self, timeout_s: float) -> None:

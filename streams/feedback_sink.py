@@ -35,10 +35,9 @@ class FeedbackSink(BatchSink[Feedback]):
     def key(self, record: Feedback) -> str:
         return f"{record.request_id}\x00{record.source}"
 
+    def keep(self, held: Feedback, arriving: Feedback) -> bool:
+        """The newest signal per request and source wins, whatever order they arrive in."""
+        return arriving.created_at >= held.created_at
+
     def insert(self, client: Client, records: Sequence[Feedback]) -> None:
-        latest: dict[str, Feedback] = {}
-        for record in records:
-            key = self.key(record)
-            if key not in latest or record.created_at >= latest[key].created_at:
-                latest[key] = record
-        insert_feedback(client, list(latest.values()))
+        insert_feedback(client, list(records))

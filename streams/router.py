@@ -23,7 +23,7 @@ from processors.policy import RoutingPolicy
 from processors.policy_reload import PolicySource, as_source
 from processors.policy_set import Policy
 from processors.routing import route
-from schemas import DeadLetter, ErrorInfo, RouteResponse, encode
+from schemas import DeadLetter, ErrorInfo, ErrorType, RouteResponse, encode
 from streams.config import Settings
 from streams.faust_transport import ShortWaitTransport
 from streams.topics import Topics
@@ -55,6 +55,7 @@ class Router:
         self.policy = as_source(policy)
         self.catalog = catalog
         self.stats = RouterStats()
+        self._internal_topics = frozenset(topics.all())
 
     def decide(self, raw: bytes | None, source: tuple[str, int, int]) -> list[dict[str, Any]]:
         """The messages to send for one input message (topic, key, value, headers)."""
@@ -62,10 +63,23 @@ class Router:
         admitted = admit(raw, self.settings.router.max_request_bytes)
         if isinstance(admitted, Rejection):
             return self._reject(raw, admitted, source)
+        if admitted.reply_to in self._internal_topics:
+            error = ErrorInfo(
+                type=ErrorType.INVALID_REQUEST,
+                message=f"reply_to may not name tierline's own topic {admitted.reply_to}",
+            )
+            return self._reject(raw, Rejection(error, admitted.id, admitted.tenant), source)
         try:
             routed = route(admitted, self.classifier, self.policy.current(), self.catalog)
         except TierlineError as exc:
             rejection = Rejection(exc.info(), admitted.id, admitted.tenant, admitted.reply_to)
+            return self._reject(raw, rejection, source)
+        except Exception as exc:  # noqa: BLE001 - a bug of ours still answers the request
+            log.exception("router: routing %s failed", admitted.id)
+            error = ErrorInfo(
+                type=ErrorType.INTERNAL, message=f"internal error: {type(exc).__name__}"
+            )
+            rejection = Rejection(error, admitted.id, admitted.tenant, admitted.reply_to)
             return self._reject(raw, rejection, source)
         self.stats.routed += 1
         return [
@@ -104,7 +118,7 @@ class Router:
                 tenant=rejection.tenant or "",
                 status="error",
                 finish_reason="error",
-                error=ErrorInfo.model_validate(rejection.error.model_dump()),
+                error=rejection.error,
             )
             sends.append(
                 {

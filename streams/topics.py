@@ -53,7 +53,7 @@ async def ensure_topics(settings: KafkaSettings, bootstrap: str) -> Topics:
     """Create every topic that does not exist yet; existing ones are left as they are."""
     topics = Topics(settings.topic_prefix)
     big = {"max.message.bytes": str(settings.max_message_bytes)}
-    configs = {topics.requests: big, topics.dlq: big}
+    configs = {topics.requests: big, topics.dlq: big, topics.responses: big}
     for tier in Tier:
         configs[topics.tier(tier)] = big
         configs[topics.done(tier)] = {"retention.ms": str(6 * 3600 * 1000)}

@@ -14,7 +14,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
@@ -25,7 +24,7 @@ from schemas import DeadLetter, ErrorType, RoutedRequest, Tier, encode
 from streams.commit_gap import CommitGap
 from streams.config import Settings
 from streams.done_log import DoneSet, load_done
-from streams.topics import Topics
+from streams.topics import Topics, partition_ids
 
 log = logging.getLogger("tierline.worker")
 
@@ -71,6 +70,8 @@ class TierWorker:
         #: set once a partition's done log is loaded; its messages wait for it
         self._ready: dict[TopicPartition, asyncio.Event] = {}
         self._consumer: AIOKafkaConsumer | None = None
+        self._internal_topics = frozenset(topics.all())
+        self._done_partitions: frozenset[int] = frozenset()
 
     @property
     def in_flight(self) -> int:
@@ -113,6 +114,9 @@ class TierWorker:
                     next_commit = time.monotonic() + self.settings.worker.commit_interval_s
         finally:
             await self._drain(timeout_s=self.settings.worker.call_timeout_s)
+            for task in list(self._tasks):  # still running: redelivered after restart
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._commit(consumer)
             await consumer.stop()
 
@@ -150,29 +154,46 @@ class TierWorker:
         offset: int = message.offset  # type: ignore[attr-defined]
         raw: bytes = message.value  # type: ignore[attr-defined]
         try:
-            try:
-                routed = RoutedRequest.model_validate(orjson.loads(raw))
-            except (orjson.JSONDecodeError, ValidationError, TypeError) as exc:
-                await self._dead_letter_unreadable(tp, offset, raw, exc)
-                return
-            ready = self._ready.get(tp)
-            if ready is not None:
-                # aiokafka may hand out records before the assignment callback has
-                # finished loading the done log; dedupe only after it has
-                await ready.wait()
-            request_id = routed.request.id
-            if request_id in self.done or request_id in self._active:
-                self.stats.duplicates += 1
-                return
-            self._active.add(request_id)
+            await self._serve_message(tp, offset, raw)
+        except asyncio.CancelledError:
+            # stopped mid-flight (shutdown past its drain time): the offset stays
+            # unfinished, so the request is delivered again rather than answered wrongly
+            raise
+        except BaseException:
+            self.gap.finish(tp, offset)
+            raise
+        self.gap.finish(tp, offset)
+
+    async def _serve_message(self, tp: TopicPartition, offset: int, raw: bytes) -> None:
+        try:
+            routed = RoutedRequest.model_validate_json(raw)
+        except (ValidationError, TypeError, ValueError) as exc:
+            await self._dead_letter_unreadable(tp, offset, raw, exc)
+            return
+        ready = self._ready.get(tp)
+        if ready is not None:
+            # aiokafka may hand out records before the assignment callback has
+            # finished loading the done log; dedupe only after it has
+            await ready.wait()
+        request_id = routed.request.id
+        while request_id in self._active:
+            # the same request is in flight (a redelivery after a rebalance): hold this
+            # offset until the first copy is answered, so the commit cannot pass it
+            await asyncio.sleep(0.05)
+        if request_id in self.done:
+            self.stats.duplicates += 1
+            return
+        self._active.add(request_id)
+        try:
             try:
                 outcome = await serve_routed(self.dispatcher, routed)
-                await self._publish(tp, offset, raw, routed, outcome)
-                self.done.add(request_id)
-            finally:
-                self._active.discard(request_id)
+            except Exception as exc:  # noqa: BLE001 - the request still gets its one response
+                log.exception("worker %s: serving %s failed", self.tier, request_id)
+                outcome = self.dispatcher.internal_failure(routed, exc)
+            await self._publish(tp, offset, raw, routed, outcome)
+            self.done.add(request_id)
         finally:
-            self.gap.finish(tp, offset)
+            self._active.discard(request_id)
 
     async def _publish(
         self, tp: TopicPartition, offset: int, raw: bytes, routed: RoutedRequest, outcome: Outcome
@@ -206,8 +227,13 @@ class TierWorker:
                 tenant=request.tenant,
             )
             sends.append((self.topics.dlq, request.id.encode(), raw, letter.to_headers(), None))
-        sends.append((self.topics.done(self.tier), request.id.encode(), b"", None, tp.partition))
         await self._send_all(sends)
+        # the done record only once the answer and its bills are acknowledged: a done
+        # record for an unanswered request would make its redelivery look like a duplicate
+        done_partition = tp.partition if tp.partition in self._done_partitions else None
+        await self._send_all(
+            [(self.topics.done(self.tier), request.id.encode(), b"", None, done_partition)]
+        )
         if outcome.failed:
             self.stats.errors += 1
             self.stats.dead_letters += 1
@@ -268,7 +294,7 @@ class TierWorker:
         """A client's reply_to topic that keeps refusing (say, it does not exist and topics
         are not auto-created) gets the response on the shared response topic instead."""
         topic = send[0]
-        if tries >= 3 and not topic.startswith(self.topics.prefix):
+        if tries >= 3 and topic not in self._internal_topics:
             log.warning(
                 "worker %s: reply_to %s refuses; answering on %s",
                 self.tier,
@@ -310,7 +336,11 @@ class TierWorker:
         consumer = self._consumer
         if consumer is None or not revoked:
             return
-        deadline = time.monotonic() + self.settings.worker.call_timeout_s * 2
+        # a walk can take retries x candidates x call timeout: wait for it, but answer
+        # the group well within aiokafka's 300 s poll interval
+        worker = self.settings.worker
+        walk_s = (worker.max_retries + 1) * worker.call_timeout_s * 3
+        deadline = time.monotonic() + min(240.0, walk_s)
         while any(self.gap.in_flight(tp) for tp in revoked) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         offsets = self.gap.to_commit(revoked)
@@ -328,14 +358,14 @@ class TierWorker:
         self._ready.update(events)
         loaded = 0
         try:
-            loaded = await load_done(
-                self.bootstrap,
-                self.topics.done(self.tier),
-                [tp.partition for tp in assigned],
-                self.done,
-                DONE_LOOKBACK_S,
-            )
-        except KafkaError as exc:
+            async with asyncio.timeout(120):
+                done_topic = self.topics.done(self.tier)
+                self._done_partitions = frozenset(await partition_ids(self.bootstrap, done_topic))
+                since = await self._oldest_uncommitted_ms(assigned)
+                loaded = await load_done(
+                    self.bootstrap, done_topic, [tp.partition for tp in assigned], self.done, since
+                )
+        except Exception as exc:  # noqa: BLE001 - never stall the tier on the done log
             log.warning("worker %s: could not read the done log (%s)", self.tier, exc)
         finally:
             for event in events.values():
@@ -346,6 +376,46 @@ class TierWorker:
             len(assigned),
             loaded,
         )
+
+    async def _oldest_uncommitted_ms(self, assigned: set[TopicPartition]) -> dict[int, int]:
+        """Per partition, from when the done log must be read.
+
+        A done record of a message that is not committed yet was written after that
+        message was produced, so reading from the produce time of the message at the
+        committed offset (less a minute of clock skew) finds them all; and at least the
+        last DONE_LOOKBACK_S, for requests the router forwarded twice.
+        """
+        consumer = self._consumer
+        floor_ms = int((time.time() - DONE_LOOKBACK_S) * 1000)
+        since = {tp.partition: floor_ms for tp in assigned}
+        if consumer is None or not assigned:
+            return since
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+        )
+        await reader.start()
+        try:
+            positions = {tp: await consumer.committed(tp) for tp in assigned}
+            wanted = {tp: o for tp, o in positions.items() if o is not None}
+            if not wanted:
+                return since
+            reader.assign(list(wanted))
+            for tp, committed in wanted.items():
+                reader.seek(tp, committed)
+            ends = await reader.end_offsets(list(wanted))
+            pending = {tp for tp, o in wanted.items() if o < ends[tp]}
+            deadline = time.monotonic() + 10
+            while pending and time.monotonic() < deadline:
+                batch = await reader.getmany(*pending, timeout_ms=500, max_records=len(pending))
+                for tp, records in batch.items():
+                    if records and tp in pending:
+                        since[tp.partition] = min(floor_ms, records[0].timestamp - 60_000)
+                        pending.discard(tp)
+            for tp in pending:  # could not read it: read the whole retained log
+                since[tp.partition] = 0
+        finally:
+            await reader.stop()
+        return since
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

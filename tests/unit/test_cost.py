@@ -71,3 +71,13 @@ def test_bundled_price_book_has_real_prices() -> None:
     assert entry.price.cached_input == Decimal("7.5E-8")
     assert entry.max_input_tokens == 128000
     assert len(book) > 100
+
+
+def test_a_zero_batch_price_is_a_price_not_a_missing_one() -> None:
+    price = Price(
+        input=Decimal("1e-6"),
+        output=Decimal("2e-6"),
+        batch_input=Decimal(0),
+        batch_output=Decimal(0),
+    )
+    assert cost_of(Usage(input_tokens=1000, output_tokens=1000), price, batch=True) == Decimal(0)

@@ -170,3 +170,11 @@ async def test_a_refusal_the_provider_charged_for_is_billed_and_answered_as_an_e
     assert record.status == "error" and record.error_type == "content_filtered"
     assert record.cost_usd > 0
     assert outcome.response.cost_usd == record.cost_usd
+
+
+async def test_internal_failure_is_one_typed_error_response(dispatcher: Dispatcher) -> None:
+    outcome = dispatcher.internal_failure(routed("hi", rid="boom"), RuntimeError("oops"))
+    assert outcome.failed and outcome.costs == []
+    assert outcome.response.id == "boom"
+    assert outcome.response.error is not None
+    assert outcome.response.error.type == ErrorType.INTERNAL

@@ -125,3 +125,16 @@ def test_the_segment_query_is_filled_safely() -> None:
     assert "tenant" not in segment_query(7).split("WHERE")[1]
     with pytest.raises(ValueError):
         segment_query(0)
+
+
+def test_the_feedback_sink_keeps_the_newest_signal_whatever_the_arrival_order() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from streams.feedback_sink import FeedbackSink
+
+    now = datetime.now(UTC)
+    newer = Feedback(request_id="r", source="s", score=1.0, created_at=now)
+    older = Feedback(request_id="r", source="s", score=0.0, created_at=now - timedelta(minutes=5))
+    keep = FeedbackSink.keep
+    assert keep(None, held=older, arriving=newer)  # type: ignore[arg-type]
+    assert not keep(None, held=newer, arriving=older)  # type: ignore[arg-type]

@@ -69,3 +69,26 @@ def test_done_set_forgets_the_oldest_first() -> None:
     done.add("e")
     assert "b" in done and "c" not in done
     assert len(done) == 3
+
+
+def test_reply_to_may_not_name_an_internal_topic() -> None:
+    sends = router().decide(body(reply_to="t.requests"), ("t.requests", 0, 3))
+    assert [s["topic"] for s in sends] == ["t.dlq", "t.responses"]
+    response = RouteResponse.model_validate(orjson.loads(sends[1]["value"]))
+    assert response.error is not None and "reply_to" in response.error.message
+
+
+class _Broken:
+    name = "broken"
+
+    def classify(self, request: object) -> object:
+        raise ZeroDivisionError("a bug of ours")
+
+
+def test_a_bug_in_routing_still_answers_with_an_internal_error() -> None:
+    step = Router(Settings(), Topics("t."), _Broken(), RoutingPolicy(), load_catalog())  # type: ignore[arg-type]
+    sends = step.decide(body(), ("t.requests", 0, 9))
+    assert [s["topic"] for s in sends] == ["t.dlq", "t.responses"]
+    response = RouteResponse.model_validate(orjson.loads(sends[1]["value"]))
+    assert response.error is not None and response.error.type == "internal"
+    assert "ZeroDivisionError" in response.error.message
