@@ -236,7 +236,7 @@ def _start_price_refresh(
         log.warning("price refresh failed, keeping the current prices: %s", error)
 
     say(
-        f"prices: refreshing from {settings.prices.refresh_url} "
+        f"prices: refreshing from {_without_secrets(settings.prices.refresh_url)} "
         f"every {settings.prices.refresh_interval_s:g}s"
     )
     pipeline._tasks.append(
@@ -252,3 +252,14 @@ def _start_price_refresh(
             name="prices",
         )
     )
+
+
+def _without_secrets(url: str) -> str:
+    """A URL fit for a log line: no user:password, no query string (tokens live there)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
