@@ -107,13 +107,30 @@ def _array(
             _check(item, items, root, f"{path}[{index}]", errors, depth + 1)
 
 
+# A group that repeats and holds a repeat, like (a+)+ or (x*)*: the shape of patterns whose
+# backtracking explodes. The client writes the schema and the model writes the value, and
+# the check runs on the worker's event loop, so such patterns are not run at all.
+_NESTED_REPEAT = re.compile(r"\([^)]*[+*}][^)]*\)\s*[+*{]")
+MAX_PATTERN_CHARS = 200
+MAX_MATCHED_CHARS = 2000
+
+
+def _safe_to_run(pattern: str, value: str) -> bool:
+    """Whether a client's `pattern` may run against `value` without risking a stall."""
+    return (
+        len(pattern) <= MAX_PATTERN_CHARS
+        and len(value) <= MAX_MATCHED_CHARS
+        and _NESTED_REPEAT.search(pattern) is None
+    )
+
+
 def _string(value: str, schema: Mapping[str, Any], path: str, errors: list[str]) -> None:
     if isinstance(schema.get("minLength"), int) and len(value) < schema["minLength"]:
         errors.append(f"{path}: shorter than {schema['minLength']} characters")
     if isinstance(schema.get("maxLength"), int) and len(value) > schema["maxLength"]:
         errors.append(f"{path}: longer than {schema['maxLength']} characters")
     pattern = schema.get("pattern")
-    if isinstance(pattern, str):
+    if isinstance(pattern, str) and _safe_to_run(pattern, value):
         try:
             if re.search(pattern, value) is None:
                 errors.append(f"{path}: does not match {pattern!r}")

@@ -356,3 +356,13 @@ def test_the_schema_subset() -> None:
     assert validate({"kind": "c"}, schema) == ["$.kind: matches none of anyOf"]
     assert validate(True, {"type": "integer"}) == ["$: expected integer, got boolean"]
     assert validate(3.0, {"type": "integer"}) == []
+
+
+def test_a_catastrophic_client_pattern_is_not_run() -> None:
+    import time
+
+    evil = {"type": "string", "pattern": "^(a+)+$"}
+    started = time.perf_counter()
+    assert validate("a" * 40 + "!", evil) == []  # not checked, rather than a stalled worker
+    assert time.perf_counter() - started < 0.5
+    assert validate("abc", {"type": "string", "pattern": "^[0-9]+$"}) != []  # safe ones still run
