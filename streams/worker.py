@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from pydantic import ValidationError
 
 from processors.cascade import serve_routed
 from processors.dispatch import Dispatcher, Outcome
-from schemas import DeadLetter, ErrorType, RoutedRequest, Tier, encode
+from schemas import DeadLetter, ErrorInfo, ErrorType, RoutedRequest, RouteResponse, Tier, encode
 from streams.commit_gap import CommitGap
 from streams.config import Settings
 from streams.done_log import DoneSet, load_done
@@ -257,7 +257,7 @@ class TierWorker:
             if not failed:
                 return
             tries += 1
-            pending = [self._reroute(send, tries) for send, _ in failed]
+            pending = [self._reroute(send, tries, error) for send, error in failed]
             log.warning(
                 "worker %s: %d sends failed (%s); retrying in %.1fs",
                 self.tier,
@@ -291,10 +291,19 @@ class TierWorker:
         self,
         send: tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None],
         tries: int,
+        error: BaseException | None = None,
     ) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None]:
-        """A client's reply_to topic that keeps refusing (say, it does not exist and topics
-        are not auto-created) gets the response on the shared response topic instead."""
+        """What to send instead of a send that failed.
+
+        A response too large for its topic can never land: it becomes an error
+        response that can. A client's reply_to topic that keeps refusing (say, it does
+        not exist and topics are not auto-created) gets the response on the shared
+        response topic instead.
+        """
         topic = send[0]
+        is_response = topic == self.topics.responses or topic not in self._internal_topics
+        if isinstance(error, MessageSizeTooLargeError) and is_response:
+            return (topic, send[1], _too_large(send[2]), *send[3:])
         if tries >= 3 and topic not in self._internal_topics:
             log.warning(
                 "worker %s: reply_to %s refuses; answering on %s",
@@ -428,3 +437,22 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.worker.partitions_assigned(assigned)
+
+
+def _too_large(response: bytes) -> bytes:
+    """An error response in place of a response its topic refuses for its size."""
+    original = RouteResponse.model_validate_json(response)
+    return encode(
+        original.model_copy(
+            update={
+                "status": "error",
+                "content": None,
+                "finish_reason": "error",
+                "error": ErrorInfo(
+                    type=ErrorType.INTERNAL,
+                    message=f"the response ({len(response):,} bytes) is larger than its "
+                    "topic accepts (max.message.bytes); it was billed",
+                ),
+            }
+        )
+    )
