@@ -1,11 +1,6 @@
-"""The cost sink: `tierline.costs` into ClickHouse `costs`, in batches, losing nothing.
-
-Records gather until the batch is full or old enough, then go in one insert.
-Offsets are committed only after the insert succeeded; while ClickHouse is
-down, the sink stops fetching and retries the same batch with backoff, so
-records wait in Kafka and none is dropped. A record that appears twice (a
-redelivery) is inserted once per batch and collapsed by the table otherwise.
-The loop itself is `streams.batch_sink.BatchSink`, shared with the feedback sink.
+"""The cost sink: `tierline.costs` into ClickHouse `costs`, through the batching loop of
+`streams.batch_sink.BatchSink`. A record's identity is its `record_id`, so a redelivered
+record is inserted once per batch and collapsed by the table otherwise.
 """
 
 from __future__ import annotations

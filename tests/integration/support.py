@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.config import ClickHouseSettings, KafkaSettings, Settings, WorkerSettings
+from streams.config import ClickHouseSettings, KafkaSettings, Settings, SinkSettings, WorkerSettings
 
 
 def make_settings(
@@ -27,6 +27,18 @@ def make_settings(
         clickhouse=ClickHouseSettings(url=chdb_url),
         worker=WorkerSettings(call_timeout_s=5, **worker),
         simulator_url=simulator_url,
+        state_dir=state_dir,
+    )
+
+
+def sink_settings(bootstrap: str, prefix: str, chdb_url: str, state_dir: Path) -> Settings:
+    """Settings for a sink under test: small batches, flushed fast."""
+    return Settings(
+        kafka=KafkaSettings(
+            bootstrap=bootstrap, topic_prefix=prefix, partitions=2, session_timeout_ms=6000
+        ),
+        clickhouse=ClickHouseSettings(url=chdb_url),
+        sink=SinkSettings(batch_size=50, flush_interval_s=0.2),
         state_dir=state_dir,
     )
 

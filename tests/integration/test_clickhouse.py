@@ -15,10 +15,9 @@ from clickhouse_connect.driver.client import Client
 from schemas import CostRecord, Tier, encode
 from streams.cli import main
 from streams.clickhouse import insert_costs, migrate
-from streams.config import ClickHouseSettings, KafkaSettings, Settings, SinkSettings
 from streams.sink import CostSink
 from streams.topics import ensure_topics
-from tests.integration.support import wait_until
+from tests.integration.support import sink_settings, wait_until
 
 
 def record(
@@ -106,17 +105,7 @@ async def test_sink_keeps_records_while_clickhouse_refuses_them(
     clickhouse: Client,
     tmp_path: Path,
 ) -> None:
-    settings = Settings(
-        kafka=KafkaSettings(
-            bootstrap=kafka_bootstrap,
-            topic_prefix=topic_prefix,
-            partitions=2,
-            session_timeout_ms=6000,
-        ),
-        clickhouse=ClickHouseSettings(url=chdb_url),
-        sink=SinkSettings(batch_size=50, flush_interval_s=0.2),
-        state_dir=tmp_path,
-    )
+    settings = sink_settings(kafka_bootstrap, topic_prefix, chdb_url, tmp_path)
     topics = await ensure_topics(settings.kafka, kafka_bootstrap)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()

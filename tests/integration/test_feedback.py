@@ -17,10 +17,9 @@ from processors.policy_file import load_policy
 from schemas import CostRecord, Feedback, Tier, encode
 from streams.cli import main
 from streams.clickhouse import insert_costs, insert_feedback, migrate
-from streams.config import ClickHouseSettings, KafkaSettings, Settings, SinkSettings
 from streams.feedback_sink import FeedbackSink
 from streams.topics import ensure_topics
-from tests.integration.support import wait_until
+from tests.integration.support import sink_settings, wait_until
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "policy.example.toml"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -191,17 +190,7 @@ async def test_the_feedback_sink_lands_signals_once(
     clickhouse: Client,
     tmp_path: Path,
 ) -> None:
-    settings = Settings(
-        kafka=KafkaSettings(
-            bootstrap=kafka_bootstrap,
-            topic_prefix=topic_prefix,
-            partitions=2,
-            session_timeout_ms=6000,
-        ),
-        clickhouse=ClickHouseSettings(url=chdb_url),
-        sink=SinkSettings(batch_size=50, flush_interval_s=0.2),
-        state_dir=tmp_path,
-    )
+    settings = sink_settings(kafka_bootstrap, topic_prefix, chdb_url, tmp_path)
     topics = await ensure_topics(settings.kafka, kafka_bootstrap)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
