@@ -28,17 +28,53 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from processors.classifier.base import Classifier  # noqa: E402
-from processors.classifier.learned import LearnedClassifier  # noqa: E402
-from processors.classifier.rules import RulesClassifier  # noqa: E402
-from processors.evaluation.datasets import Dataset, Outcome, RoutingExample  # noqa: E402
-from schemas import ChatMessage, RouteRequest  # noqa: E402
+from tierline.processors.learning.datasets import Dataset, Outcome, RoutingExample
+from tierline.processors.routing.classifiers.base import Classifier
+from tierline.processors.routing.classifiers.learned import LearnedClassifier
+from tierline.processors.routing.classifiers.rules import RulesClassifier
+from tierline.schemas import ChatMessage, RouteRequest
 
-WORDS = (
-    "the model data user request price token system service latency order customer report "
-    "table value error result function list file query number time account policy market "
-    "energy plant river cell force light sound history city country team project budget"
-).split()
+WORDS = [
+    "the",
+    "model",
+    "data",
+    "user",
+    "request",
+    "price",
+    "token",
+    "system",
+    "service",
+    "latency",
+    "order",
+    "customer",
+    "report",
+    "table",
+    "value",
+    "error",
+    "result",
+    "function",
+    "list",
+    "file",
+    "query",
+    "number",
+    "time",
+    "account",
+    "policy",
+    "market",
+    "energy",
+    "plant",
+    "river",
+    "cell",
+    "force",
+    "light",
+    "sound",
+    "history",
+    "city",
+    "country",
+    "team",
+    "project",
+    "budget",
+]
 CODE = "```python\ndef total(items):\n    return sum(i.price * i.qty for i in items)\n```\n"
 ASKS = (
     "Hi! How are you today?",
@@ -88,7 +124,7 @@ def requests(count: int, seed: int) -> list[RouteRequest]:
 
 def synthetic_model(count: int, seed: int) -> LearnedClassifier:
     """A learned classifier trained on generated prompts, labelled by a made-up rule."""
-    from processors.classifier.training import TrainingOptions, train
+    from tierline.processors.learning.training import TrainingOptions, train
 
     rng = random.Random(seed + 1)
     examples = []

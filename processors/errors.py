@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas import ErrorInfo, ErrorType
+from tierline.schemas import ErrorInfo, ErrorType
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,16 +3,16 @@
 The bottom layer: imports nothing of ours.
 """
 
-from schemas.codec import decode, encode
-from schemas.cost import CostRecord
-from schemas.dead_letter import DeadLetter
-from schemas.errors import ErrorInfo, ErrorType
-from schemas.feedback import Feedback
-from schemas.messages import ChatMessage
-from schemas.request import Hints, Metadata, Params, RouteRequest
-from schemas.response import RouteResponse, RoutingDecision, Usage
-from schemas.routed import Escalation, RoutedRequest
-from schemas.tier import LatencyClass, Tier
+from tierline.schemas.codec import decode, encode
+from tierline.schemas.cost import CostRecord
+from tierline.schemas.dead_letter import DeadLetter
+from tierline.schemas.errors import ErrorInfo, ErrorType
+from tierline.schemas.feedback import Feedback
+from tierline.schemas.messages import ChatMessage
+from tierline.schemas.request import Hints, Metadata, Params, RouteRequest
+from tierline.schemas.response import RouteResponse, RoutingDecision, Usage
+from tierline.schemas.routed import Escalation, RoutedRequest
+from tierline.schemas.tier import LatencyClass, Tier
 
 __all__ = [
     "ChatMessage",

@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from schemas.money import Money
-from schemas.tier import Tier
+from tierline.schemas.money import Money
+from tierline.schemas.tier import Tier
 
 
 class CostRecord(BaseModel):

@@ -13,11 +13,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.cost import CostRecord
-from schemas.feedback import Feedback
-from schemas.request import RouteRequest
-from schemas.response import RouteResponse
-from schemas.routed import RoutedRequest
+from tierline.schemas.cost import CostRecord
+from tierline.schemas.feedback import Feedback
+from tierline.schemas.request import RouteRequest
+from tierline.schemas.response import RouteResponse
+from tierline.schemas.routed import RoutedRequest
 
 TOPIC_MODELS: dict[str, type[BaseModel]] = {
     "tierline.requests": RouteRequest,

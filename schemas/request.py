@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.messages import ChatMessage
-from schemas.money import Money
-from schemas.tier import LatencyClass, Tier
+from tierline.schemas.messages import ChatMessage
+from tierline.schemas.money import Money
+from tierline.schemas.tier import LatencyClass, Tier
 
 SCHEMA_VERSION: Literal[1] = 1
 TOPIC_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"

@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.errors import ErrorInfo
-from schemas.money import Money
-from schemas.tier import Tier
+from tierline.schemas.errors import ErrorInfo
+from tierline.schemas.money import Money
+from tierline.schemas.tier import Tier
 
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "error"]
 

@@ -13,9 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from schemas.request import RouteRequest
-from schemas.response import RoutingDecision
-from schemas.tier import Tier
+from tierline.schemas.request import RouteRequest
+from tierline.schemas.response import RoutingDecision
+from tierline.schemas.tier import Tier
 
 
 class Escalation(BaseModel):

@@ -27,10 +27,10 @@ from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel, ValidationError
 
-from schemas import DeadLetter, ErrorType
-from streams.clickhouse import connect, migrate
-from streams.config import Settings
-from streams.topics import Topics
+from tierline.processors.store.clickhouse import connect, migrate
+from tierline.schemas import DeadLetter, ErrorType
+from tierline.streams.config import Settings
+from tierline.streams.topics import Topics
 
 R = TypeVar("R", bound=BaseModel)
 

@@ -16,6 +16,7 @@ moment its response is read, in the bench process, with one monotonic clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -30,13 +31,13 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from processors.providers.http_client import provider_client
-from processors.simulator import SimulatorProfile, spawn_simulator
-from schemas import RouteRequest, encode
-from streams.config import KafkaSettings
-from streams.tail import tail_consumer
-from streams.topics import ensure_topics
-from streams.workload import demo_requests
+from tierline.processors.providers.http_client import provider_client
+from tierline.processors.simulator import SimulatorProfile, spawn_simulator
+from tierline.schemas import RouteRequest, encode
+from tierline.streams.config import KafkaSettings
+from tierline.streams.tail import tail_consumer
+from tierline.streams.topics import ensure_topics
+from tierline.streams.workload import demo_requests
 
 
 @dataclass
@@ -159,10 +160,8 @@ async def measure_pipeline(
         m.started = time.monotonic()
         await _paced(len(requests), rate, send)
         await producer.flush()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout=timeout_s)
-        except TimeoutError:
-            pass
         await asyncio.sleep(1.0)  # late duplicates, if any, show up here
         done.set()
         await reader
@@ -196,7 +195,7 @@ class RoleProcesses:
                     [
                         sys.executable,
                         "-m",
-                        "streams.cli",
+                        "tierline.streams.cli",
                         "run",
                         "--role",
                         role,

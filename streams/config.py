@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from schemas import Tier
+from tierline.schemas import Tier
 
 ENV_PREFIX = "TIERLINE_"
 EMBEDDED_FETCH_MAX_WAIT_MS = 5

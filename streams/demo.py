@@ -20,11 +20,11 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from processors.cost import cost_of
-from schemas import RouteRequest, RouteResponse, Tier, Usage, encode
-from streams.runtime import Pipeline
-from streams.spend import spend_sql
-from streams.tail import tail_consumer
+from tierline.processors.pricing.cost import cost_of
+from tierline.processors.store.spend import spend_sql
+from tierline.schemas import RouteRequest, RouteResponse, Tier, Usage, encode
+from tierline.streams.runtime import Pipeline
+from tierline.streams.tail import tail_consumer
 
 
 @dataclass

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.topics import partition_ids
+from tierline.streams.topics import partition_ids
 
 
 class DoneSet:

@@ -56,7 +56,7 @@ class EmbeddedBroker:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log_file = (self.state_dir / "broker.log").open("ab")
         url = f"tcp://127.0.0.1:{self.port}"
-        self._process = subprocess.Popen(
+        self._process = subprocess.Popen(  # noqa: ASYNC220 - returns at once; the broker outlives this call
             [
                 binary,
                 "broker",

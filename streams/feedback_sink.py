@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from clickhouse_connect.driver.client import Client
 
-from schemas import Feedback
-from streams.batch_sink import BatchSink
-from streams.clickhouse import insert_feedback
+from tierline.processors.store.clickhouse import insert_feedback
+from tierline.schemas import Feedback
+from tierline.streams.batch_sink import BatchSink
 
 
 class FeedbackSink(BatchSink[Feedback]):

@@ -15,18 +15,18 @@ from typing import Any
 
 import faust
 
-from processors.catalog import Catalog
-from processors.classifier import Classifier
-from processors.errors import TierlineError
-from processors.intake import Rejection, admit
-from processors.policy import RoutingPolicy
-from processors.policy_reload import PolicySource, as_source
-from processors.policy_set import Policy
-from processors.routing import route
-from schemas import DeadLetter, ErrorInfo, ErrorType, RouteResponse, encode
-from streams.config import Settings
-from streams.faust_transport import ShortWaitTransport
-from streams.topics import Topics
+from tierline.processors.errors import TierlineError
+from tierline.processors.pricing.catalog import Catalog
+from tierline.processors.routing.classifiers import Classifier
+from tierline.processors.routing.decide import route
+from tierline.processors.routing.intake import Rejection, admit
+from tierline.processors.routing.policy import Policy
+from tierline.processors.routing.policy_reload import PolicySource, as_source
+from tierline.processors.routing.tier_rules import RoutingPolicy
+from tierline.schemas import DeadLetter, ErrorInfo, ErrorType, RouteResponse, encode
+from tierline.streams.config import Settings
+from tierline.streams.faust_transport import ShortWaitTransport
+from tierline.streams.topics import Topics
 
 log = logging.getLogger("tierline.router")
 
@@ -74,7 +74,7 @@ class Router:
         except TierlineError as exc:
             rejection = Rejection(exc.info(), admitted.id, admitted.tenant, admitted.reply_to)
             return self._reject(raw, rejection, source)
-        except Exception as exc:  # noqa: BLE001 - a bug of ours still answers the request
+        except Exception as exc:
             log.exception("router: routing %s failed", admitted.id)
             error = ErrorInfo(
                 type=ErrorType.INTERNAL, message=f"internal error: {type(exc).__name__}"

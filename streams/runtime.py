@@ -16,22 +16,22 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from processors.catalog import Catalog, load_catalog
-from processors.classifier import Classifier
-from processors.dispatch import Dispatcher, RetryPolicy
-from processors.keys import KeyRing
-from processors.policy import RoutingPolicy, Thresholds
-from processors.policy_reload import open_policy_source
-from processors.policy_set import Policy
-from processors.providers.http_client import provider_client
-from schemas import Tier
-from streams.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings
-from streams.embedded import EmbeddedBroker
-from streams.feedback_sink import FeedbackSink
-from streams.router import Router, build_router_app
-from streams.sink import CostSink
-from streams.topics import Topics, ensure_topics
-from streams.worker import TierWorker
+from tierline.processors.pricing.catalog import Catalog, load_catalog
+from tierline.processors.providers.http_client import provider_client
+from tierline.processors.providers.keys import KeyRing
+from tierline.processors.routing.classifiers import Classifier
+from tierline.processors.routing.policy import Policy
+from tierline.processors.routing.policy_reload import open_policy_source
+from tierline.processors.routing.tier_rules import RoutingPolicy, Thresholds
+from tierline.processors.serving.walk import Dispatcher, RetryPolicy
+from tierline.schemas import Tier
+from tierline.streams.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings
+from tierline.streams.cost_sink import CostSink
+from tierline.streams.embedded import EmbeddedBroker
+from tierline.streams.feedback_sink import FeedbackSink
+from tierline.streams.router import Router, build_router_app
+from tierline.streams.tier_worker import TierWorker
+from tierline.streams.topics import Topics, ensure_topics
 
 log = logging.getLogger("tierline")
 
@@ -42,10 +42,10 @@ SIMULATOR_KEY = "sim-key"
 def load_classifier(spec: str) -> Classifier:
     """`rules`, or the path of a trained artifact."""
     if spec == "rules":
-        from processors.classifier.rules import RulesClassifier
+        from tierline.processors.routing.classifiers.rules import RulesClassifier
 
         return RulesClassifier()
-    from processors.classifier.learned import LearnedClassifier
+    from tierline.processors.routing.classifiers.learned import LearnedClassifier
 
     return LearnedClassifier.load(Path(spec))
 
@@ -126,7 +126,7 @@ async def _start(
         and "workers" in roles
         and len(env_keys.missing(key_names)) == len(key_names)
     ):
-        from processors.simulator import SimulatorProfile, spawn_simulator
+        from tierline.processors.simulator import SimulatorProfile, spawn_simulator
 
         sim = spawn_simulator(SimulatorProfile(seed=1, latency_ms=300, latency_jitter=0.4))
         stack.callback(sim.stop)
@@ -217,8 +217,12 @@ def _start_price_refresh(
     """Fetch prices now and every interval; a new book reprices the catalogs in place."""
     import httpx
 
-    from processors.prices import PriceBook
-    from processors.prices.refresh import PriceFeed, PriceRefreshError, refresh_forever
+    from tierline.processors.pricing.prices import PriceBook
+    from tierline.processors.pricing.prices.refresh import (
+        PriceFeed,
+        PriceRefreshError,
+        refresh_forever,
+    )
 
     client = httpx.AsyncClient(timeout=30)
     stack.push_async_callback(client.aclose)

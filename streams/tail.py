@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.topics import partition_ids
+from tierline.streams.topics import partition_ids
 
 
 async def tail_consumer(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from schemas import Tier
-from streams.config import KafkaSettings
+from tierline.schemas import Tier
+from tierline.streams.config import KafkaSettings
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,8 @@ async def ensure_topics(settings: KafkaSettings, bootstrap: str) -> Topics:
             if name not in existing
         ]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another role won the race
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()
     return topics

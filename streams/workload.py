@@ -18,9 +18,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from schemas import RouteRequest
+from tierline.schemas import RouteRequest
 
-WORKLOAD_PACKAGE = "streams.data"
+WORKLOAD_PACKAGE = "tierline.streams.data"
 WORKLOAD_FILE = "workload.jsonl"
 
 #: Every `expected_task` label the workload uses.

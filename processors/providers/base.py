@@ -22,10 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from processors.catalog import ModelSpec
-from processors.errors import ProviderError
-from schemas import ErrorType, RouteRequest, Usage
-from schemas.response import FinishReason
+from tierline.processors.errors import ProviderError
+from tierline.processors.pricing.catalog import ModelSpec
+from tierline.schemas import ErrorType, RouteRequest, Usage
+from tierline.schemas.response import FinishReason
 
 
 @dataclass(frozen=True, slots=True)

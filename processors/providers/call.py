@@ -6,11 +6,11 @@ import asyncio
 
 import httpx
 
-from processors.catalog import ModelSpec
-from processors.errors import ProviderError
-from processors.providers.base import Adapter, ProviderReply
-from processors.providers.http_client import ProviderClient
-from schemas import ErrorType, RouteRequest
+from tierline.processors.errors import ProviderError
+from tierline.processors.pricing.catalog import ModelSpec
+from tierline.processors.providers.base import Adapter, ProviderReply
+from tierline.processors.providers.http_client import ProviderClient
+from tierline.schemas import ErrorType, RouteRequest
 
 
 async def call_model(

@@ -37,21 +37,21 @@ from typing import Any
 
 import orjson
 
-from processors.catalog import ModelSpec
-from processors.errors import ProviderError
-from processors.providers.base import HttpCall, ProviderReply, normalized
-from processors.providers.http_errors import error_for_status
-from processors.providers.parts import Part, parts_of, tool_arguments, tool_name
-from processors.providers.payload import (
+from tierline.processors.errors import ProviderError
+from tierline.processors.pricing.catalog import ModelSpec
+from tierline.processors.providers.base import HttpCall, ProviderReply, normalized
+from tierline.processors.providers.http_errors import error_for_status
+from tierline.processors.providers.parts import Part, parts_of, tool_arguments, tool_name
+from tierline.processors.providers.payload import (
     MALFORMED,
     error_fields,
     invalid_response,
     json_object,
     tokens,
 )
-from schemas import ErrorType, RouteRequest, Usage
-from schemas.messages import ChatMessage
-from schemas.response import FinishReason
+from tierline.schemas import ErrorType, RouteRequest, Usage
+from tierline.schemas.messages import ChatMessage
+from tierline.schemas.response import FinishReason
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "STOP": "stop",

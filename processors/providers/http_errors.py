@@ -29,9 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from processors.backoff import parse_retry_after
-from processors.errors import ProviderError
-from schemas import ErrorType
+from tierline.processors.errors import ProviderError
+from tierline.schemas import ErrorType
 
 _BILLING = ("insufficient_quota", "billing_error")
 _AUTH = (
@@ -113,3 +112,14 @@ def error_for_status(
         status=status,
         retry_after_s=retry_after_s,
     )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the delta form; HTTP dates are rare from LLM APIs)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None

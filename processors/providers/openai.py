@@ -21,12 +21,12 @@ from typing import Any
 
 import orjson
 
-from processors.catalog import ModelSpec
-from processors.errors import ProviderError
-from processors.providers.base import HttpCall, ProviderReply, normalized
-from processors.providers.compat import DIALECTS, Dialect
-from processors.providers.http_errors import error_for_status
-from processors.providers.payload import (
+from tierline.processors.errors import ProviderError
+from tierline.processors.pricing.catalog import ModelSpec
+from tierline.processors.providers.base import HttpCall, ProviderReply, normalized
+from tierline.processors.providers.compat import DIALECTS, Dialect
+from tierline.processors.providers.http_errors import error_for_status
+from tierline.processors.providers.payload import (
     MALFORMED,
     error_fields,
     first_count,
@@ -34,8 +34,8 @@ from processors.providers.payload import (
     json_object,
     tokens,
 )
-from schemas import ErrorType, RouteRequest, Usage
-from schemas.response import FinishReason
+from tierline.schemas import ErrorType, RouteRequest, Usage
+from tierline.schemas.response import FinishReason
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",

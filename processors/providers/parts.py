@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.messages import ChatMessage
+from tierline.schemas.messages import ChatMessage
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from processors.errors import ProviderError
-from schemas import ErrorType
+from tierline.processors.errors import ProviderError
+from tierline.schemas import ErrorType
 
 #: what a malformed success body raises while it is read
 MALFORMED = (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError, AttributeError)

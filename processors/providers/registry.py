@@ -7,11 +7,11 @@ Gemini generateContent.
 
 from __future__ import annotations
 
-from processors.providers.anthropic import AnthropicAdapter
-from processors.providers.base import Adapter
-from processors.providers.compat import DIALECTS
-from processors.providers.gemini import GeminiAdapter
-from processors.providers.openai import OpenAIAdapter
+from tierline.processors.providers.anthropic import AnthropicAdapter
+from tierline.processors.providers.base import Adapter
+from tierline.processors.providers.compat import DIALECTS
+from tierline.processors.providers.gemini import GeminiAdapter
+from tierline.processors.providers.openai import OpenAIAdapter
 
 ADAPTERS: dict[str, Adapter] = {
     **{family: OpenAIAdapter(dialect) for family, dialect in DIALECTS.items()},

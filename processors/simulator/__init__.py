@@ -15,13 +15,13 @@ aiohttp app and the ways to run it), `openai_wire`, `anthropic_wire`,
 force a fault from inside a prompt are listed in `profile`.
 """
 
-from processors.simulator.profile import (
+from tierline.processors.simulator.profile import (
     Directives,
     ModelOverride,
     SimulatorProfile,
     parse_directives,
 )
-from processors.simulator.server import (
+from tierline.processors.simulator.server import (
     ROUTES,
     RunningSimulator,
     SimulatorProcess,

@@ -15,8 +15,12 @@ import os
 import signal
 import sys
 
-from processors.simulator.profile import SimulatorProfile
-from processors.simulator.server import READY_PREFIX, RunningSimulator, run_simulator_forever
+from tierline.processors.simulator.profile import SimulatorProfile
+from tierline.processors.simulator.server import (
+    READY_PREFIX,
+    RunningSimulator,
+    run_simulator_forever,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     watchers: list[asyncio.Task[None]] = []
 
     async def watch_parent() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == parent:  # noqa: ASYNC110 - no event tells of a parent's exit; poll
             await asyncio.sleep(1.0)
         os.kill(os.getpid(), signal.SIGTERM)  # the graceful path of run_simulator_forever
 

@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from processors.simulator.profile import Reply, SimRequest, format_retry_after
+from tierline.processors.simulator.profile import Reply, SimRequest, format_retry_after
 
 __all__ = ["GeminiWire"]
 

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from processors.simulator.profile import Reply, SimRequest, format_retry_after
+from tierline.processors.simulator.profile import Reply, SimRequest, format_retry_after
 
 __all__ = ["OpenAIWire"]
 
@@ -340,10 +340,7 @@ class OpenAIWire:
         return self._error(status, rid, message)
 
     def success(self, req: SimRequest, reply: Reply, rid: str, latency_ms: int) -> web.Response:
-        if reply.finish == "refusal":
-            finish = "content_filter"
-        else:
-            finish = reply.finish
+        finish = "content_filter" if reply.finish == "refusal" else reply.finish
         body = {
             "id": f"chatcmpl-sim{rid[:26]}",
             "object": "chat.completion",

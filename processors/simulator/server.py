@@ -53,10 +53,10 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from processors.simulator.anthropic_wire import AnthropicWire
-from processors.simulator.gemini_wire import GeminiWire
-from processors.simulator.openai_wire import OpenAIWire
-from processors.simulator.profile import (
+from tierline.processors.simulator.anthropic_wire import AnthropicWire
+from tierline.processors.simulator.gemini_wire import GeminiWire
+from tierline.processors.simulator.openai_wire import OpenAIWire
+from tierline.processors.simulator.profile import (
     Behaviour,
     DirectiveError,
     Reply,
@@ -513,7 +513,7 @@ def spawn_simulator(
     cmd = [
         sys.executable,
         "-m",
-        "processors.simulator",
+        "tierline.processors.simulator",
         "--host",
         host,
         "--port",

@@ -23,7 +23,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from streams.cli import bench, db, demo, evaluate, run, simulate, spend, train
+    from tierline.streams.cli import bench, db, demo, evaluate, run, simulate, spend, train
 
     for module in (run, demo, spend, db, simulate, bench, train, evaluate):
         main.add_command(module.command)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from streams.cli.common import config_option, echo_json, load, say
+from tierline.streams.cli.common import config_option, echo_json, load, say
 
 
 @click.command("bench")
@@ -45,9 +45,9 @@ def command(
 
 
 async def _bench(settings: object, n: int, rate: float, latency: float) -> dict[str, object]:
-    from streams.bench import run_bench
-    from streams.config import Settings
-    from streams.embedded import EmbeddedBroker
+    from tierline.streams.bench import run_bench
+    from tierline.streams.config import Settings
+    from tierline.streams.embedded import EmbeddedBroker
 
     assert isinstance(settings, Settings)
     broker = None

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from streams.config import Settings, load_settings
+from tierline.streams.config import Settings, load_settings
 
 config_option = click.option(
     "--config",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from streams.cli.common import config_option, load, say
+from tierline.streams.cli.common import config_option, load, say
 
 
 @click.group("db")
@@ -24,13 +24,13 @@ def migrate_command(config_path: Path | None) -> None:
       tierline db migrate                                   # embedded chDB in ./.tierline/
       TIERLINE_CLICKHOUSE_URL=http://default:@localhost:8123/default tierline db migrate
     """
-    from streams.clickhouse import connect, migrate
+    from tierline.processors.store.clickhouse import connect, migrate
 
     settings = load(config_path)
     url = settings.clickhouse_url
     try:
         applied = migrate(connect(url))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any driver failure is one clear line
         raise click.ClickException(f"migration against {_safe(url)} failed: {exc}") from None
     if applied:
         for name in applied:

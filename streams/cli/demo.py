@@ -8,11 +8,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-from streams.cli.common import config_option, echo_json, load, log_level_option, say, setup_logging
-from streams.config import Settings
+from tierline.streams.cli.common import (
+    config_option,
+    echo_json,
+    load,
+    log_level_option,
+    say,
+    setup_logging,
+)
+from tierline.streams.config import Settings
 
 if TYPE_CHECKING:
-    from streams.demo import DemoReport
+    from tierline.streams.demo import DemoReport
 
 
 @click.command("demo")
@@ -52,12 +59,12 @@ def command(
         raise SystemExit(1)
 
 
-async def _demo(settings: Settings, n: int, seed: int, timeout: float, quiet: bool) -> DemoReport:
+async def _demo(settings: Settings, n: int, seed: int, wait_s: float, quiet: bool) -> DemoReport:
     from rich.progress import Progress
 
-    from streams.demo import run_demo
-    from streams.runtime import start_pipeline
-    from streams.workload import demo_requests
+    from tierline.streams.demo import run_demo
+    from tierline.streams.runtime import start_pipeline
+    from tierline.streams.workload import demo_requests
 
     pipeline = await start_pipeline(settings, say=say)
     try:
@@ -66,7 +73,7 @@ async def _demo(settings: Settings, n: int, seed: int, timeout: float, quiet: bo
             return await run_demo(
                 pipeline,
                 demo_requests(n, seed),
-                timeout_s=timeout,
+                timeout_s=wait_s,
                 progress=lambda done, total: bar.update(task, completed=done),
             )
     finally:

@@ -7,12 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from streams.cli.common import echo_json, say
-from streams.cli.routing_data import dataset_option, load_datasets, strong_option, weak_option
+from tierline.streams.cli.common import echo_json, say
+from tierline.streams.cli.routing_data import (
+    dataset_option,
+    load_datasets,
+    strong_option,
+    weak_option,
+)
 
 if TYPE_CHECKING:
-    from processors.evaluation.harness import RouterEvaluation
-    from processors.evaluation.routers import Router
+    from tierline.processors.learning.harness import RouterEvaluation
+    from tierline.processors.learning.scorers import Router
 
 EXAMPLES = """
 \b
@@ -81,7 +86,7 @@ def command(
     """
     import orjson
 
-    from processors.evaluation.harness import evaluate
+    from tierline.processors.learning.harness import evaluate
 
     loaded = load_datasets(datasets, strong, weak)
     router = _router(router_name, seed)
@@ -122,9 +127,9 @@ def command(
 
 
 def _router(name: str, seed: int) -> Router:
-    from processors.classifier.learned import ArtifactError, LearnedClassifier
-    from processors.classifier.rules import RulesClassifier
-    from processors.evaluation.routers import ClassifierRouter, LengthRouter, RandomRouter
+    from tierline.processors.learning.scorers import ClassifierRouter, LengthRouter, RandomRouter
+    from tierline.processors.routing.classifiers.learned import ArtifactError, LearnedClassifier
+    from tierline.processors.routing.classifiers.rules import RulesClassifier
 
     if name == "rules":
         return ClassifierRouter(RulesClassifier())

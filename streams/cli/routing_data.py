@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from streams.cli.common import say
+from tierline.streams.cli.common import say
 
 if TYPE_CHECKING:
-    from processors.evaluation.datasets import Dataset
+    from tierline.processors.learning.datasets import Dataset
 
 dataset_option = click.option(
     "--dataset",
@@ -35,7 +35,7 @@ weak_option = click.option(
 
 def load_datasets(paths: Sequence[Path], strong: str, weak: str) -> list[Dataset]:
     """Load every file (progress on stderr); fail unless both models appear in them."""
-    from processors.evaluation.datasets import DatasetError, load_dataset
+    from tierline.processors.learning.datasets import DatasetError, load_dataset
 
     loaded = []
     for path in paths:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from pathlib import Path
 
 import click
 
-from streams.cli.common import config_option, load, log_level_option, say, setup_logging
-from streams.runtime import ROLES, start_pipeline
+from tierline.streams.cli.common import config_option, load, log_level_option, say, setup_logging
+from tierline.streams.runtime import ROLES, start_pipeline
 
 
 @click.command("run")
@@ -53,7 +54,7 @@ def command(
 
 
 async def _run(settings: object, roles: tuple[str, ...], status_every: float) -> None:
-    from streams.config import Settings
+    from tierline.streams.config import Settings
 
     assert isinstance(settings, Settings)
     say(f"tierline: starting {', '.join(roles)} (config: {settings.source})")
@@ -69,10 +70,8 @@ async def _run(settings: object, roles: tuple[str, ...], status_every: float) ->
     started = time.monotonic()
     try:
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=status_every)
-            except TimeoutError:
-                pass
             failed = pipeline.failed_roles()
             if failed:
                 raise click.ClickException(

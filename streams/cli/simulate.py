@@ -87,7 +87,7 @@ def command(
     e.g. [sim:error=503], [sim:rate_limit=0.2], [sim:hang], [sim:garbage],
     [sim:refusal], [sim:latency=50], [sim:fail_first=2], [sim:output_tokens=7].
     """
-    from processors.simulator import (
+    from tierline.processors.simulator import (
         ROUTES,
         RunningSimulator,
         SimulatorProfile,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from streams.cli.common import config_option, echo_json, load
-from streams.spend import DIMENSIONS, parse_since, query_spend, spend_sql
+from tierline.processors.store.spend import DIMENSIONS, parse_since, query_spend, spend_sql
+from tierline.streams.cli.common import config_option, echo_json, load
 
 
 @click.command("spend")
@@ -38,11 +38,11 @@ def command(config_path: Path | None, by: str, since: str, fmt: str, show_sql: b
     if show_sql:
         click.echo(spend_sql(by, window))
         return
-    from streams.clickhouse import connect
+    from tierline.processors.store.clickhouse import connect
 
     try:
         rows = query_spend(connect(settings.clickhouse_url), by, window)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any driver failure is one clear line
         raise click.ClickException(
             f"could not query spend: {exc}\n(embedded chDB can be read only while no other "
             "tierline process holds it; stop `tierline run`, or use a ClickHouse server)"

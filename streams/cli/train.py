@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from streams.cli.common import echo_json, say
-from streams.cli.routing_data import load_datasets
+from tierline.streams.cli.common import echo_json, say
+from tierline.streams.cli.routing_data import load_datasets
 
 EXAMPLES = """
 \b
@@ -152,7 +152,7 @@ def command(
         return
     if not datasets or strong is None or weak is None:
         raise click.UsageError("give --dataset, --strong and --weak (or --from-clickhouse URL)")
-    from processors.classifier.training import TrainingOptions, train
+    from tierline.processors.learning.training import TrainingOptions, train
 
     loaded = load_datasets(datasets, strong, weak)
     options = TrainingOptions(
@@ -199,15 +199,19 @@ def _floors_from_clickhouse(
     tenant: str | None,
     as_json: bool,
 ) -> None:
-    from processors.feedback_floors import learn_floors, render_toml, segment_query
-    from streams.clickhouse import connect
+    from tierline.processors.learning.feedback_floors import (
+        learn_floors,
+        render_toml,
+        segment_query,
+    )
+    from tierline.processors.store.clickhouse import connect
 
     if since_days <= 0 or min_signals <= 0 or not 0 <= tolerance <= 1:
         raise click.BadParameter("need --since-days > 0, --min-signals > 0, 0 <= --tolerance <= 1")
     sql = segment_query(since_days, tenant)
     try:
         rows = connect(url).query(sql).result_rows
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any driver failure is one clear line
         raise click.ClickException(
             f"reading feedback from ClickHouse failed: {error} "
             "(has `tierline db migrate` created the decisions view?)"

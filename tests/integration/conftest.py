@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
-from streams.clickhouse import connect
+from tierline.processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
+from tierline.processors.store.clickhouse import connect
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"

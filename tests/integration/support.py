@@ -14,7 +14,13 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.config import ClickHouseSettings, KafkaSettings, Settings, SinkSettings, WorkerSettings
+from tierline.streams.config import (
+    ClickHouseSettings,
+    KafkaSettings,
+    Settings,
+    SinkSettings,
+    WorkerSettings,
+)
 
 
 def make_settings(

@@ -8,16 +8,16 @@ from pathlib import Path
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from processors.simulator import RunningSimulator
-from schemas import DeadLetter, ErrorType, RouteResponse
-from streams.runtime import start_pipeline
-from streams.tail import tail_consumer
 from tests.integration.support import (
     collect,
     make_settings,
     produce,
     request_body,
 )
+from tierline.processors.simulator import RunningSimulator
+from tierline.schemas import DeadLetter, ErrorType, RouteResponse
+from tierline.streams.runtime import start_pipeline
+from tierline.streams.tail import tail_consumer
 
 
 async def test_malformed_input_is_dead_lettered_and_answered_where_the_id_is_known(

@@ -12,12 +12,12 @@ from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner
 from clickhouse_connect.driver.client import Client
 
-from schemas import CostRecord, Tier, encode
-from streams.cli import main
-from streams.clickhouse import insert_costs, migrate
-from streams.sink import CostSink
-from streams.topics import ensure_topics
 from tests.integration.support import sink_settings, wait_until
+from tierline.processors.store.clickhouse import insert_costs, migrate
+from tierline.schemas import CostRecord, Tier, encode
+from tierline.streams.cli import main
+from tierline.streams.cost_sink import CostSink
+from tierline.streams.topics import ensure_topics
 
 
 def record(

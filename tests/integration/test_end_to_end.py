@@ -9,11 +9,6 @@ from pathlib import Path
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from processors.simulator import RunningSimulator
-from schemas import RouteResponse
-from streams.runtime import start_pipeline
-from streams.spend import query_spend
-from streams.tail import tail_consumer
 from tests.integration.support import (
     collect,
     make_settings,
@@ -21,6 +16,11 @@ from tests.integration.support import (
     request_body,
     wait_until,
 )
+from tierline.processors.simulator import RunningSimulator
+from tierline.processors.store.spend import query_spend
+from tierline.schemas import RouteResponse
+from tierline.streams.runtime import start_pipeline
+from tierline.streams.tail import tail_consumer
 
 PROMPTS = [
     "Translate 'good morning' into Spanish.",

@@ -13,13 +13,13 @@ from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner
 from clickhouse_connect.driver.client import Client
 
-from processors.policy_file import load_policy
-from schemas import CostRecord, Feedback, Tier, encode
-from streams.cli import main
-from streams.clickhouse import insert_costs, insert_feedback, migrate
-from streams.feedback_sink import FeedbackSink
-from streams.topics import ensure_topics
 from tests.integration.support import sink_settings, wait_until
+from tierline.processors.routing.policy_file import load_policy
+from tierline.processors.store.clickhouse import insert_costs, insert_feedback, migrate
+from tierline.schemas import CostRecord, Feedback, Tier, encode
+from tierline.streams.cli import main
+from tierline.streams.feedback_sink import FeedbackSink
+from tierline.streams.topics import ensure_topics
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "policy.example.toml"
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -9,11 +9,11 @@ from pathlib import Path
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from processors.simulator import RunningSimulator
-from schemas import Feedback, RouteResponse, encode
-from streams.runtime import start_pipeline
-from streams.tail import tail_consumer
 from tests.integration.support import collect, make_settings, produce, request_body, wait_until
+from tierline.processors.simulator import RunningSimulator
+from tierline.schemas import Feedback, RouteResponse, encode
+from tierline.streams.runtime import start_pipeline
+from tierline.streams.tail import tail_consumer
 
 POLICY = """
 [cascade]

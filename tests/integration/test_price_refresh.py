@@ -10,13 +10,13 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
-from processors.cost import cost_of
-from processors.simulator import RunningSimulator
-from schemas import RouteResponse, Tier
-from streams.config import PricesSettings
-from streams.runtime import start_pipeline
-from streams.tail import tail_consumer
 from tests.integration.support import collect, make_settings, produce, request_body
+from tierline.processors.pricing.cost import cost_of
+from tierline.processors.simulator import RunningSimulator
+from tierline.schemas import RouteResponse, Tier
+from tierline.streams.config import PricesSettings
+from tierline.streams.runtime import start_pipeline
+from tierline.streams.tail import tail_consumer
 
 
 async def test_a_price_refresh_reprices_without_a_restart(
@@ -43,11 +43,13 @@ async def test_a_price_refresh_reprices_without_a_restart(
     settings.prices = PricesSettings(
         refresh_url=f"http://127.0.0.1:{port}/prices.json", refresh_interval_s=10
     )
-    from processors.prices import bundled_price_book
+    from tierline.processors.pricing.prices import bundled_price_book
 
     # the same catalog with every model 1,000 times dearer than the bundled price
     raw = orjson.loads(
-        resources.files("processors.prices").joinpath("litellm_chat_prices.json").read_bytes()
+        resources.files("tierline.processors.pricing.prices")
+        .joinpath("litellm_chat_prices.json")
+        .read_bytes()
     )
     for entry in raw.values():
         for field in ("input_cost_per_token", "output_cost_per_token"):

@@ -16,10 +16,6 @@ import orjson
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
-from schemas import RouteResponse
-from streams.runtime import start_pipeline
-from streams.tail import tail_consumer
 from tests.integration.support import (
     collect,
     make_settings,
@@ -27,6 +23,10 @@ from tests.integration.support import (
     request_body,
     wait_until,
 )
+from tierline.processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
+from tierline.schemas import RouteResponse
+from tierline.streams.runtime import start_pipeline
+from tierline.streams.tail import tail_consumer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,7 +44,7 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
             [
                 sys.executable,
                 "-m",
-                "streams.cli",
+                "tierline.streams.cli",
                 "run",
                 "--role",
                 "workers",

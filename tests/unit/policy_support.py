@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from processors.catalog import Catalog, ModelSpec
-from processors.classifier import Classification
-from processors.prices import Price
-from schemas import RouteRequest, Tier
+from tierline.processors.pricing.catalog import Catalog, ModelSpec
+from tierline.processors.pricing.prices import Price
+from tierline.processors.routing.classifiers import Classification
+from tierline.schemas import RouteRequest, Tier
 
 # name: (provider, input $/1M, output $/1M)
 MODELS: dict[str, tuple[str, str, str]] = {

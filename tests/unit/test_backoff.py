@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 
-from processors.backoff import Backoff, parse_retry_after
+from tierline.processors.providers.http_errors import parse_retry_after
+from tierline.processors.serving.backoff import Backoff
 
 
 def test_delays_stay_under_an_exponential_ceiling() -> None:

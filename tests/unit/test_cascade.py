@@ -10,15 +10,15 @@ from typing import Any
 import httpx
 import pytest
 
-from processors.answer_check import check_answer, looks_like_refusal
-from processors.backoff import Backoff
-from processors.cascade import merge, serve_routed, serve_with_cascade
-from processors.catalog import Catalog
-from processors.dispatch import Dispatcher, Outcome, RetryPolicy
-from processors.json_subset import validate
-from processors.keys import KeyRing
-from processors.simulator import ModelOverride, SimulatorProfile, start_simulator
-from schemas import (
+from tierline.processors.pricing.catalog import Catalog
+from tierline.processors.providers.keys import KeyRing
+from tierline.processors.serving.answer_check import check_answer, looks_like_refusal
+from tierline.processors.serving.backoff import Backoff
+from tierline.processors.serving.cascade import merge, serve_routed, serve_with_cascade
+from tierline.processors.serving.json_subset import validate
+from tierline.processors.serving.walk import Dispatcher, Outcome, RetryPolicy
+from tierline.processors.simulator import ModelOverride, SimulatorProfile, start_simulator
+from tierline.schemas import (
     CostRecord,
     ErrorInfo,
     ErrorType,

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from processors.catalog import Catalog, CatalogError, load_catalog
-from processors.errors import InputError
-from schemas import ErrorType, Tier
+from tierline.processors.errors import InputError
+from tierline.processors.pricing.catalog import Catalog, CatalogError, load_catalog
+from tierline.schemas import ErrorType, Tier
 
 
 def test_bundled_catalog_fills_every_tier_cheapest_first() -> None:

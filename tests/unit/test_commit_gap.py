@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.commit_gap import CommitGap
+from tierline.streams.commit_gap import CommitGap
 
 
 def test_commit_stops_at_the_oldest_unfinished_offset() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas import Tier
-from streams.config import load_settings
+from tierline.schemas import Tier
+from tierline.streams.config import load_settings
 
 
 def test_nothing_configured_means_embedded_defaults() -> None:

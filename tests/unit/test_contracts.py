@@ -8,8 +8,17 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from schemas import CostRecord, DeadLetter, RouteRequest, RouteResponse, Tier, Usage, decode, encode
-from schemas.export import OUT_DIR, topic_schemas
+from tierline.schemas import (
+    CostRecord,
+    DeadLetter,
+    RouteRequest,
+    RouteResponse,
+    Tier,
+    Usage,
+    decode,
+    encode,
+)
+from tierline.schemas.export import OUT_DIR, topic_schemas
 
 
 def request(**overrides: object) -> dict[str, object]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from processors.cost import cost_of
-from processors.prices import Price, bundled_price_book
-from processors.prices.book import to_decimal
-from schemas import Usage
+from tierline.processors.pricing.cost import cost_of
+from tierline.processors.pricing.prices import Price, bundled_price_book
+from tierline.processors.pricing.prices.book import to_decimal
+from tierline.schemas import Usage
 
 
 def test_plain_input_and_output_by_hand() -> None:

@@ -9,13 +9,13 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from processors.backoff import Backoff
-from processors.catalog import Catalog
-from processors.cost import cost_of
-from processors.dispatch import Dispatcher, RetryPolicy
-from processors.keys import KeyRing
-from processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
-from schemas import ErrorType, RoutedRequest, RouteRequest, RoutingDecision, Tier
+from tierline.processors.pricing.catalog import Catalog
+from tierline.processors.pricing.cost import cost_of
+from tierline.processors.providers.keys import KeyRing
+from tierline.processors.serving.backoff import Backoff
+from tierline.processors.serving.walk import Dispatcher, RetryPolicy
+from tierline.processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
+from tierline.schemas import ErrorType, RoutedRequest, RouteRequest, RoutingDecision, Tier
 
 CATALOG = {
     "models": {

@@ -9,16 +9,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from processors.classifier.training import TrainingOptions, train
-from processors.evaluation.datasets import (
+from tierline.processors.learning.datasets import (
     DatasetError,
     Outcome,
     RoutingExample,
     load_dataset,
     parse_jsonl,
 )
-from processors.evaluation.harness import evaluate, evaluate_router
-from processors.evaluation.metrics import (
+from tierline.processors.learning.harness import evaluate, evaluate_router
+from tierline.processors.learning.metrics import (
     aiq,
     apgr,
     cpt,
@@ -26,9 +25,10 @@ from processors.evaluation.metrics import (
     routing_curve,
     saving_at_quality,
 )
-from processors.evaluation.routers import LengthRouter, RandomRouter
-from schemas import ChatMessage
-from streams.cli import evaluate as eval_cli
+from tierline.processors.learning.scorers import LengthRouter, RandomRouter
+from tierline.processors.learning.training import TrainingOptions, train
+from tierline.schemas import ChatMessage
+from tierline.streams.cli import evaluate as eval_cli
 
 # Four prompts. The strong model gets all right, the weak one fails prompts 0 and 3.
 STRONG = [1.0, 1.0, 1.0, 1.0]

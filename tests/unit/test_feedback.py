@@ -7,10 +7,10 @@ from datetime import datetime
 import pytest
 from pydantic import ValidationError
 
-from processors.feedback_floors import learn_floors, render_toml, segment_query
-from processors.policy_file import parse_policy
-from schemas import Feedback, Tier, decode, encode
-from schemas.export import TOPIC_MODELS
+from tierline.processors.learning.feedback_floors import learn_floors, render_toml, segment_query
+from tierline.processors.routing.policy_file import parse_policy
+from tierline.schemas import Feedback, Tier, decode, encode
+from tierline.schemas.export import TOPIC_MODELS
 
 
 def test_a_signal_needs_a_score_or_a_label() -> None:
@@ -130,7 +130,7 @@ def test_the_segment_query_is_filled_safely() -> None:
 def test_the_feedback_sink_keeps_the_newest_signal_whatever_the_arrival_order() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from streams.feedback_sink import FeedbackSink
+    from tierline.streams.feedback_sink import FeedbackSink
 
     now = datetime.now(UTC)
     newer = Feedback(request_id="r", source="s", score=1.0, created_at=now)

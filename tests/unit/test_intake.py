@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from processors.intake import Rejection, admit
-from schemas import ErrorType, RouteRequest
+from tierline.processors.routing.intake import Rejection, admit
+from tierline.schemas import ErrorType, RouteRequest
 
 GOOD = {"id": "r1", "tenant": "acme", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -10,11 +10,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from processors.catalog import Catalog
-from processors.dispatch import Dispatcher
-from processors.keys import REDACTED, KeyRing, SecretsFileError, read_secrets_file
-from processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
-from schemas import ErrorType, RoutedRequest, RouteRequest, RoutingDecision, Tier
+from tierline.processors.pricing.catalog import Catalog
+from tierline.processors.providers.keys import (
+    REDACTED,
+    KeyRing,
+    SecretsFileError,
+    read_secrets_file,
+)
+from tierline.processors.serving.walk import Dispatcher
+from tierline.processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
+from tierline.schemas import ErrorType, RoutedRequest, RouteRequest, RoutingDecision, Tier
 
 NAMES = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"]
 

@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from processors.classifier.learned import (
+from tierline.processors.learning.datasets import Dataset, Outcome, RoutingExample
+from tierline.processors.learning.training import (
+    BLEND_GRID,
+    DEFAULT_BLEND,
+    TrainingOptions,
+    _platt,
+    labels,
+    train,
+)
+from tierline.processors.routing.classifiers.learned import (
     ARTIFACT_VERSION,
     DENSE_FEATURES,
     ArtifactError,
@@ -19,17 +28,8 @@ from processors.classifier.learned import (
     featurize,
     ngrams,
 )
-from processors.classifier.training import (
-    BLEND_GRID,
-    DEFAULT_BLEND,
-    TrainingOptions,
-    _platt,
-    labels,
-    train,
-)
-from processors.evaluation.datasets import Dataset, Outcome, RoutingExample
-from schemas import ChatMessage, Hints, RouteRequest
-from streams.cli import train as train_cli
+from tierline.schemas import ChatMessage, Hints, RouteRequest
+from tierline.streams.cli import train as train_cli
 
 HARD = [
     "Prove that there are infinitely many primes p such that p + 2 is also prime {i}",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from processors.classifier import Classification
-from processors.policy import RoutingPolicy, Thresholds
-from schemas import RouteRequest, Tier
+from tierline.processors.routing.classifiers import Classification
+from tierline.processors.routing.tier_rules import RoutingPolicy, Thresholds
+from tierline.schemas import RouteRequest, Tier
 
 
 def req(**hints: object) -> RouteRequest:

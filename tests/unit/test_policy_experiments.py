@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processors.experiments import Arm, Experiment, assign, reason, unit_hash
-from schemas import Tier
 from tests.unit.policy_support import make_request
+from tierline.processors.routing.experiments import Arm, Experiment, assign, reason, unit_hash
+from tierline.schemas import Tier
 
 N = 20_000
 

@@ -6,12 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from processors.catalog import load_catalog
-from processors.policy import RoutingPolicy, Thresholds
-from processors.policy_file import PolicyFileError, load_policy, parse_policy, problems
-from processors.policy_set import Policy
-from schemas import Tier
 from tests.unit.policy_support import make_catalog
+from tierline.processors.pricing.catalog import load_catalog
+from tierline.processors.routing.policy import Policy
+from tierline.processors.routing.policy_file import (
+    PolicyFileError,
+    load_policy,
+    parse_policy,
+    problems,
+)
+from tierline.processors.routing.tier_rules import RoutingPolicy, Thresholds
+from tierline.schemas import Tier
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "policy.example.toml"
 

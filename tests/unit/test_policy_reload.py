@@ -8,11 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from processors.policy import RoutingPolicy, Thresholds
-from processors.policy_file import PolicyFileError, problems
-from processors.policy_reload import FixedPolicy, PolicyReloader, as_source, open_policy_source
-from processors.policy_set import Policy
 from tests.unit.policy_support import make_catalog
+from tierline.processors.routing.policy import Policy
+from tierline.processors.routing.policy_file import PolicyFileError, problems
+from tierline.processors.routing.policy_reload import (
+    FixedPolicy,
+    PolicyReloader,
+    as_source,
+    open_policy_source,
+)
+from tierline.processors.routing.tier_rules import RoutingPolicy, Thresholds
 
 
 class Clock:

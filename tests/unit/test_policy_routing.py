@@ -8,22 +8,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors import budget
-from processors.catalog import Catalog
-from processors.errors import PolicyError
-from processors.experiments import Arm, Experiment
-from processors.policy import RoutingPolicy, TenantRules, TierFloor
-from processors.policy_set import CascadeRules, Policy
-from processors.routing import route
-from schemas import ErrorType, RoutedRequest, RouteRequest, Tier
 from tests.unit.policy_support import Fixed, make_catalog, make_request
+from tierline.processors.errors import PolicyError
+from tierline.processors.pricing.catalog import Catalog
+from tierline.processors.routing import cost_cap
+from tierline.processors.routing.decide import route
+from tierline.processors.routing.experiments import Arm, Experiment
+from tierline.processors.routing.policy import CascadeRules, Policy
+from tierline.processors.routing.tier_rules import RoutingPolicy, TenantRules, TierFloor
+from tierline.schemas import ErrorType, RoutedRequest, RouteRequest, Tier
 
 CATALOG = make_catalog()
 PROMPT = "x" * 100  # 25 tokens + 4 for the message: 29 prompt tokens
 
 
 def estimate(request: RouteRequest, model: str) -> Decimal:
-    return budget.estimate(request, CATALOG.model(model))
+    return cost_cap.estimate(request, CATALOG.model(model))
 
 
 def test_without_rules_routing_is_as_before() -> None:
@@ -35,12 +35,12 @@ def test_without_rules_routing_is_as_before() -> None:
 
 def test_the_estimate_is_prompt_times_input_plus_output_times_output() -> None:
     request = make_request(PROMPT, params={"max_tokens": 1000})
-    assert budget.prompt_tokens(request) == 29
+    assert cost_cap.prompt_tokens(request) == 29
     # p1: 29 x $5/1M + 1000 x $20/1M
     assert estimate(request, "p1") == Decimal("0.020145000")
     unbounded = make_request(PROMPT)
-    assert budget.output_tokens(unbounded) == budget.DEFAULT_OUTPUT_TOKENS
-    assert budget.estimate(unbounded, CATALOG.model("p1"), 10) == Decimal("0.000345000")
+    assert cost_cap.output_tokens(unbounded) == cost_cap.DEFAULT_OUTPUT_TOKENS
+    assert cost_cap.estimate(unbounded, CATALOG.model("p1"), 10) == Decimal("0.000345000")
 
 
 def test_a_tier_over_budget_steps_down_and_drops_dear_candidates() -> None:
@@ -233,7 +233,7 @@ def _cheapest_possible(request: RouteRequest, policy: Policy, catalog: Catalog) 
     options = policy.routing.options(request)
     tiers = [policy.routing.lane(request, t) for t in options]
     return min(
-        budget.estimate(request, catalog.model(m)) for t in tiers for m in catalog.candidates(t)
+        cost_cap.estimate(request, catalog.model(m)) for t in tiers for m in catalog.candidates(t)
     )
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from processors.classifier import Classification
-from processors.errors import PolicyError
-from processors.policy import RoutingPolicy, TenantRules, Thresholds, TierFloor
-from schemas import ErrorType, Tier
 from tests.unit.policy_support import make_request
+from tierline.processors.errors import PolicyError
+from tierline.processors.routing.classifiers import Classification
+from tierline.processors.routing.tier_rules import RoutingPolicy, TenantRules, Thresholds, TierFloor
+from tierline.schemas import ErrorType, Tier
 
 
 def test_a_tenant_brings_its_own_thresholds() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from processors.catalog import Catalog
-from processors.cost import cost_of
-from processors.prices import Price, bundled_price_book
-from schemas import Usage
+from tierline.processors.pricing.catalog import Catalog
+from tierline.processors.pricing.cost import cost_of
+from tierline.processors.pricing.prices import Price, bundled_price_book
+from tierline.schemas import Usage
 
 
 def test_every_price_kind_is_read_from_the_catalog_format() -> None:

@@ -12,15 +12,15 @@ import orjson
 import pytest
 from aiohttp import web
 
-from processors.catalog import Catalog, load_catalog
-from processors.prices import PriceBook
-from processors.prices.refresh import (
+from tierline.processors.pricing.catalog import Catalog, load_catalog
+from tierline.processors.pricing.prices import PriceBook
+from tierline.processors.pricing.prices.refresh import (
     PriceFeed,
     PriceRefreshError,
     parse_price_catalog,
     refresh_forever,
 )
-from schemas import Tier
+from tierline.schemas import Tier
 
 URL = "https://prices.example/catalog.json"
 
@@ -152,7 +152,7 @@ def test_a_new_book_reprices_listed_models_but_not_pinned_ones() -> None:
 
 
 def test_the_bundled_catalog_survives_a_reprice_from_the_bundled_snapshot() -> None:
-    from processors.prices import bundled_price_book
+    from tierline.processors.pricing.prices import bundled_price_book
 
     catalog = load_catalog()
     assert catalog.with_price_book(bundled_price_book()).tiers == catalog.tiers

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from processors.providers.http_client import provider_client
-from processors.simulator import SimulatorProfile, start_simulator
+from tierline.processors.providers.http_client import provider_client
+from tierline.processors.simulator import SimulatorProfile, start_simulator
 
 
 async def test_fast_path_and_normal_path_agree() -> None:

@@ -12,14 +12,14 @@ import httpx
 import orjson
 import pytest
 
-from processors.catalog import Catalog
-from processors.cost import cost_of
-from processors.errors import ProviderError
-from processors.providers.anthropic import AnthropicAdapter
-from processors.providers.base import BilledReplyError
-from processors.providers.call import call_model
-from processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
-from schemas import ErrorType, RouteRequest, Usage
+from tierline.processors.errors import ProviderError
+from tierline.processors.pricing.catalog import Catalog
+from tierline.processors.pricing.cost import cost_of
+from tierline.processors.providers.anthropic import AnthropicAdapter
+from tierline.processors.providers.base import BilledReplyError
+from tierline.processors.providers.call import call_model
+from tierline.processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
+from tierline.schemas import ErrorType, RouteRequest, Usage
 
 CATALOG = Catalog.from_config(
     {
@@ -96,7 +96,7 @@ def test_content_parts_become_blocks_with_cache_control() -> None:
                             "type": "text",
                             "text": "Long manual...",
                             "cache_control": {"type": "ephemeral", "ttl": "1h"},
-                        }  # noqa: E501
+                        }
                     ],
                 },
                 {
@@ -106,7 +106,7 @@ def test_content_parts_become_blocks_with_cache_control() -> None:
                         {
                             "type": "image_url",
                             "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="},
-                        },  # noqa: E501
+                        },
                         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
                     ],
                 },
@@ -160,7 +160,7 @@ def test_tool_calls_and_results_become_tool_use_and_tool_result_blocks() -> None
                     "id": "toolu_01",
                     "name": "get_weather",
                     "input": {"city": "Paris"},
-                }  # noqa: E501
+                }
             ],
         },
         {

@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from processors.catalog import load_catalog
-from processors.dispatch import Dispatcher
-from processors.errors import kind_of
-from processors.keys import KeyRing
-from processors.providers.http_errors import classify
-from processors.providers.registry import adapter_for
-from processors.simulator import SimulatorProfile, start_simulator
-from schemas import ErrorType, RoutedRequest, RouteRequest, RoutingDecision, Tier
+from tierline.processors.errors import kind_of
+from tierline.processors.pricing.catalog import load_catalog
+from tierline.processors.providers.http_errors import classify
+from tierline.processors.providers.keys import KeyRing
+from tierline.processors.providers.registry import adapter_for
+from tierline.processors.serving.walk import Dispatcher
+from tierline.processors.simulator import SimulatorProfile, start_simulator
+from tierline.schemas import ErrorType, RoutedRequest, RouteRequest, RoutingDecision, Tier
 
 
 def test_every_ladder_tier_offers_openai_so_one_key_serves_all() -> None:

@@ -11,15 +11,15 @@ import httpx
 import orjson
 import pytest
 
-from processors.catalog import Catalog
-from processors.cost import cost_of
-from processors.errors import ProviderError
-from processors.providers.call import call_model
-from processors.providers.compat import DIALECTS, dialect_for
-from processors.providers.families import FAMILIES, family_defaults
-from processors.providers.registry import ADAPTERS, adapter_for
-from processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
-from schemas import ErrorType, RouteRequest, Usage
+from tierline.processors.errors import ProviderError
+from tierline.processors.pricing.catalog import Catalog
+from tierline.processors.pricing.cost import cost_of
+from tierline.processors.pricing.families import FAMILIES, family_defaults
+from tierline.processors.providers.call import call_model
+from tierline.processors.providers.compat import DIALECTS, dialect_for
+from tierline.processors.providers.registry import ADAPTERS, adapter_for
+from tierline.processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
+from tierline.schemas import ErrorType, RouteRequest, Usage
 
 COMPAT = sorted(set(DIALECTS) - {"openai"})
 # one model per family; the self-hosted ones have no public price

@@ -11,14 +11,14 @@ import httpx
 import orjson
 import pytest
 
-from processors.catalog import Catalog
-from processors.cost import cost_of
-from processors.errors import ProviderError
-from processors.providers.base import BilledReplyError
-from processors.providers.call import call_model
-from processors.providers.gemini import GeminiAdapter
-from processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
-from schemas import ErrorType, RouteRequest, Usage
+from tierline.processors.errors import ProviderError
+from tierline.processors.pricing.catalog import Catalog
+from tierline.processors.pricing.cost import cost_of
+from tierline.processors.providers.base import BilledReplyError
+from tierline.processors.providers.call import call_model
+from tierline.processors.providers.gemini import GeminiAdapter
+from tierline.processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
+from tierline.schemas import ErrorType, RouteRequest, Usage
 
 CATALOG = Catalog.from_config(
     {
@@ -106,7 +106,7 @@ def test_images_and_tools_become_parts() -> None:
                         {
                             "type": "image_url",
                             "image_url": {"url": "data:image/jpeg;base64,/9j/4A=="},
-                        },  # noqa: E501
+                        },
                         {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
                     ],
                 },
@@ -117,7 +117,7 @@ def test_images_and_tools_become_parts() -> None:
                             "id": "c1",
                             "type": "function",
                             "function": {"name": "lookup", "arguments": '{"q": 1}'},
-                        }  # noqa: E501
+                        }
                     ],
                 },
                 {"role": "tool", "tool_call_id": "c1", "name": "lookup", "content": "42"},

@@ -11,15 +11,15 @@ import httpx
 import orjson
 import pytest
 
-from processors.catalog import Catalog, ModelSpec
-from processors.cost import cost_of
-from processors.errors import ProviderError
-from processors.providers.base import BilledReplyError
-from processors.providers.call import call_model
-from processors.providers.openai import OpenAIAdapter
-from processors.providers.registry import adapter_for
-from processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
-from schemas import ErrorType, RouteRequest, Usage
+from tierline.processors.errors import ProviderError
+from tierline.processors.pricing.catalog import Catalog, ModelSpec
+from tierline.processors.pricing.cost import cost_of
+from tierline.processors.providers.base import BilledReplyError
+from tierline.processors.providers.call import call_model
+from tierline.processors.providers.openai import OpenAIAdapter
+from tierline.processors.providers.registry import adapter_for
+from tierline.processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
+from tierline.schemas import ErrorType, RouteRequest, Usage
 
 CATALOG = Catalog.from_config(
     {

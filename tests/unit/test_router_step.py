@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import orjson
 
-from processors.catalog import load_catalog
-from processors.classifier.rules import RulesClassifier
-from processors.policy import RoutingPolicy
-from schemas import DeadLetter, RoutedRequest, RouteResponse, Tier
-from streams.config import Settings
-from streams.done_log import DoneSet
-from streams.router import Router
-from streams.topics import Topics
+from tierline.processors.pricing.catalog import load_catalog
+from tierline.processors.routing.classifiers.rules import RulesClassifier
+from tierline.processors.routing.tier_rules import RoutingPolicy
+from tierline.schemas import DeadLetter, RoutedRequest, RouteResponse, Tier
+from tierline.streams.config import Settings
+from tierline.streams.done_log import DoneSet
+from tierline.streams.router import Router
+from tierline.streams.topics import Topics
 
 
 def router() -> Router:

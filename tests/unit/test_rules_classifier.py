@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from processors.classifier.base import Classification, Classifier
-from processors.classifier.features import extract, scanned, split_ask
-from processors.classifier.rules import TASKS, RulesClassifier
-from schemas import ChatMessage, Hints, RouteRequest
+from tierline.processors.routing.classifiers.base import Classification, Classifier
+from tierline.processors.routing.classifiers.features import extract, scanned, split_ask
+from tierline.processors.routing.classifiers.rules import TASKS, RulesClassifier
+from tierline.schemas import ChatMessage, Hints, RouteRequest
 
 RULES = RulesClassifier()
 

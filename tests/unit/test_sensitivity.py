@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processors.sensitivity import (
+from tierline.processors.routing.sensitivity import (
     KIND_CLASSES,
     NOTHING,
     SensitivityFindings,

@@ -6,22 +6,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.catalog import Catalog
-from processors.errors import PolicyError
-from processors.experiments import Arm, Experiment
-from processors.policy import RoutingPolicy
-from processors.policy_set import CascadeRules, Policy
-from processors.routing import route
-from processors.sensitivity import detect_sensitive
-from processors.sensitivity_routing import (
+from tests.unit.policy_support import Fixed, make_catalog, make_request
+from tierline.processors.errors import PolicyError
+from tierline.processors.pricing.catalog import Catalog
+from tierline.processors.routing.decide import route
+from tierline.processors.routing.experiments import Arm, Experiment
+from tierline.processors.routing.policy import CascadeRules, Policy
+from tierline.processors.routing.sensitivity import detect_sensitive
+from tierline.processors.routing.sensitivity_filter import (
     ANY_PROVIDER,
     RULES_OFF,
     SensitivityRules,
     request_classes,
     screen,
 )
-from schemas import ErrorType, Tier
-from tests.unit.policy_support import Fixed, make_catalog, make_request
+from tierline.processors.routing.tier_rules import RoutingPolicy
+from tierline.schemas import ErrorType, Tier
 
 PROVIDERS = ["openai", "anthropic", "google", "mistral", "azure"]
 CLASSES = ["pii", "financial", "secret", "hipaa"]

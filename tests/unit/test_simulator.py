@@ -14,14 +14,14 @@ import httpx
 import orjson
 import pytest
 
-from processors.simulator import (
+from tierline.processors.simulator import (
     RunningSimulator,
     SimulatorProfile,
     parse_directives,
     spawn_simulator,
     start_simulator,
 )
-from processors.simulator.profile import DirectiveError
+from tierline.processors.simulator.profile import DirectiveError
 
 StartSim = Callable[..., Awaitable[RunningSimulator]]
 

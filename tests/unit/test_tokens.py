@@ -8,17 +8,17 @@ from typing import Any
 import httpx
 import pytest
 
-from processors.catalog import Catalog
-from processors.dispatch import Dispatcher, estimate_prompt_tokens
-from processors.keys import KeyRing
-from processors.tokens import (
+from tierline.processors.pricing.catalog import Catalog
+from tierline.processors.providers.keys import KeyRing
+from tierline.processors.providers.tokens import (
     count_prompt_tokens,
     estimate_text_tokens,
     fits,
     offline_encoder,
     upper_bound,
 )
-from schemas import ErrorType, RoutedRequest, RouteRequest, RoutingDecision, Tier
+from tierline.processors.serving.walk import Dispatcher, estimate_prompt_tokens
+from tierline.schemas import ErrorType, RoutedRequest, RouteRequest, RoutingDecision, Tier
 
 
 def request(*texts: str, **extra: Any) -> RouteRequest:
@@ -136,7 +136,7 @@ async def test_a_model_whose_window_is_too_small_is_never_called() -> None:
 def test_without_an_offline_encoding_openai_gets_the_estimate(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import processors.tokens as tokens
+    import tierline.processors.providers.tokens as tokens
 
     monkeypatch.setattr(tokens, "offline_encoder", lambda: None)
     req = request("a" * 70, "b" * 35)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
-from schemas import RouteResponse, Tier, encode
-from streams.config import Settings
-from streams.topics import Topics
-from streams.worker import TierWorker
+from tierline.schemas import RouteResponse, Tier, encode
+from tierline.streams.config import Settings
+from tierline.streams.tier_worker import TierWorker
+from tierline.streams.topics import Topics
 
 
 def worker() -> TierWorker:

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from schemas import RouteRequest
-from streams.workload import DIFFICULTIES, TASKS, demo_requests, load_workload, to_request
+from tierline.schemas import RouteRequest
+from tierline.streams.workload import DIFFICULTIES, TASKS, demo_requests, load_workload, to_request
 
 
 @pytest.fixture(scope="module")

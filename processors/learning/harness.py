@@ -1,0 +1,168 @@
+"""The evaluation harness: score a dataset with a router and read the metrics off its curve.
+
+`evaluate` takes examples, a router's scores for them and a (strong, weak)
+model pair, keeps the examples on which both models have an outcome, and
+returns a `RouterEvaluation`: APGR, CPT(50%), CPT(80%), the cost saving at
+95% of the strong model's quality, the sampled curve, and, where costs allow,
+three AIQs: `aiq` over every costed model's point plus the router's curve (as
+RouterBench draws it), `aiq_router_only` over the router's curve alone (its
+ends are the weak and the strong model: the number that tells two-model
+routers apart), and `aiq_models_only`, the hull of the models by themselves
+(the "zero router" every router is compared with). Same inputs, same numbers:
+nothing here is random or order-dependent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tierline.processors.learning.datasets import RoutingExample
+from tierline.processors.learning.metrics import (
+    CurvePoint,
+    aiq,
+    apgr,
+    cpt,
+    routing_curve,
+    saving_at_quality,
+)
+from tierline.processors.learning.scorers import Router
+
+
+@dataclass(frozen=True, slots=True)
+class RouterEvaluation:
+    """One router on one dataset and model pair."""
+
+    router: str
+    dataset: str
+    strong: str
+    weak: str
+    prompts: int
+    strong_quality: float
+    weak_quality: float
+    apgr: float | None
+    cpt50: float | None
+    cpt80: float | None
+    saving_at_95: float | None
+    aiq: float | None
+    aiq_router_only: float | None
+    aiq_models_only: float | None
+    aiq_models: tuple[str, ...]
+    curve: tuple[CurvePoint, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def paired(examples: Iterable[RoutingExample], strong: str, weak: str) -> list[RoutingExample]:
+    """The examples on which both the strong and the weak model have an outcome."""
+    return [e for e in examples if strong in e.outcomes and weak in e.outcomes]
+
+
+def score_all(router: Router, examples: Sequence[RoutingExample]) -> list[float]:
+    return [router.score(example) for example in examples]
+
+
+def evaluate(
+    examples: Sequence[RoutingExample],
+    scores: Sequence[float] | Mapping[str, float],
+    strong: str,
+    weak: str,
+    *,
+    router: str = "router",
+    dataset: str = "",
+    curve_points: int = 21,
+) -> RouterEvaluation:
+    """Metrics of routing `examples` by `scores` (a list aligned with them, or id -> score)."""
+    if isinstance(scores, Mapping):
+        by_id = scores
+        aligned = [by_id[e.id] for e in examples]
+    else:
+        if len(scores) != len(examples):
+            raise ValueError(f"{len(scores)} scores for {len(examples)} examples")
+        aligned = list(scores)
+    keep = [i for i, e in enumerate(examples) if strong in e.outcomes and weak in e.outcomes]
+    if not keep:
+        raise ValueError(f"no example has outcomes for both {strong!r} and {weak!r}")
+    chosen = [examples[i] for i in keep]
+    chosen_scores = [aligned[i] for i in keep]
+    curve = routing_curve(
+        chosen_scores,
+        [e.outcomes[strong].score for e in chosen],
+        [e.outcomes[weak].score for e in chosen],
+        *_pair_costs(chosen, strong, weak),
+    )
+    models = _costed_models(chosen)
+    model_points = [_mean_point(chosen, model) for model in models]
+    both_aiq = router_aiq = models_aiq = None
+    if curve.cost_usd is not None:
+        router_points = list(zip(curve.cost_usd, curve.quality, strict=True))
+        both_aiq = aiq(model_points + router_points)
+        router_aiq = aiq(router_points)
+        models_aiq = aiq(model_points) if len(model_points) >= 2 else None
+    return RouterEvaluation(
+        router=router,
+        dataset=dataset,
+        strong=strong,
+        weak=weak,
+        prompts=len(chosen),
+        strong_quality=curve.strong_quality,
+        weak_quality=curve.weak_quality,
+        apgr=apgr(curve),
+        cpt50=cpt(curve, 0.5),
+        cpt80=cpt(curve, 0.8),
+        saving_at_95=saving_at_quality(curve, 0.95),
+        aiq=both_aiq,
+        aiq_router_only=router_aiq,
+        aiq_models_only=models_aiq,
+        aiq_models=tuple(models),
+        curve=curve.sampled(curve_points),
+    )
+
+
+def evaluate_router(
+    router: Router,
+    examples: Sequence[RoutingExample],
+    strong: str,
+    weak: str,
+    *,
+    dataset: str = "",
+    curve_points: int = 21,
+) -> RouterEvaluation:
+    """Score the examples with `router`, then `evaluate`."""
+    chosen = paired(examples, strong, weak)
+    return evaluate(
+        chosen,
+        score_all(router, chosen),
+        strong,
+        weak,
+        router=router.name,
+        dataset=dataset,
+        curve_points=curve_points,
+    )
+
+
+def _pair_costs(
+    examples: Sequence[RoutingExample], strong: str, weak: str
+) -> tuple[list[float], list[float]] | tuple[None, None]:
+    strong_costs = [e.outcomes[strong].cost_usd for e in examples]
+    weak_costs = [e.outcomes[weak].cost_usd for e in examples]
+    if any(c is None for c in strong_costs) or any(c is None for c in weak_costs):
+        return None, None
+    return [float(c or 0.0) for c in strong_costs], [float(c or 0.0) for c in weak_costs]
+
+
+def _costed_models(examples: Sequence[RoutingExample]) -> list[str]:
+    """Models with a score and a cost on every example: the ones AIQ can place."""
+    models: set[str] | None = None
+    for example in examples:
+        costed = {m for m, o in example.outcomes.items() if o.cost_usd is not None}
+        models = costed if models is None else models & costed
+    return sorted(models or ())
+
+
+def _mean_point(examples: Sequence[RoutingExample], model: str) -> tuple[float, float]:
+    n = len(examples)
+    cost = sum(e.outcomes[model].cost_usd or 0.0 for e in examples) / n
+    return cost, sum(e.outcomes[model].score for e in examples) / n

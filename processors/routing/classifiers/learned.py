@@ -1,0 +1,269 @@
+"""The learned classifier: logistic regression over the ask's words and the rules' features.
+
+It reads a prompt the way the rules classifier does (`features.extract`, the
+rules' task and score) and adds the ask's words: unigrams, bigrams and the
+opening word, a vocabulary chosen at training time. A linear model over those
+turns them into the probability that the weak model falls short where the
+strong one does not: the routing score.
+
+Why a vocabulary and not feature hashing: Python salts `str` hashes per
+process, a stable hash (crc32) per n-gram costs more than a dict lookup, and a
+vocabulary keeps the model explainable: the n-grams that pushed a score up
+are the reasons.
+
+Inference is pure Python (no numpy at run time): one `extract`, one
+tokenisation, a dict lookup per n-gram, a sigmoid. The model lives in a
+versioned JSON artifact (`ARTIFACT_FORMAT`, `ARTIFACT_VERSION`) holding the
+feature configuration, the weights and the training metadata; `training`
+writes it, `LearnedClassifier.load` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+from tierline.processors.routing.classifiers.base import Classification
+from tierline.processors.routing.classifiers.features import PromptFeatures, extract
+from tierline.processors.routing.classifiers.rules import TASKS, RulesClassifier
+from tierline.schemas import RouteRequest
+
+ARTIFACT_FORMAT = "tierline.learned-router"
+ARTIFACT_VERSION = 1
+MAX_TOKENS = 96
+
+DENSE_FEATURES: tuple[str, ...] = (
+    "rules_score",
+    "log_ask_words",
+    "log_chars",
+    "log_ask_digits",
+    "log_ask_clauses",
+    "log_shots",
+    "log_choices",
+    "log_code_marks",
+    "log_math_marks",
+    "log_steps",
+    "output_format",
+    "log_negations",
+    "mean_word_length",
+    *(f"task={task}" for task in TASKS),
+    # Complexity reads differently for technical asks (a longer spec is a harder function)
+    # than for questions in prose: the same measures, counted only for code and math.
+    "technical*log_ask_words",
+    "technical*log_ask_digits",
+    "technical*log_ask_clauses",
+    "technical*log_steps",
+)
+TECHNICAL_TASKS = frozenset({"code", "math"})
+
+
+class ArtifactError(ValueError):
+    """An artifact this version of tierline cannot read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Featurized:
+    """A prompt as the model sees it."""
+
+    dense: tuple[float, ...]
+    ngrams: frozenset[str]
+    rules: Classification
+
+
+def ngrams(tokens: Sequence[str], max_tokens: int = MAX_TOKENS) -> frozenset[str]:
+    """Unigrams, bigrams and the opening word (`^word`) of the first `max_tokens` tokens."""
+    head = tokens[:max_tokens]
+    opening = ("^" + head[0],) if head else ()
+    return frozenset(chain(head, map(" ".join, zip(head, head[1:], strict=False)), opening))
+
+
+def featurize(text: str, task_hint: str | None = None, max_tokens: int = MAX_TOKENS) -> Featurized:
+    """The dense features (in `DENSE_FEATURES` order), the n-grams and the rules' verdict."""
+    features = extract(text)
+    rules = RulesClassifier.verdict(features, task_hint)
+    return Featurized(dense_features(features, rules), ngrams(features.tokens, max_tokens), rules)
+
+
+def dense_features(features: PromptFeatures, rules: Classification) -> tuple[float, ...]:
+    tokens = features.tokens
+    mean_word = sum(map(len, tokens)) / len(tokens) if tokens else 0.0
+    words = math.log1p(features.ask_words)
+    digits = math.log1p(features.ask_digits)
+    clauses = math.log1p(features.ask_clauses)
+    steps = math.log1p(features.steps)
+    technical = 1.0 if rules.task in TECHNICAL_TASKS else 0.0
+    return (
+        rules.score,
+        words,
+        math.log1p(features.chars),
+        digits,
+        clauses,
+        math.log1p(features.shots),
+        math.log1p(features.choices),
+        math.log1p(features.code_marks),
+        math.log1p(features.math_marks),
+        steps,
+        1.0 if features.output_format else 0.0,
+        math.log1p(features.negations),
+        mean_word,
+        *(1.0 if rules.task == task else 0.0 for task in TASKS),
+        technical * words,
+        technical * digits,
+        technical * clauses,
+        technical * steps,
+    )
+
+
+@dataclass(frozen=True)
+class LearnedArtifact:
+    """A trained router: weights plus everything needed to trust and reproduce them.
+
+    `dense_mean`/`dense_scale` standardise the dense features; n-gram features
+    are present/absent, scaled by 1/sqrt(number of n-grams in the prompt).
+    """
+
+    bias: float
+    dense_weights: tuple[float, ...]
+    dense_mean: tuple[float, ...]
+    dense_scale: tuple[float, ...]
+    ngram_weights: Mapping[str, float]
+    max_tokens: int = MAX_TOKENS
+    dense_features: tuple[str, ...] = DENSE_FEATURES
+    training: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": ARTIFACT_FORMAT,
+            "format_version": ARTIFACT_VERSION,
+            "features": {
+                "dense": list(self.dense_features),
+                "dense_mean": list(self.dense_mean),
+                "dense_scale": list(self.dense_scale),
+                "ngrams": {"n": [1, 2], "opening_word": True, "max_tokens": self.max_tokens},
+            },
+            "weights": {
+                "bias": self.bias,
+                "dense": list(self.dense_weights),
+                "ngrams": dict(sorted(self.ngram_weights.items())),
+            },
+            "training": dict(self.training),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LearnedArtifact:
+        if data.get("format") != ARTIFACT_FORMAT:
+            raise ArtifactError(f"not a learned-router artifact (format={data.get('format')!r})")
+        version = data.get("format_version")
+        if version != ARTIFACT_VERSION:
+            raise ArtifactError(
+                f"artifact format_version {version!r}; this tierline reads {ARTIFACT_VERSION}"
+            )
+        try:
+            features, weights = data["features"], data["weights"]
+            names = tuple(str(name) for name in features["dense"])
+            if names != DENSE_FEATURES:
+                raise ArtifactError(
+                    f"artifact's dense features differ from this tierline's: {names}"
+                )
+            artifact = cls(
+                bias=float(weights["bias"]),
+                dense_weights=tuple(float(w) for w in weights["dense"]),
+                dense_mean=tuple(float(m) for m in features["dense_mean"]),
+                dense_scale=tuple(float(s) for s in features["dense_scale"]),
+                ngram_weights={str(g): float(w) for g, w in weights["ngrams"].items()},
+                max_tokens=int(features["ngrams"]["max_tokens"]),
+                dense_features=names,
+                training=dict(data.get("training", {})),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            if isinstance(error, ArtifactError):
+                raise
+            raise ArtifactError(f"malformed artifact: {error!r}") from None
+        width = len(DENSE_FEATURES)
+        if not (len(artifact.dense_weights) == len(artifact.dense_mean) == width):
+            raise ArtifactError("artifact's dense weights do not match its features")
+        if len(artifact.dense_scale) != width or any(s <= 0 for s in artifact.dense_scale):
+            raise ArtifactError("artifact's dense scales must be positive, one per feature")
+        return artifact
+
+    def save(self, path: str | Path) -> None:
+        text = json.dumps(self.to_json(), indent=1, sort_keys=False, ensure_ascii=False)
+        Path(path).write_text(text + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> LearnedArtifact:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ArtifactError(f"{path}: not JSON: {error.msg}") from None
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{path}: an artifact is a JSON object")
+        return cls.from_json(data)
+
+
+class LearnedClassifier:
+    """Scores a request with a trained artifact; reasons name the task and the top n-grams."""
+
+    name = "learned"
+
+    def __init__(self, artifact: LearnedArtifact) -> None:
+        self.artifact = artifact
+        # Fold standardisation into the weights once: z = bias' + sum(w'_i * x_i).
+        self._dense = tuple(
+            w / s for w, s in zip(artifact.dense_weights, artifact.dense_scale, strict=True)
+        )
+        self._bias = artifact.bias - sum(
+            w * m / s
+            for w, m, s in zip(
+                artifact.dense_weights, artifact.dense_mean, artifact.dense_scale, strict=True
+            )
+        )
+        self._ngrams = dict(artifact.ngram_weights)
+
+    @classmethod
+    def load(cls, path: str | Path) -> LearnedClassifier:
+        return cls(LearnedArtifact.load(path))
+
+    def classify(self, request: RouteRequest) -> Classification:
+        return self.classify_text(request.prompt_text(), task_hint=request.hints.task)
+
+    def classify_text(self, text: str, task_hint: str | None = None) -> Classification:
+        x = featurize(text, task_hint, self.artifact.max_tokens)
+        weights = self._ngrams
+        known = weights.keys() & x.ngrams
+        score = self._probability(x, math.fsum(map(weights.__getitem__, known)))
+        reasons = [x.rules.reasons[0], f"learned p={score:.2f}"]
+        if known:
+            top = max(known, key=weights.__getitem__)
+            if weights[top] > 0:
+                reasons.append(f"words like '{top}'")
+        # Confident when the prompt's words are ones the model was trained on.
+        coverage = len(known) / len(x.ngrams) if x.ngrams else 0.0
+        confidence = round(0.4 + 0.5 * min(1.0, coverage / 0.5), 3)
+        return Classification(x.rules.task, round(score, 6), confidence, tuple(reasons))
+
+    def score_featurized(self, x: Featurized) -> float:
+        """The score of an already-featurized prompt (training's cross-validation uses it)."""
+        weights = self._ngrams
+        return self._probability(x, math.fsum(map(weights.__getitem__, weights.keys() & x.ngrams)))
+
+    def logit_featurized(self, x: Featurized) -> float:
+        """The model's log-odds for an already-featurized prompt, unclipped (training uses it)."""
+        weights = self._ngrams
+        return self._logit(x, math.fsum(map(weights.__getitem__, weights.keys() & x.ngrams)))
+
+    def _logit(self, x: Featurized, ngram_sum: float) -> float:
+        z = self._bias + math.fsum(map(operator.mul, self._dense, x.dense))
+        if x.ngrams:
+            z += ngram_sum / math.sqrt(len(x.ngrams))
+        return z
+
+    def _probability(self, x: Featurized, ngram_sum: float) -> float:
+        z = self._logit(x, ngram_sum)
+        return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))

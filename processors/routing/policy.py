@@ -1,0 +1,49 @@
+"""`Policy`: everything a routing decision obeys, in one immutable value.
+
+The tier rules (`RoutingPolicy`: thresholds, confidence floor, tenants,
+floors), which tasks are served by a cascade, which providers may receive
+sensitive data, and the running experiments. It is immutable, so the router
+can swap in a reloaded one between two messages without a lock
+(`processors.policy_reload`), and one message is routed under one policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tierline.processors.routing.cost_cap import DEFAULT_OUTPUT_TOKENS
+from tierline.processors.routing.experiments import Experiment
+from tierline.processors.routing.sensitivity_filter import RULES_OFF, SensitivityRules
+from tierline.processors.routing.tier_rules import RoutingPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeRules:
+    """Tasks whose requests try the cheapest allowed tier first and escalate on a failed check.
+
+    Worth it where a cheap check tells a good answer from a bad one: JSON that
+    must parse (and match a schema), short labels, extraction. The check
+    itself is `processors.answer_check`.
+    """
+
+    tasks: frozenset[str] = frozenset()
+
+    def applies_to(self, task: str) -> bool:
+        return task in self.tasks
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    routing: RoutingPolicy = field(default_factory=RoutingPolicy)
+    cascade: CascadeRules = field(default_factory=CascadeRules)
+    sensitivity: SensitivityRules = RULES_OFF
+    experiments: tuple[Experiment, ...] = ()
+    #: the output-token estimate for `max_cost_usd` when a request sets no max_tokens
+    default_output_tokens: int = DEFAULT_OUTPUT_TOKENS
+    #: where it came from (a path and its mtime, or "defaults"), for logs
+    source: str = field(default="defaults", compare=False)
+
+    @classmethod
+    def of(cls, policy: Policy | RoutingPolicy) -> Policy:
+        """A `Policy`, given one or only its tier rules."""
+        return policy if isinstance(policy, Policy) else cls(routing=policy)

@@ -1,0 +1,175 @@
+"""Hot reload: the policy in a file, re-read when the file changes, without a restart.
+
+The router asks `source.current()` for every message, so it must be cheap: a
+clock read and a comparison, almost always. At most every `check_every_s`
+seconds the call also stats the file; only when its modification time, size
+or inode changed is it read and parsed. A good file replaces the policy in
+one reference assignment (an atomic swap: a message is routed wholly under
+the old policy or wholly under the new one). A bad file — invalid TOML, an
+unknown key, a model the catalog lacks, a half-written file — is logged and
+ignored: the last good policy stays in force, and the next change is tried
+again. A file that disappears also leaves the last good policy in force.
+
+Write policy files atomically (write a temporary file, then rename it over
+the old one) so a reload never sees a half-written file; the check after the
+read (the file's stamp must not change while it is read) catches most
+non-atomic writers anyway.
+
+`FixedPolicy` is the same interface for a policy that never changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from tierline.processors.pricing.catalog import Catalog
+from tierline.processors.routing.policy import Policy
+from tierline.processors.routing.policy_file import PolicyFileError, parse_policy, problems
+from tierline.processors.routing.tier_rules import RoutingPolicy
+
+log = logging.getLogger("tierline.policy")
+
+Clock = Callable[[], float]
+Validate = Callable[[Policy], Sequence[str]]
+
+
+class PolicySource(Protocol):
+    def current(self) -> Policy: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FixedPolicy:
+    policy: Policy
+
+    def current(self) -> Policy:
+        return self.policy
+
+
+_Stamp = tuple[int, int, int]
+
+
+def _stamp(path: Path) -> _Stamp:
+    stat = os.stat(path)
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+
+class PolicyReloader:
+    """The policy in `path`, reloaded when the file changes (checked every `check_every_s`)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        check_every_s: float = 5.0,
+        defaults: Policy | None = None,
+        validate: Validate | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.path = path
+        self.check_every_s = check_every_s
+        self.defaults = defaults
+        self._validate = validate
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.reloads = 0
+        #: why the last attempted reload was refused (None after a good one)
+        self.last_error: str | None = None
+        # The first load must succeed: a bad policy at start is a configuration error.
+        stamp = _stamp(path)
+        self._policy = self._parse(path.read_text(), stamp)
+        self._stamp: _Stamp | None = stamp
+        self._refused: _Stamp | None = None
+        self._next_check = clock() + check_every_s
+
+    def current(self) -> Policy:
+        """The policy in force. Cheap; at most every `check_every_s` it also stats the file."""
+        if self._clock() >= self._next_check:
+            self.check()
+        return self._policy
+
+    def check(self) -> bool:
+        """Look at the file now; True when a new policy was swapped in."""
+        if not self._lock.acquire(blocking=False):
+            return False  # another thread is checking right now
+        try:
+            self._next_check = self._clock() + self.check_every_s
+            return self._reload_if_changed()
+        finally:
+            self._lock.release()
+
+    def _reload_if_changed(self) -> bool:
+        try:
+            stamp = _stamp(self.path)
+            if stamp == self._stamp or stamp == self._refused:
+                return False
+            text = self.path.read_text()
+            if _stamp(self.path) != stamp:
+                return False  # still being written: try again at the next check
+            policy = self._parse(text, stamp)
+        except (OSError, UnicodeDecodeError, PolicyFileError) as exc:
+            self._refuse(str(exc))
+            return False
+        self._policy = policy  # the swap: one reference assignment
+        self._stamp = stamp
+        self._refused = None
+        self.last_error = None
+        self.reloads += 1
+        log.info("policy reloaded from %s", policy.source)
+        return True
+
+    def _parse(self, text: str, stamp: _Stamp) -> Policy:
+        source = f"{self.path}@{stamp[0] // 1_000_000_000}"
+        policy = parse_policy(text, defaults=self.defaults, source=source)
+        found = list(self._validate(policy)) if self._validate is not None else []
+        if found:
+            raise PolicyFileError(f"{self.path}: " + "; ".join(found))
+        return policy
+
+    def _refuse(self, why: str) -> None:
+        if why != self.last_error:
+            log.warning("policy file not reloaded, keeping the last good policy: %s", why)
+        self.last_error = why
+        try:
+            self._refused = _stamp(self.path)
+        except OSError:
+            self._refused = None
+
+
+def open_policy_source(
+    path: str | Path | None,
+    *,
+    defaults: Policy,
+    check_every_s: float = 5.0,
+    catalog: Catalog | None = None,
+) -> PolicySource:
+    """A reloading source for the file at `path`, or the fixed `defaults` when there is none.
+
+    With a catalog, a file naming models it lacks is refused (at start: an error;
+    on reload: logged, the last good policy kept).
+    """
+    if not path:
+        return FixedPolicy(defaults)
+    validate: Validate | None = None
+    if catalog is not None:
+        known = catalog
+
+        def validate(policy: Policy) -> Sequence[str]:
+            return problems(policy, known)
+
+    return PolicyReloader(
+        Path(path), check_every_s=check_every_s, defaults=defaults, validate=validate
+    )
+
+
+def as_source(policy: PolicySource | Policy | RoutingPolicy) -> PolicySource:
+    """Anything a router may be given as its policy, as a source it can ask per message."""
+    if isinstance(policy, (Policy, RoutingPolicy)):
+        return FixedPolicy(Policy.of(policy))
+    return policy

@@ -1,0 +1,278 @@
+"""The candidate walk: serve one routed request, retrying and falling back.
+
+Picture a ladder of candidate models, cheapest first. On each rung the call is
+retried with backoff while its failures are retryable (timeouts, 429s, 5xx) and
+retries remain; then the walk steps to the next rung, if another model can
+help. The first success ends the walk. Every attempt that consumed tokens is
+billed, in its own `CostRecord`; the response carries the total.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import httpx
+
+from tierline.processors.errors import InputError, ProviderError, TierlineError
+from tierline.processors.pricing.catalog import Catalog, ModelSpec
+from tierline.processors.pricing.cost import cost_of
+from tierline.processors.providers.base import BilledReplyError, ProviderReply
+from tierline.processors.providers.call import call_model
+from tierline.processors.providers.keys import KeyRing
+from tierline.processors.providers.registry import adapter_for
+from tierline.processors.providers.tokens import count_prompt_tokens, fits
+from tierline.processors.serving.backoff import Backoff
+from tierline.schemas import (
+    CostRecord,
+    ErrorInfo,
+    ErrorType,
+    RoutedRequest,
+    RouteResponse,
+    Usage,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_retries: int = 2
+    call_timeout_s: float = 30.0
+    backoff: Backoff = field(default_factory=Backoff)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What serving a request produced: its one response and its billed attempts."""
+
+    response: RouteResponse
+    costs: list[CostRecord]
+
+    @property
+    def failed(self) -> bool:
+        return self.response.status == "error"
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        catalog: Catalog,
+        client: httpx.AsyncClient,
+        keys: KeyRing,
+        policy: RetryPolicy | None = None,
+        *,
+        seed: int | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.catalog = catalog
+        self.client = client
+        self.keys = keys
+        self.policy = policy or RetryPolicy()
+        self._rng = random.Random(seed)
+        self._sleep = sleep
+
+    async def serve(self, routed: RoutedRequest) -> Outcome:
+        """Walk the candidates; never raises: a bug of ours becomes an `internal` error response."""
+        started = time.monotonic()
+        walk = _Walk(routed)
+        try:
+            return await self._walk(routed, walk, started)
+        except Exception as exc:  # noqa: BLE001 - the request must still get its one response
+            return self._internal(walk, exc, started)
+
+    def internal_failure(self, routed: RoutedRequest, exc: BaseException) -> Outcome:
+        """The `internal` error response for a request that something of ours failed on."""
+        return self._internal(_Walk(routed), exc, time.monotonic())
+
+    def _internal(self, walk: _Walk, exc: BaseException, started: float) -> Outcome:
+        walk.note(TierlineError(f"internal error: {type(exc).__name__}: {exc}"))
+        walk.last_error = None
+        return walk.failure(_ms_since(started), self.keys.redact)
+
+    async def _walk(self, routed: RoutedRequest, walk: _Walk, started: float) -> Outcome:
+        for name in routed.candidates:
+            try:
+                model = self.catalog.model(name)
+            except InputError as exc:
+                walk.note(exc)
+                continue
+            if not self._fits(model, routed, walk) or self._key_missing(model, walk):
+                continue
+            reply = await self._try_model(model, routed, walk)
+            if reply is not None:
+                return walk.success(model, reply, _ms_since(started))
+            if walk.last_error is not None and not walk.last_error.kind.next_model_helps:
+                break
+        return walk.failure(_ms_since(started), self.keys.redact)
+
+    def _fits(self, model: ModelSpec, routed: RoutedRequest, walk: _Walk) -> bool:
+        window = model.context_window
+        if not window:
+            return True
+        ok, tokens = fits(routed.request, model.provider, window)
+        if not ok:
+            walk.note(
+                InputError(
+                    f"{model.name}: prompt of ~{tokens} tokens exceeds its {window}-token window",
+                    ErrorType.NO_CANDIDATE,
+                )
+            )
+        return ok
+
+    def _key_missing(self, model: ModelSpec, walk: _Walk) -> bool:
+        """A model whose key is not set is skipped, not called; the walk notes why."""
+        if not model.key_env or self.keys.get(model.key_env) is not None:
+            return False
+        walk.note(
+            InputError(
+                f"{model.name}: skipped, its API key {model.key_env} is not set",
+                ErrorType.NO_CANDIDATE,
+            )
+        )
+        return True
+
+    async def _try_model(
+        self, model: ModelSpec, routed: RoutedRequest, walk: _Walk
+    ) -> ProviderReply | None:
+        adapter = adapter_for(model.provider)
+        key = self.keys.get(model.key_env)
+        for retry in range(self.policy.max_retries + 1):
+            call_started = time.monotonic()
+            try:
+                reply = await call_model(
+                    self.client, adapter, model, routed.request, key, self.policy.call_timeout_s
+                )
+            except ProviderError as exc:
+                if isinstance(exc, BilledReplyError):
+                    # refused or empty, but the provider charged for the tokens: bill them
+                    walk.billed_attempt(model, exc.usage, _ms_since(call_started), error=exc)
+                else:
+                    walk.failed_attempt(exc)
+                if not exc.kind.retryable or retry == self.policy.max_retries:
+                    return None
+                if not self.policy.backoff.waits_for(exc.retry_after_s):
+                    return None
+                await self._sleep(self.policy.backoff.delay(retry, self._rng, exc.retry_after_s))
+                continue
+            walk.billed_attempt(model, reply.usage, _ms_since(call_started))
+            return reply
+        return None
+
+
+def estimate_prompt_tokens(routed: RoutedRequest, family: str = "") -> int:
+    """The prompt's tokens as `processors.tokens` counts them for a model of `family`."""
+    return count_prompt_tokens(routed.request, family)
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 3)
+
+
+class _Walk:
+    """What happened so far on one request's walk: attempts, bills, the last error."""
+
+    def __init__(self, routed: RoutedRequest) -> None:
+        self.routed = routed
+        self.attempts = 0
+        self.costs: list[CostRecord] = []
+        self.usage = Usage()
+        self.last_error: ProviderError | None = None
+        self.notes: list[TierlineError] = []
+
+    def note(self, error: TierlineError) -> None:
+        self.notes.append(error)
+
+    def failed_attempt(self, error: ProviderError) -> None:
+        self.attempts += 1
+        self.last_error = error
+
+    def billed_attempt(
+        self,
+        model: ModelSpec,
+        usage: Usage,
+        latency_ms: float,
+        error: ProviderError | None = None,
+    ) -> None:
+        self.attempts += 1
+        if error is not None:
+            self.last_error = error
+        request, decision = self.routed.request, self.routed.decision
+        self.usage = self.usage + usage
+        self.costs.append(
+            CostRecord(
+                record_id=CostRecord.make_id(request.id, self.attempts),
+                request_id=request.id,
+                attempt=self.attempts,
+                tenant=request.tenant,
+                feature=request.metadata.feature or "",
+                user=request.metadata.user or "",
+                task=decision.task,
+                tier=decision.tier,
+                model=model.name,
+                provider=model.provider,
+                status="ok" if error is None else "error",
+                error_type="" if error is None else str(error.error_type),
+                input_tokens=usage.input_tokens,
+                cached_input_tokens=usage.cached_input_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                output_tokens=usage.output_tokens,
+                cost_usd=cost_of(usage, model.price),
+                latency_ms=latency_ms,
+                reasons=decision.reasons,
+                created_at=datetime.now(UTC),
+            )
+        )
+
+    def total_cost(self) -> Decimal:
+        return sum((c.cost_usd for c in self.costs), Decimal(0))
+
+    def success(self, model: ModelSpec, reply: ProviderReply, latency_ms: float) -> Outcome:
+        request = self.routed.request
+        response = RouteResponse(
+            id=request.id,
+            tenant=request.tenant,
+            status="ok",
+            content=reply.content,
+            finish_reason=reply.finish_reason,
+            model=model.name,
+            provider=model.provider,
+            tier=self.routed.decision.tier,
+            usage=self.usage,
+            cost_usd=self.total_cost(),
+            latency_ms=latency_ms,
+            attempts=self.attempts,
+            decision=self.routed.decision,
+            created_at=datetime.now(UTC),
+        )
+        return Outcome(response, self.costs)
+
+    def failure(self, latency_ms: float, redact: Callable[[str], str]) -> Outcome:
+        request = self.routed.request
+        error = self.last_error or (self.notes[-1] if self.notes else None)
+        if error is None:
+            info = ErrorInfo(type=ErrorType.NO_CANDIDATE, message="no candidate model to try")
+        else:
+            base = error.info()
+            info = ErrorInfo(type=base.type, message=redact(base.message), retryable=base.retryable)
+        response = RouteResponse(
+            id=request.id,
+            tenant=request.tenant,
+            status="error",
+            finish_reason="error",
+            error=info,
+            tier=self.routed.decision.tier,
+            usage=self.usage,
+            cost_usd=self.total_cost(),
+            latency_ms=latency_ms,
+            attempts=self.attempts,
+            decision=self.routed.decision,
+            created_at=datetime.now(UTC),
+        )
+        return Outcome(response, self.costs)

@@ -1,0 +1,125 @@
+"""ClickHouse through clickhouse-connect: a server over HTTP, or chDB embedded (`chdb://`).
+
+`migrate` applies the numbered DDL in `schemas/ddl` once each, recording what
+it applied in `tierline_migrations`, so running it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from tierline.schemas import CostRecord, Feedback
+from tierline.schemas.migrations import migrations
+
+log = logging.getLogger("tierline.clickhouse")
+
+COST_COLUMNS = [
+    "record_id",
+    "request_id",
+    "attempt",
+    "tenant",
+    "feature",
+    "user",
+    "task",
+    "tier",
+    "model",
+    "provider",
+    "status",
+    "error_type",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "cost_usd",
+    "latency_ms",
+    "reasons",
+    "created_at",
+]
+
+FEEDBACK_COLUMNS = ["request_id", "source", "tenant", "score", "label", "created_at"]
+
+_chdb_clients: dict[str, Client] = {}
+_chdb_lock = threading.Lock()
+
+
+def connect(url: str) -> Client:
+    """A client for `url`. chDB allows one engine per path per process, so those are shared."""
+    if url.startswith("chdb:"):
+        with _chdb_lock:
+            if url not in _chdb_clients:
+                _chdb_clients[url] = clickhouse_connect.get_client(dsn=url)
+            return _chdb_clients[url]
+    return clickhouse_connect.get_client(dsn=url)
+
+
+def migrate(client: Client) -> list[str]:
+    """Apply the migrations not yet applied; return their names."""
+    client.command(
+        "CREATE TABLE IF NOT EXISTS tierline_migrations "
+        "(version UInt32, name String, applied_at DateTime) ENGINE = MergeTree ORDER BY version"
+    )
+    done = {row[0] for row in client.query("SELECT version FROM tierline_migrations").result_rows}
+    applied = []
+    for migration in migrations():
+        if migration.version in done:
+            continue
+        client.command(migration.sql)
+        client.insert(
+            "tierline_migrations",
+            [[migration.version, migration.name, datetime.now(UTC).replace(tzinfo=None)]],
+            column_names=["version", "name", "applied_at"],
+        )
+        applied.append(f"{migration.version:03d}_{migration.name}")
+        log.info("applied migration %03d_%s", migration.version, migration.name)
+    return applied
+
+
+def cost_row(record: CostRecord) -> list[Any]:
+    return [
+        record.record_id,
+        record.request_id,
+        record.attempt,
+        record.tenant,
+        record.feature,
+        record.user,
+        record.task,
+        str(record.tier),
+        record.model,
+        record.provider,
+        record.status,
+        record.error_type,
+        record.input_tokens,
+        record.cached_input_tokens,
+        record.cache_write_tokens,
+        record.output_tokens,
+        record.cost_usd,
+        record.latency_ms,
+        record.reasons,
+        record.created_at,
+    ]
+
+
+def insert_costs(client: Client, records: Sequence[CostRecord]) -> None:
+    client.insert("costs", [cost_row(r) for r in records], column_names=COST_COLUMNS)
+
+
+def feedback_row(signal: Feedback) -> list[Any]:
+    return [
+        signal.request_id,
+        signal.source,
+        signal.tenant or "",
+        signal.score,
+        signal.label or "",
+        signal.created_at,
+    ]
+
+
+def insert_feedback(client: Client, signals: Sequence[Feedback]) -> None:
+    client.insert("feedback", [feedback_row(s) for s in signals], column_names=FEEDBACK_COLUMNS)
