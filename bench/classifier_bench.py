@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tierline.processors.learning.datasets import Dataset, Outcome, RoutingExample
+from tierline.processors.learning.datasets import Dataset, ModelOutcome, RoutingExample
 from tierline.processors.routing.classifiers.base import Classifier
 from tierline.processors.routing.classifiers.learned import LearnedClassifier
 from tierline.processors.routing.classifiers.rules import RulesClassifier
@@ -135,7 +135,10 @@ def synthetic_model(count: int, seed: int) -> LearnedClassifier:
             RoutingExample(
                 id=f"train-{i}",
                 messages=(ChatMessage(role="user", content=text),),
-                outcomes={"strong": Outcome(1.0), "weak": Outcome(0.0 if hard > 1.2 else 1.0)},
+                outcomes={
+                    "strong": ModelOutcome(1.0),
+                    "weak": ModelOutcome(0.0 if hard > 1.2 else 1.0),
+                },
             )
         )
     dataset = Dataset("synthetic", tuple(examples))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command: lint, type-check, then unit and integration tests.
-# Integration tests start Apache Kafka from jars Maven fetches (deploy/kafka/kafka.sh)
-# and chDB in a temp dir; nothing else needs to run. Extra arguments go to pytest.
+# The test command: lint, format check, type-check, layering contracts, then unit and
+# integration tests. Integration tests start Apache Kafka from jars Maven fetches
+# (deploy/kafka/kafka.sh) and chDB in a temp dir; nothing else needs to run.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,11 @@ fi
 
 echo "tests: ruff" >&2
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 echo "tests: mypy" >&2
 .venv/bin/mypy
+echo "tests: import contracts" >&2
+# import-linter reads the code under its installed names through the same symlinks as mypy
+PYTHONPATH=.typecheck .venv/bin/lint-imports --no-cache
 echo "tests: pytest" >&2
 .venv/bin/pytest "$@"

@@ -9,7 +9,7 @@ prompt; `metrics` reads APGR, CPT, cost savings and AIQ off the routing curve;
 from tierline.processors.learning.datasets import (
     Dataset,
     DatasetError,
-    Outcome,
+    ModelOutcome,
     RoutingExample,
     load_dataset,
     parse_jsonl,
@@ -25,21 +25,21 @@ from tierline.processors.learning.metrics import (
     routing_curve,
 )
 from tierline.processors.learning.scorers import (
-    ClassifierRouter,
-    LengthRouter,
-    RandomRouter,
-    Router,
+    ClassifierScorer,
+    LengthScorer,
+    RandomScorer,
+    Scorer,
 )
 
 __all__ = [
-    "ClassifierRouter",
+    "ClassifierScorer",
     "CurvePoint",
     "Dataset",
     "DatasetError",
-    "LengthRouter",
-    "Outcome",
-    "RandomRouter",
-    "Router",
+    "LengthScorer",
+    "ModelOutcome",
+    "RandomScorer",
+    "Scorer",
     "RouterEvaluation",
     "RoutingCurve",
     "RoutingExample",

@@ -41,7 +41,7 @@ class DatasetError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class ModelOutcome:
     """How one model did on one prompt: quality in [0, 1] and, if known, the call's cost."""
 
     score: float
@@ -54,7 +54,7 @@ class RoutingExample:
 
     id: str
     messages: tuple[ChatMessage, ...]
-    outcomes: Mapping[str, Outcome]
+    outcomes: Mapping[str, ModelOutcome]
     source: str = ""
 
     def text(self) -> str:
@@ -112,7 +112,7 @@ def parse_jsonl(lines: Iterable[str], source: str = "") -> Iterator[RoutingExamp
         raw_outcomes = record.get("outcomes")
         if not isinstance(raw_outcomes, dict):
             raise DatasetError(f"{where}: `outcomes` must be an object of model -> outcome")
-        outcomes: dict[str, Outcome] = {}
+        outcomes: dict[str, ModelOutcome] = {}
         for model, outcome in raw_outcomes.items():
             if isinstance(outcome, int | float):
                 outcome = {"score": outcome}
@@ -121,7 +121,7 @@ def parse_jsonl(lines: Iterable[str], source: str = "") -> Iterator[RoutingExamp
             score = _score(outcome["score"], f"{where}: {model}")
             if score is not None:
                 cost = _cost(outcome.get("cost_usd"), f"{where}: {model}")
-                outcomes[str(model)] = Outcome(score, cost)
+                outcomes[str(model)] = ModelOutcome(score, cost)
         yield RoutingExample(
             id=str(example_id),
             messages=_messages(record.get("prompt"), where),
@@ -150,12 +150,12 @@ def parse_routerbench_csv(rows: Iterable[str], source: str = "") -> Iterator[Rou
     for number, row in enumerate(reader, start=2):
         where = f"{source or 'csv'}:{number}"
         example_id = row.get("sample_id") or row.get("") or row.get("Unnamed: 0") or str(number)
-        outcomes: dict[str, Outcome] = {}
+        outcomes: dict[str, ModelOutcome] = {}
         for model in models:
             score = _score(row.get(model), f"{where}: {model}")
             if score is not None:
                 cost = _cost(row.get(f"{model}|total_cost"), f"{where}: {model}|total_cost")
-                outcomes[model] = Outcome(score, cost)
+                outcomes[model] = ModelOutcome(score, cost)
         yield RoutingExample(
             id=example_id,
             messages=_messages(_literal_prompt(row["prompt"] or "", where), where),

@@ -27,7 +27,7 @@ from tierline.processors.learning.metrics import (
     routing_curve,
     saving_at_quality,
 )
-from tierline.processors.learning.scorers import Router
+from tierline.processors.learning.scorers import Scorer
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ def paired(examples: Iterable[RoutingExample], strong: str, weak: str) -> list[R
     return [e for e in examples if strong in e.outcomes and weak in e.outcomes]
 
 
-def score_all(router: Router, examples: Sequence[RoutingExample]) -> list[float]:
+def score_all(router: Scorer, examples: Sequence[RoutingExample]) -> list[float]:
     return [router.score(example) for example in examples]
 
 
@@ -122,7 +122,7 @@ def evaluate(
 
 
 def evaluate_router(
-    router: Router,
+    router: Scorer,
     examples: Sequence[RoutingExample],
     strong: str,
     weak: str,

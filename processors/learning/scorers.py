@@ -1,12 +1,12 @@
 """What evaluation routes with: anything that gives a prompt a score.
 
-A `Router` here is deliberately smaller than a `Classifier`: one number per
-example, higher = more in need of the strong model. `ClassifierRouter` adapts
+A `Scorer` here is deliberately smaller than a `Classifier`: one number per
+example, higher = more in need of the strong model. `ClassifierScorer` adapts
 any classifier (rules, learned) by sending it the request the application
 would have sent. The two baselines every router must beat:
 
-* `LengthRouter`: longer prompts go to the strong model first.
-* `RandomRouter`: a seeded coin per prompt id (order-independent, so the same
+* `LengthScorer`: longer prompts go to the strong model first.
+* `RandomScorer`: a seeded coin per prompt id (order-independent, so the same
   seed gives the same scores however the data is shuffled or filtered).
 """
 
@@ -19,13 +19,13 @@ from tierline.processors.learning.datasets import RoutingExample
 from tierline.processors.routing.classifiers.base import Classifier
 
 
-class Router(Protocol):
+class Scorer(Protocol):
     name: str
 
     def score(self, example: RoutingExample) -> float: ...
 
 
-class ClassifierRouter:
+class ClassifierScorer:
     """Scores an example with a classifier, through the real `classify(request)` path."""
 
     def __init__(self, classifier: Classifier) -> None:
@@ -36,7 +36,7 @@ class ClassifierRouter:
         return self.classifier.classify(example.to_request()).score
 
 
-class LengthRouter:
+class LengthScorer:
     """The prompt-length heuristic: score rises with the prompt's characters."""
 
     name = "length"
@@ -46,7 +46,7 @@ class LengthRouter:
         return chars / (chars + 2000.0)
 
 
-class RandomRouter:
+class RandomScorer:
     """A uniform score per prompt id, from a seeded hash: reproducible random routing."""
 
     name = "random"

@@ -2,7 +2,7 @@
 
 In order, each step narrowing what the previous one allowed:
 
-1. the classifier's verdict and the tier rules (`RoutingPolicy.decide`: thresholds,
+1. the classifier's verdict and the tier rules (`TierRules.decide`: thresholds,
    tenants, floors, confidence; `min_tier`/`max_tier` always hold);
 2. the tier's models, cheapest first, screened for sensitive data
    (`sensitivity_routing.screen`: only approved providers, else `policy_denied`);
@@ -34,7 +34,7 @@ from tierline.processors.routing.experiments import assign
 from tierline.processors.routing.experiments import reason as experiment_reason
 from tierline.processors.routing.policy import Policy
 from tierline.processors.routing.sensitivity_filter import approved_only, request_classes, screen
-from tierline.processors.routing.tier_rules import RoutingPolicy
+from tierline.processors.routing.tier_rules import TierRules
 from tierline.schemas import ErrorType, RoutedRequest, RouteRequest, RoutingDecision, Tier
 from tierline.schemas.routed import Escalation
 from tierline.schemas.tier import LatencyClass
@@ -43,7 +43,7 @@ from tierline.schemas.tier import LatencyClass
 def route(
     request: RouteRequest,
     classifier: Classifier,
-    policy: Policy | RoutingPolicy,
+    policy: Policy | TierRules,
     catalog: Catalog,
 ) -> RoutedRequest:
     """The request, its decision, and its candidates; raises `TierlineError` subclasses."""

@@ -1,6 +1,6 @@
 """`Policy`: everything a routing decision obeys, in one immutable value.
 
-The tier rules (`RoutingPolicy`: thresholds, confidence floor, tenants,
+The tier rules (`TierRules`: thresholds, confidence floor, tenants,
 floors), which tasks are served by a cascade, which providers may receive
 sensitive data, and the running experiments. It is immutable, so the router
 can swap in a reloaded one between two messages without a lock
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from tierline.processors.routing.cost_cap import DEFAULT_OUTPUT_TOKENS
 from tierline.processors.routing.experiments import Experiment
 from tierline.processors.routing.sensitivity_filter import RULES_OFF, SensitivityRules
-from tierline.processors.routing.tier_rules import RoutingPolicy
+from tierline.processors.routing.tier_rules import TierRules
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class CascadeRules:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    routing: RoutingPolicy = field(default_factory=RoutingPolicy)
+    routing: TierRules = field(default_factory=TierRules)
     cascade: CascadeRules = field(default_factory=CascadeRules)
     sensitivity: SensitivityRules = RULES_OFF
     experiments: tuple[Experiment, ...] = ()
@@ -44,6 +44,6 @@ class Policy:
     source: str = field(default="defaults", compare=False)
 
     @classmethod
-    def of(cls, policy: Policy | RoutingPolicy) -> Policy:
+    def of(cls, policy: Policy | TierRules) -> Policy:
         """A `Policy`, given one or only its tier rules."""
         return policy if isinstance(policy, Policy) else cls(routing=policy)

@@ -32,7 +32,7 @@ from tierline.processors.pricing.catalog import Catalog
 from tierline.processors.routing.experiments import Arm, Experiment
 from tierline.processors.routing.policy import CascadeRules, Policy
 from tierline.processors.routing.sensitivity_filter import SensitivityRules
-from tierline.processors.routing.tier_rules import RoutingPolicy, TenantRules, Thresholds, TierFloor
+from tierline.processors.routing.tier_rules import TenantRules, Thresholds, TierFloor, TierRules
 from tierline.schemas import Tier
 
 NAME_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
@@ -159,7 +159,7 @@ def _thresholds(standard: float | None, premium: float | None, base: Thresholds)
     )
 
 
-def _routing(parsed: _File, base: RoutingPolicy) -> RoutingPolicy:
+def _routing(parsed: _File, base: TierRules) -> TierRules:
     section = parsed.routing
     thresholds = _thresholds(section.standard_threshold, section.premium_threshold, base.thresholds)
     tenants: dict[str, TenantRules] = {}
@@ -176,7 +176,7 @@ def _routing(parsed: _File, base: RoutingPolicy) -> RoutingPolicy:
                 frozenset(tenant.allowed_tiers) if tenant.allowed_tiers is not None else None
             ),
         )
-    return RoutingPolicy(
+    return TierRules(
         thresholds=thresholds,
         confidence_floor=(
             base.confidence_floor if section.confidence_floor is None else section.confidence_floor

@@ -32,7 +32,7 @@ from typing import Protocol
 from tierline.processors.pricing.catalog import Catalog
 from tierline.processors.routing.policy import Policy
 from tierline.processors.routing.policy_file import PolicyFileError, parse_policy, problems
-from tierline.processors.routing.tier_rules import RoutingPolicy
+from tierline.processors.routing.tier_rules import TierRules
 
 log = logging.getLogger("tierline.policy")
 
@@ -168,8 +168,8 @@ def open_policy_source(
     )
 
 
-def as_source(policy: PolicySource | Policy | RoutingPolicy) -> PolicySource:
+def as_source(policy: PolicySource | Policy | TierRules) -> PolicySource:
     """Anything a router may be given as its policy, as a source it can ask per message."""
-    if isinstance(policy, (Policy, RoutingPolicy)):
+    if isinstance(policy, (Policy, TierRules)):
         return FixedPolicy(Policy.of(policy))
     return policy

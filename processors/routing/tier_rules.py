@@ -97,7 +97,7 @@ class TierFloor:
 
 
 @dataclass(frozen=True, slots=True)
-class RoutingPolicy:
+class TierRules:
     thresholds: Thresholds = Thresholds()
     #: below this confidence, a verdict climbs one tier (0 disables)
     confidence_floor: float = 0.0
@@ -185,3 +185,7 @@ def _capability(tier: Tier) -> Tier:
 def _names(rules: TenantRules) -> str:
     allowed = rules.allowed_tiers if rules.allowed_tiers is not None else frozenset(Tier)
     return ",".join(str(t) for t in Tier if t in allowed)
+
+
+# TODO(restructure): the old name, until streams/ is renamed too
+RoutingPolicy = TierRules

@@ -10,40 +10,18 @@ import logging
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from tierline.schemas import CostRecord, Feedback
 from tierline.schemas.migrations import migrations
+from tierline.schemas.rows import columns, row
 
 log = logging.getLogger("tierline.clickhouse")
 
-COST_COLUMNS = [
-    "record_id",
-    "request_id",
-    "attempt",
-    "tenant",
-    "feature",
-    "user",
-    "task",
-    "tier",
-    "model",
-    "provider",
-    "status",
-    "error_type",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "cost_usd",
-    "latency_ms",
-    "reasons",
-    "created_at",
-]
-
-FEEDBACK_COLUMNS = ["request_id", "source", "tenant", "score", "label", "created_at"]
+COST_COLUMNS = columns(CostRecord)
+FEEDBACK_COLUMNS = columns(Feedback)
 
 _chdb_clients: dict[str, Client] = {}
 _chdb_lock = threading.Lock()
@@ -81,45 +59,9 @@ def migrate(client: Client) -> list[str]:
     return applied
 
 
-def cost_row(record: CostRecord) -> list[Any]:
-    return [
-        record.record_id,
-        record.request_id,
-        record.attempt,
-        record.tenant,
-        record.feature,
-        record.user,
-        record.task,
-        str(record.tier),
-        record.model,
-        record.provider,
-        record.status,
-        record.error_type,
-        record.input_tokens,
-        record.cached_input_tokens,
-        record.cache_write_tokens,
-        record.output_tokens,
-        record.cost_usd,
-        record.latency_ms,
-        record.reasons,
-        record.created_at,
-    ]
-
-
 def insert_costs(client: Client, records: Sequence[CostRecord]) -> None:
-    client.insert("costs", [cost_row(r) for r in records], column_names=COST_COLUMNS)
-
-
-def feedback_row(signal: Feedback) -> list[Any]:
-    return [
-        signal.request_id,
-        signal.source,
-        signal.tenant or "",
-        signal.score,
-        signal.label or "",
-        signal.created_at,
-    ]
+    client.insert("costs", [row(r) for r in records], column_names=COST_COLUMNS)
 
 
 def insert_feedback(client: Client, signals: Sequence[Feedback]) -> None:
-    client.insert("feedback", [feedback_row(s) for s in signals], column_names=FEEDBACK_COLUMNS)
+    client.insert("feedback", [row(s) for s in signals], column_names=FEEDBACK_COLUMNS)

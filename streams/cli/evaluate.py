@@ -17,7 +17,7 @@ from tierline.streams.cli.routing_data import (
 
 if TYPE_CHECKING:
     from tierline.processors.learning.harness import RouterEvaluation
-    from tierline.processors.learning.scorers import Router
+    from tierline.processors.learning.scorers import Scorer
 
 EXAMPLES = """
 \b
@@ -126,17 +126,17 @@ def command(
     _print_table(pooled, per_dataset)
 
 
-def _router(name: str, seed: int) -> Router:
-    from tierline.processors.learning.scorers import ClassifierRouter, LengthRouter, RandomRouter
+def _router(name: str, seed: int) -> Scorer:
+    from tierline.processors.learning.scorers import ClassifierScorer, LengthScorer, RandomScorer
     from tierline.processors.routing.classifiers.learned import ArtifactError, LearnedClassifier
     from tierline.processors.routing.classifiers.rules import RulesClassifier
 
     if name == "rules":
-        return ClassifierRouter(RulesClassifier())
+        return ClassifierScorer(RulesClassifier())
     if name == "length":
-        return LengthRouter()
+        return LengthScorer()
     if name == "random":
-        return RandomRouter(seed)
+        return RandomScorer(seed)
     path = Path(name)
     if not path.is_file():
         raise click.BadParameter(
@@ -144,7 +144,7 @@ def _router(name: str, seed: int) -> Router:
             param_hint="--router",
         )
     try:
-        return ClassifierRouter(LearnedClassifier.load(path))
+        return ClassifierScorer(LearnedClassifier.load(path))
     except (ArtifactError, OSError) as error:
         raise click.BadParameter(f"{path}: {error}", param_hint="--router") from None
 

@@ -76,7 +76,8 @@ async def test_malformed_input_is_dead_lettered_and_answered_where_the_id_is_kno
         assert set(got) == {"bad-types", "bad-huge", "bad-tier", "good-after"}
         for rid in ("bad-types", "bad-huge", "bad-tier"):
             assert got[rid].status == "error"
-            assert got[rid].error is not None and not got[rid].error.retryable
+            error = got[rid].error
+            assert error is not None and not error.retryable
         assert got["bad-huge"].error is not None
         assert got["bad-huge"].error.type == ErrorType.PAYLOAD_TOO_LARGE
         assert got["good-after"].status == "ok"  # the router kept running

@@ -1,4 +1,4 @@
-"""Router evaluation: hand-worked metrics, both dataset formats, baselines, and `tierline eval`."""
+"""Scorer evaluation: hand-worked metrics, both dataset formats, baselines, and `tierline eval`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tierline.processors.learning.datasets import (
     DatasetError,
-    Outcome,
+    ModelOutcome,
     RoutingExample,
     load_dataset,
     parse_jsonl,
@@ -25,7 +25,7 @@ from tierline.processors.learning.metrics import (
     routing_curve,
     saving_at_quality,
 )
-from tierline.processors.learning.scorers import LengthRouter, RandomRouter
+from tierline.processors.learning.scorers import LengthScorer, RandomScorer
 from tierline.processors.learning.training import TrainingOptions, train
 from tierline.schemas import ChatMessage
 from tierline.streams.cli import evaluate as eval_cli
@@ -112,9 +112,9 @@ def examples_with_costs() -> list[RoutingExample]:
     examples = []
     for i, (s, w) in enumerate(zip(STRONG, WEAK, strict=True)):
         outcomes = {
-            "big": Outcome(s, STRONG_COST[i]),
-            "small": Outcome(w, WEAK_COST[i]),
-            "mid": Outcome(1.0 if i != 3 else 0.0, 0.3),
+            "big": ModelOutcome(s, STRONG_COST[i]),
+            "small": ModelOutcome(w, WEAK_COST[i]),
+            "mid": ModelOutcome(1.0 if i != 3 else 0.0, 0.3),
         }
         text = "x" * int(10 + 100 * GOOD[i])
         examples.append(
@@ -139,7 +139,9 @@ def test_evaluate_reports_every_metric() -> None:
 
 def test_evaluate_accepts_scores_by_id_and_skips_unpaired_examples() -> None:
     examples = examples_with_costs()
-    lonely = RoutingExample("p9", (ChatMessage(role="user", content="hi"),), {"big": Outcome(1.0)})
+    lonely = RoutingExample(
+        "p9", (ChatMessage(role="user", content="hi"),), {"big": ModelOutcome(1.0)}
+    )
     by_id = {e.id: s for e, s in zip(examples, GOOD, strict=True)} | {"p9": 1.0}
     result = evaluate([*examples, lonely], by_id, "big", "small")
     assert result.prompts == 4
@@ -148,7 +150,7 @@ def test_evaluate_accepts_scores_by_id_and_skips_unpaired_examples() -> None:
 
 def test_without_costs_there_is_no_aiq_and_no_saving() -> None:
     examples = [
-        RoutingExample(e.id, e.messages, {m: Outcome(o.score) for m, o in e.outcomes.items()})
+        RoutingExample(e.id, e.messages, {m: ModelOutcome(o.score) for m, o in e.outcomes.items()})
         for e in examples_with_costs()
     ]
     result = evaluate(examples, GOOD, "big", "small")
@@ -158,14 +160,14 @@ def test_without_costs_there_is_no_aiq_and_no_saving() -> None:
 
 def test_baselines_are_deterministic() -> None:
     examples = examples_with_costs()
-    length = evaluate_router(LengthRouter(), examples, "big", "small")
+    length = evaluate_router(LengthScorer(), examples, "big", "small")
     assert length.apgr == pytest.approx(0.75)  # the texts are longest where GOOD is highest
-    first = [RandomRouter(7).score(e) for e in examples]
-    assert [RandomRouter(7).score(e) for e in reversed(examples)] == first[::-1]
-    assert first != [RandomRouter(8).score(e) for e in examples]
+    first = [RandomScorer(7).score(e) for e in examples]
+    assert [RandomScorer(7).score(e) for e in reversed(examples)] == first[::-1]
+    assert first != [RandomScorer(8).score(e) for e in examples]
     assert all(0.0 <= s < 1.0 for s in first)
-    again = evaluate_router(RandomRouter(7), examples, "big", "small")
-    assert evaluate_router(RandomRouter(7), examples, "big", "small") == again
+    again = evaluate_router(RandomScorer(7), examples, "big", "small")
+    assert evaluate_router(RandomScorer(7), examples, "big", "small") == again
 
 
 def test_parse_jsonl_with_text_and_chat_prompts() -> None:
@@ -178,10 +180,10 @@ def test_parse_jsonl_with_text_and_chat_prompts() -> None:
     ]
     a, b = parse_jsonl(lines, source="t")
     assert a.id == "a" and a.text() == "hello" and a.source == "t"
-    assert a.outcomes == {"big": Outcome(1.0, 0.01), "small": Outcome(0.5, None)}
+    assert a.outcomes == {"big": ModelOutcome(1.0, 0.01), "small": ModelOutcome(0.5, None)}
     assert [m.role for m in b.messages] == ["system", "user"]
     assert b.text() == "be brief\nhi"
-    assert b.outcomes == {"big": Outcome(0.75)}
+    assert b.outcomes == {"big": ModelOutcome(0.75)}
 
 
 @pytest.mark.parametrize(
@@ -231,7 +233,7 @@ def test_load_routerbench_csv(tmp_path: Path) -> None:
     assert dataset.duplicates == 1
     first, second, third = dataset.examples
     assert first.text() == "Which is largest?\nA) 1\nB) 2"
-    assert first.outcomes == {"big": Outcome(1.0, 0.005), "small": Outcome(0.0, 0.0001)}
+    assert first.outcomes == {"big": ModelOutcome(1.0, 0.005), "small": ModelOutcome(0.0, 0.0001)}
     assert first.source == "arc"
     assert [m.text() for m in second.messages] == ["first turn", "second turn"]
     # not a literal: kept as text, never evaluated; a missing score is a missing outcome

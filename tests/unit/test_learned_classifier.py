@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tierline.processors.learning.datasets import Dataset, Outcome, RoutingExample
+from tierline.processors.learning.datasets import Dataset, ModelOutcome, RoutingExample
 from tierline.processors.learning.training import (
     BLEND_GRID,
     DEFAULT_BLEND,
@@ -47,9 +47,9 @@ FAST = TrainingOptions(min_df=2, cv_folds=2, steps=150, l2=1.0, l2_ngrams=1.0)
 def example(
     i: int, text: str, strong: float, weak: float, other: float | None = None
 ) -> RoutingExample:
-    outcomes = {"big": Outcome(strong, 0.01), "small": Outcome(weak, 0.001)}
+    outcomes = {"big": ModelOutcome(strong, 0.01), "small": ModelOutcome(weak, 0.001)}
     if other is not None:
-        outcomes["mid"] = Outcome(other, 0.003)
+        outcomes["mid"] = ModelOutcome(other, 0.003)
     return RoutingExample(f"x{i}", (ChatMessage(role="user", content=text),), outcomes)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tierline.processors.routing.classifiers import Classification
-from tierline.processors.routing.tier_rules import RoutingPolicy, Thresholds
+from tierline.processors.routing.tier_rules import Thresholds, TierRules
 from tierline.schemas import RouteRequest, Tier
 
 
@@ -27,13 +27,13 @@ def req(**hints: object) -> RouteRequest:
     ],
 )
 def test_score_cuts_into_tiers(score: float, tier: Tier) -> None:
-    decision = RoutingPolicy().decide(req(), Classification("qa", score))
+    decision = TierRules().decide(req(), Classification("qa", score))
     assert decision.tier == tier
     assert any("score" in r for r in decision.reasons)
 
 
 def test_min_and_max_tier_hints_hold() -> None:
-    policy = RoutingPolicy()
+    policy = TierRules()
     assert policy.decide(req(min_tier="premium"), Classification("qa", 0.0)).tier == Tier.PREMIUM
     assert policy.decide(req(max_tier="economy"), Classification("qa", 0.99)).tier == Tier.ECONOMY
     assert (
@@ -43,7 +43,7 @@ def test_min_and_max_tier_hints_hold() -> None:
 
 
 def test_low_confidence_climbs_one_tier() -> None:
-    policy = RoutingPolicy(confidence_floor=0.5)
+    policy = TierRules(confidence_floor=0.5)
     decision = policy.decide(req(), Classification("qa", 0.1, confidence=0.2))
     assert decision.tier == Tier.STANDARD
     assert any("confidence" in r for r in decision.reasons)
@@ -51,7 +51,7 @@ def test_low_confidence_climbs_one_tier() -> None:
 
 
 def test_batch_latency_uses_the_batch_lane_only_for_economy_work() -> None:
-    policy = RoutingPolicy()
+    policy = TierRules()
     assert policy.decide(req(latency="batch"), Classification("qa", 0.1)).tier == Tier.BATCH
     assert policy.decide(req(latency="batch"), Classification("qa", 0.9)).tier == Tier.PREMIUM
 

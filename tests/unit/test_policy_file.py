@@ -15,7 +15,7 @@ from tierline.processors.routing.policy_file import (
     parse_policy,
     problems,
 )
-from tierline.processors.routing.tier_rules import RoutingPolicy, Thresholds
+from tierline.processors.routing.tier_rules import Thresholds, TierRules
 from tierline.schemas import Tier
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "policy.example.toml"
@@ -27,7 +27,7 @@ def test_the_example_file_parses_and_matches_the_bundled_catalog() -> None:
     assert policy.routing.confidence_floor == 0.3
     acme = policy.routing.tenants["acme"]
     assert acme.thresholds == Thresholds(0.6, 0.9)
-    assert acme.allowed_tiers == {Tier.ECONOMY, Tier.STANDARD, Tier.BATCH}
+    assert acme.allowed_tiers == frozenset({Tier.ECONOMY, Tier.STANDARD, Tier.BATCH})
     assert policy.routing.tenants["bigbank"].thresholds is None
     assert [f.task for f in policy.routing.floors] == ["code", "extraction"]
     assert policy.cascade.tasks == {"extraction", "classification"}
@@ -38,14 +38,14 @@ def test_the_example_file_parses_and_matches_the_bundled_catalog() -> None:
 
 
 def test_an_empty_file_is_the_defaults() -> None:
-    defaults = Policy(routing=RoutingPolicy(Thresholds(0.45, 0.7)))
+    defaults = Policy(routing=TierRules(Thresholds(0.45, 0.7)))
     policy = parse_policy("", defaults=defaults)
     assert policy == defaults
     assert not policy.sensitivity.enabled
 
 
 def test_missing_values_come_from_the_defaults() -> None:
-    defaults = Policy(routing=RoutingPolicy(Thresholds(0.45, 0.7), confidence_floor=0.2))
+    defaults = Policy(routing=TierRules(Thresholds(0.45, 0.7), confidence_floor=0.2))
     policy = parse_policy(
         "[routing]\npremium_threshold = 0.8\n[tenants.a]\nstandard_threshold = 0.5\n",
         defaults=defaults,

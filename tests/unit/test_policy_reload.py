@@ -17,7 +17,7 @@ from tierline.processors.routing.policy_reload import (
     as_source,
     open_policy_source,
 )
-from tierline.processors.routing.tier_rules import RoutingPolicy, Thresholds
+from tierline.processors.routing.tier_rules import Thresholds, TierRules
 
 
 class Clock:
@@ -104,7 +104,7 @@ def test_the_swap_is_whole(setup: tuple[Path, Clock, PolicyReloader]) -> None:
 def test_defaults_fill_what_the_file_leaves_out(tmp_path: Path) -> None:
     path = tmp_path / "policy.toml"
     write(path, "[routing]\npremium_threshold = 0.9\n", 0)
-    defaults = Policy(routing=RoutingPolicy(Thresholds(0.45, 0.7)))
+    defaults = Policy(routing=TierRules(Thresholds(0.45, 0.7)))
     reloader = PolicyReloader(path, defaults=defaults)
     assert reloader.current().routing.thresholds == Thresholds(0.45, 0.9)
 
@@ -159,7 +159,7 @@ def test_a_real_clock_reloads_too(tmp_path: Path) -> None:
 
 
 def test_as_source_accepts_every_form() -> None:
-    rules = RoutingPolicy(Thresholds(0.2, 0.5))
+    rules = TierRules(Thresholds(0.2, 0.5))
     assert as_source(rules).current().routing is rules
     policy = Policy(routing=rules)
     assert as_source(policy).current() is policy

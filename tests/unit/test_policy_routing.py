@@ -15,7 +15,7 @@ from tierline.processors.routing import cost_cap
 from tierline.processors.routing.decide import route
 from tierline.processors.routing.experiments import Arm, Experiment
 from tierline.processors.routing.policy import CascadeRules, Policy
-from tierline.processors.routing.tier_rules import RoutingPolicy, TenantRules, TierFloor
+from tierline.processors.routing.tier_rules import TenantRules, TierFloor, TierRules
 from tierline.schemas import ErrorType, RoutedRequest, RouteRequest, Tier
 
 CATALOG = make_catalog()
@@ -27,7 +27,7 @@ def estimate(request: RouteRequest, model: str) -> Decimal:
 
 
 def test_without_rules_routing_is_as_before() -> None:
-    routed = route(make_request(), Fixed(score=0.5), RoutingPolicy(), CATALOG)
+    routed = route(make_request(), Fixed(score=0.5), TierRules(), CATALOG)
     assert routed.decision.tier is Tier.STANDARD
     assert routed.candidates == list(CATALOG.candidates(Tier.STANDARD))
     assert routed.cascade is None
@@ -45,7 +45,7 @@ def test_the_estimate_is_prompt_times_input_plus_output_times_output() -> None:
 
 def test_a_tier_over_budget_steps_down_and_drops_dear_candidates() -> None:
     request = make_request(PROMPT, max_cost_usd="0.0035", params={"max_tokens": 1000})
-    routed = route(request, Fixed(score=0.9), RoutingPolicy(), CATALOG)
+    routed = route(request, Fixed(score=0.9), TierRules(), CATALOG)
     # premium's cheapest is $0.020; standard's s2 is $0.0030 and s1 $0.0040 (over budget)
     assert routed.decision.tier is Tier.STANDARD
     assert routed.candidates == ["s2"]
@@ -55,7 +55,7 @@ def test_a_tier_over_budget_steps_down_and_drops_dear_candidates() -> None:
 def test_nothing_within_budget_is_budget_exceeded() -> None:
     request = make_request(PROMPT, max_cost_usd="0.0000001", params={"max_tokens": 1000})
     with pytest.raises(PolicyError) as caught:
-        route(request, Fixed(score=0.9), RoutingPolicy(), CATALOG)
+        route(request, Fixed(score=0.9), TierRules(), CATALOG)
     assert caught.value.error_type is ErrorType.BUDGET_EXCEEDED
     assert "estimated at" in caught.value.message
 
@@ -65,7 +65,7 @@ def test_the_budget_never_steps_below_min_tier() -> None:
         PROMPT, max_cost_usd="0.005", min_tier="premium", params={"max_tokens": 1000}
     )
     with pytest.raises(PolicyError) as caught:
-        route(request, Fixed(score=0.0), RoutingPolicy(), CATALOG)
+        route(request, Fixed(score=0.0), TierRules(), CATALOG)
     assert caught.value.error_type is ErrorType.BUDGET_EXCEEDED
 
 
@@ -73,7 +73,7 @@ def test_a_batch_request_steps_down_to_the_batch_lane() -> None:
     request = make_request(
         PROMPT, max_cost_usd="0.001", latency="batch", params={"max_tokens": 1000}
     )
-    routed = route(request, Fixed(score=0.9), RoutingPolicy(), CATALOG)
+    routed = route(request, Fixed(score=0.9), TierRules(), CATALOG)
     assert routed.decision.tier is Tier.BATCH
     assert routed.candidates == ["e1"]
 
@@ -209,9 +209,7 @@ def cases(draw: st.DrawFn) -> tuple[RouteRequest, Fixed, Policy]:
         (TierFloor("code", draw(st.sampled_from(Tier.ladder()))),) if draw(st.booleans()) else ()
     )
     policy = Policy(
-        routing=RoutingPolicy(
-            confidence_floor=draw(st.floats(0, 1)), tenants=tenants, floors=floors
-        ),
+        routing=TierRules(confidence_floor=draw(st.floats(0, 1)), tenants=tenants, floors=floors),
         cascade=CascadeRules(frozenset(draw(st.sets(st.sampled_from(["qa", "code"]))))),
         experiments=draw(experiments()),
     )

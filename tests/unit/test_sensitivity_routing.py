@@ -20,7 +20,7 @@ from tierline.processors.routing.sensitivity_filter import (
     request_classes,
     screen,
 )
-from tierline.processors.routing.tier_rules import RoutingPolicy
+from tierline.processors.routing.tier_rules import TierRules
 from tierline.schemas import ErrorType, Tier
 
 PROVIDERS = ["openai", "anthropic", "google", "mistral", "azure"]
@@ -195,7 +195,7 @@ def test_route_sends_sensitive_requests_to_approved_providers_only(
         "x", task, share, (Arm("a", tuple(arm_models)), Arm("b", tuple(reversed(arm_models))))
     )
     policy = Policy(
-        routing=RoutingPolicy(),
+        routing=TierRules(),
         cascade=CascadeRules(frozenset({"extraction"})),
         sensitivity=rules,
         experiments=(experiment,),

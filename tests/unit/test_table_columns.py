@@ -1,0 +1,113 @@
+"""The ClickHouse DDL agrees with the models: a column per field, of a type that holds it."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from importlib import resources
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import pytest
+from pydantic import BaseModel
+
+from tierline.schemas import CostRecord, Feedback, Tier
+from tierline.schemas.rows import columns, row
+
+_CREATE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\s*\((.*?)\n\)", re.S)
+
+
+def ddl_columns(table: str) -> dict[str, str]:
+    """Column name -> ClickHouse type, read from the migration that creates `table`."""
+    for sql in sorted(resources.files("tierline.schemas").joinpath("ddl").iterdir(), key=str):
+        for name, body in _CREATE.findall(sql.read_text()):
+            if name == table:
+                pairs = (line.strip().rstrip(",").split(None, 1) for line in body.splitlines())
+                return {p[0]: p[1] for p in pairs if len(p) == 2 and not p[0].startswith("--")}
+    raise AssertionError(f"no migration creates {table}")
+
+
+def python_types(annotation: Any) -> tuple[set[Any], bool]:
+    """The plain types a field's annotation admits, and whether it admits None."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return python_types(get_args(annotation)[0])
+    if origin is Literal:
+        return {type(v) for v in get_args(annotation)}, False
+    if origin in (Union, UnionType):
+        found: set[Any] = set()
+        nullable = False
+        for option in get_args(annotation):
+            if option is type(None):
+                nullable = True
+                continue
+            kinds, _ = python_types(option)
+            found |= kinds
+        return found, nullable
+    return {annotation}, False
+
+
+_STORES: dict[Any, Any] = {
+    str: lambda t: t == "String",
+    int: lambda t: t.startswith(("UInt", "Int")),
+    float: lambda t: t.startswith("Float"),
+    datetime: lambda t: t.startswith("DateTime64"),
+    Decimal: lambda t: t == "Decimal(18, 9)",
+    list[str]: lambda t: t == "Array(String)",
+}
+
+
+def holds(ch_type: str, annotation: Any) -> bool:
+    """Whether a ClickHouse column type can store values of a model field's type."""
+    inner = re.sub(r"^(LowCardinality|Nullable)\((.*)\)$", r"\2", ch_type)
+    kinds, nullable = python_types(annotation)
+    if nullable and not ch_type.startswith("Nullable") and kinds != {str}:
+        return False  # only text stores None, as ''
+    for kind in kinds:
+        plain = str if isinstance(kind, type) and issubclass(kind, str) else kind
+        if plain not in _STORES or not _STORES[plain](inner):
+            return False
+    return bool(kinds)
+
+
+@pytest.mark.parametrize(("table", "model"), [("costs", CostRecord), ("feedback", Feedback)])
+def test_every_model_field_is_a_column_of_its_table(table: str, model: type[BaseModel]) -> None:
+    ddl = ddl_columns(table)
+    assert set(columns(model)) == set(ddl)
+    for name in columns(model):
+        annotation = model.model_fields[name].annotation
+        assert holds(ddl[name], annotation), f"{table}.{name}: {ddl[name]} cannot hold {annotation}"
+
+
+def test_a_column_the_model_lacks_is_caught() -> None:
+    ddl = ddl_columns("costs")
+    ddl["region"] = "LowCardinality(String)"
+    assert set(columns(CostRecord)) != set(ddl)
+
+
+def test_a_float_column_for_money_is_caught() -> None:
+    assert not holds("Float64", CostRecord.model_fields["cost_usd"].annotation)
+    assert holds("Decimal(18, 9)", CostRecord.model_fields["cost_usd"].annotation)
+
+
+def test_a_row_carries_enum_values_and_empty_text_for_unset_options() -> None:
+    signal = Feedback(request_id="r1", source="thumbs", score=0.5)
+    values = dict(zip(columns(Feedback), row(signal), strict=True))
+    assert values["tenant"] == "" and values["label"] == "" and values["score"] == 0.5
+    record = CostRecord(
+        record_id="r1#1",
+        request_id="r1",
+        attempt=1,
+        tenant="acme",
+        tier=Tier.ECONOMY,
+        model="m",
+        provider="p",
+        status="ok",
+        cost_usd=Decimal("0.000000123"),
+        created_at=datetime(2026, 1, 1),
+    )
+    cells = dict(zip(columns(CostRecord), row(record), strict=True))
+    assert cells["tier"] == "economy" and type(cells["tier"]) is str
+    assert cells["cost_usd"] == Decimal("0.000000123")
+    assert "schema_version" not in cells
