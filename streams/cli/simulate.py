@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from tierline.processors.simulator import RunningSimulator
 
 
 @click.command("simulate")
@@ -87,12 +90,7 @@ def command(
     e.g. [sim:error=503], [sim:rate_limit=0.2], [sim:hang], [sim:garbage],
     [sim:refusal], [sim:latency=50], [sim:fail_first=2], [sim:output_tokens=7].
     """
-    from tierline.processors.simulator import (
-        ROUTES,
-        RunningSimulator,
-        SimulatorProfile,
-        run_simulator_forever,
-    )
+    from tierline.processors.simulator import SimulatorProfile, run_simulator_forever
 
     profile = (
         SimulatorProfile.from_json_file(profile_file)
@@ -115,22 +113,24 @@ def command(
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from exc
 
-    def ready(sim: RunningSimulator) -> None:
-        p = sim.profile
-        click.echo(f"Provider simulator serving {sim.url}")
-        click.echo(
-            f"  seed {p.seed}, latency {p.latency_ms:g} ms (jitter {p.latency_jitter:g}), "
-            f"errors {p.error_rate:.1%}, 429s {p.rate_limit_rate:.1%} "
-            f"(Retry-After {p.retry_after_s:g} s), hangs {p.hang_rate:.1%}"
-        )
-        if p.models:
-            click.echo(f"  per-model overrides: {', '.join(sorted(p.models))}")
-        for name, method, path in ROUTES:
-            click.echo(f"  {name:<10} {method:<4} {sim.url}{path}")
-        click.echo(
-            f"  base URLs: OpenAI {sim.url}/v1   Anthropic {sim.url}   Gemini {sim.url}/v1beta"
-        )
-        click.echo("Press Ctrl-C to stop.")
-
-    run_simulator_forever(profile, host, port, on_ready=ready)
+    run_simulator_forever(profile, host, port, on_ready=_announce)
     click.echo("Simulator stopped.")
+
+
+def _announce(sim: RunningSimulator) -> None:
+    """What the operator needs to point a client at it: URLs, routes, the faults in force."""
+    from tierline.processors.simulator import ROUTES
+
+    p = sim.profile
+    click.echo(f"Provider simulator serving {sim.url}")
+    click.echo(
+        f"  seed {p.seed}, latency {p.latency_ms:g} ms (jitter {p.latency_jitter:g}), "
+        f"errors {p.error_rate:.1%}, 429s {p.rate_limit_rate:.1%} "
+        f"(Retry-After {p.retry_after_s:g} s), hangs {p.hang_rate:.1%}"
+    )
+    if p.models:
+        click.echo(f"  per-model overrides: {', '.join(sorted(p.models))}")
+    for name, method, path in ROUTES:
+        click.echo(f"  {name:<10} {method:<4} {sim.url}{path}")
+    click.echo(f"  base URLs: OpenAI {sim.url}/v1   Anthropic {sim.url}   Gemini {sim.url}/v1beta")
+    click.echo("Press Ctrl-C to stop.")

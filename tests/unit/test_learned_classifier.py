@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tierline.processors.learning.blending import platt
 from tierline.processors.learning.datasets import Dataset, ModelOutcome, RoutingExample
 from tierline.processors.learning.training import (
     BLEND_GRID,
     DEFAULT_BLEND,
     TrainingOptions,
-    _platt,
     labels,
     train,
 )
@@ -287,11 +287,11 @@ def test_platt_scaling_fits_the_slope_within_datasets() -> None:
     z[groups == 1] += 3
     logit = 2 * z - 6 * groups
     y = (rng.random(4000) < 1 / (1 + np.exp(-logit))).astype(np.float64)
-    a, b = _platt(z, y, groups)
+    a, b = platt(z, y, groups)
     assert a == pytest.approx(2.0, rel=0.15)
     assert b == pytest.approx(-3.0, abs=0.5)
     # no signal at all: the slope stays positive, so recalibration never reorders prompts
-    a, _ = _platt(z, np.full(4000, 0.3), groups)
+    a, _ = platt(z, np.full(4000, 0.3), groups)
     assert a > 0
 
 

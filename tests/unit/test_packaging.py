@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -37,12 +38,18 @@ def test_every_source_package_is_listed_in_pyproject() -> None:
     assert config["package-dir"] == {name: folder for folder, name in LAYERS.items()}
 
 
+_NOT_SOURCE = (".git", ".venv", ".tierline", "build", "*.egg-info", "__pycache__", ".*_cache")
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("wheel")
+    # built from a copy: setuptools writes build/ and *.egg-info into the tree it builds
+    source = tmp_path_factory.mktemp("source") / "tierline"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*_NOT_SOURCE), symlinks=True)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-        + ["--disable-pip-version-check", "-w", str(out), str(ROOT)],
+        + ["--disable-pip-version-check", "-w", str(out), str(source)],
         check=True,
         capture_output=True,
         env={**os.environ, "PIP_NO_INPUT": "1"},
