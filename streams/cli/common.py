@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import click
 
 from tierline.streams.config import Settings, load_settings
+from tierline.streams.log_calm import calm_handler, quiet_libraries
 
 config_option = click.option(
     "--config",
@@ -35,16 +37,21 @@ def load(config_path: Path | None) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, debug_kafka: bool | None = None) -> None:
+    """Logs to stderr; repeats folded once per 10 s; libraries at WARNING unless debugging Kafka.
+
+    `debug_kafka` (default: $TIERLINE_DEBUG_KAFKA) lets aiokafka, faust and the HTTP
+    stack log at `level`: their DEBUG lines print whole records, prompts included.
+    """
+    numeric = getattr(logging, level.upper())
     logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    # aiokafka and faust are loud at info; keep them to warnings unless debugging
-    if level != "debug":
-        for name in ("aiokafka", "faust", "mode", "kafka", "httpx", "aiohttp"):
-            logging.getLogger(name).setLevel(max(logging.WARNING, getattr(logging, level.upper())))
+    for handler in logging.getLogger().handlers:
+        calm_handler(handler)
+    if debug_kafka is None:
+        debug_kafka = os.environ.get("TIERLINE_DEBUG_KAFKA", "") not in ("", "0", "false")
+    quiet_libraries(numeric, debug_kafka)
 
 
 def say(text: str) -> None:

@@ -29,8 +29,19 @@ from tierline.streams.runtime import ROLES, start_pipeline
     "--status-every", default=10.0, show_default=True, help="Seconds between status lines."
 )
 @log_level_option
+@click.option(
+    "--debug-kafka",
+    is_flag=True,
+    envvar="TIERLINE_DEBUG_KAFKA",
+    help="Let aiokafka and faust log at --log-level too (their DEBUG lines print whole "
+    "records, prompts included); otherwise they are held to warnings.",
+)
 def command(
-    config_path: Path | None, roles: tuple[str, ...], status_every: float, log_level: str
+    config_path: Path | None,
+    roles: tuple[str, ...],
+    status_every: float,
+    log_level: str,
+    debug_kafka: bool,
 ) -> None:
     """Run the router, the tier workers and the cost sink until Ctrl-C.
 
@@ -47,7 +58,7 @@ def command(
       tierline run --role workers
       tierline run --role sink
     """
-    setup_logging(log_level)
+    setup_logging(log_level, debug_kafka)
     settings = load(config_path)
     chosen = ROLES if "all" in roles else tuple(r for r in ROLES if r in roles)
     asyncio.run(_run(settings, chosen, status_every))
