@@ -18,13 +18,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tierline.schemas.identifier import Identifier
+
 
 class Feedback(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     schema_version: Literal[1] = 1
-    request_id: str = Field(min_length=1, max_length=128)
-    tenant: str | None = Field(default=None, max_length=128)
+    request_id: Identifier
+    tenant: Identifier | None = None
     #: quality in [0, 1], 1 = as good as it gets
     score: float | None = Field(default=None, ge=0, le=1)
     #: a categorical verdict, e.g. "accepted", "edited", "wrong_label"

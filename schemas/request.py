@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tierline.schemas.identifier import Identifier
 from tierline.schemas.messages import ChatMessage
 from tierline.schemas.money import Money
 from tierline.schemas.tier import LatencyClass, Tier
@@ -55,8 +56,8 @@ class Metadata(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    feature: str | None = Field(default=None, max_length=128)
-    user: str | None = Field(default=None, max_length=128)
+    feature: Identifier | None = None
+    user: Identifier | None = None
     tags: dict[str, str] = Field(default_factory=dict)
 
 
@@ -66,8 +67,8 @@ class RouteRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    id: str = Field(min_length=1, max_length=128)
-    tenant: str = Field(min_length=1, max_length=128)
+    id: Identifier
+    tenant: Identifier
     messages: list[ChatMessage] = Field(min_length=1)
     params: Params = Field(default_factory=Params)
     hints: Hints = Field(default_factory=Hints)
