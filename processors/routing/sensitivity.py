@@ -397,15 +397,27 @@ def _looks_random(value: str, *, password: bool) -> bool:
     return len(value) >= 16 and _char_classes(value) >= 2 and shannon_entropy(value) >= 3.0
 
 
+# Every keyword `_GENERIC` knows holds one of these (lowercased): a cheap test that lets the
+# case-insensitive scan, the slowest of all, skip the many prompts that hold none.
+_GENERIC_NEEDLES = ("key", "secret", "token", "passw", "pwd", "credential")
+
+
 def _generic(text: str) -> Iterator[tuple[int, int]]:
+    lowered = text.lower()
+    if any(needle in lowered for needle in _GENERIC_NEEDLES):
+        yield from _generic_assignments(text)
+    if "bearer" in lowered:
+        for match in _BEARER.finditer(text):
+            if _looks_random(match.group(1), password=False):
+                yield match.span(1)
+
+
+def _generic_assignments(text: str) -> Iterator[tuple[int, int]]:
     for match in _GENERIC.finditer(text):
         value = match.group(1).rstrip(".")
         password = _PASSWORDISH.search(text, match.start(), match.start(1)) is not None
         if _looks_random(value, password=password):
             yield match.start(1), match.start(1) + len(value)
-    for match in _BEARER.finditer(text):
-        if _looks_random(match.group(1), password=False):
-            yield match.span(1)
 
 
 def _private_keys(text: str) -> Iterator[tuple[int, int]]:
@@ -499,6 +511,24 @@ _DETECTORS: tuple[tuple[str, _Detector], ...] = (
 )
 
 
+# Every card, SSN, NINO, DNI and phone number holds six ASCII digits with at most two other
+# characters between neighbours ("(555) 123-4567", "AB 12 34 56 C"): text without such a
+# run skips those detectors. An IBAN needs two letters and two check digits together.
+_SIX_DIGITS = re.compile(r"[0-9](?:[^0-9]{0,2}[0-9]){5}")
+_IBAN_START = re.compile(r"[A-Z]{2}[0-9]{2}")
+_NUMERIC = frozenset({"card", "us_ssn", "uk_nino", "es_dni", "phone"})
+
+
+def _needless(text: str) -> frozenset[str]:
+    """The detectors that cannot match `text`, known from cheap whole-text tests."""
+    skip: set[str] = set()
+    if _SIX_DIGITS.search(text) is None:
+        skip |= _NUMERIC
+    if _IBAN_START.search(text) is None:
+        skip.add("iban")
+    return frozenset(skip)
+
+
 def _longest_first(span: tuple[int, int]) -> tuple[int, int]:
     return span[0], -span[1]
 
@@ -506,7 +536,10 @@ def _longest_first(span: tuple[int, int]) -> tuple[int, int]:
 def _scan(text: str) -> list[_Span]:
     """Non-overlapping findings, sorted by position."""
     claimed: list[_Span] = []
+    skip = _needless(text)
     for kind, detect in _DETECTORS:
+        if kind in skip:
+            continue
         starts = [start for start, _, _ in claimed]
         fresh: list[_Span] = []
         for start, end in sorted(detect(text), key=_longest_first):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -189,7 +191,9 @@ def test_route_sends_sensitive_requests_to_approved_providers_only(
     share: float,
 ) -> None:
     prompt = " and ".join(SECRETS[k] for k in text)
-    request = make_request(prompt, rid=prompt[:20], sensitivity=hint)
+    request = make_request(
+        prompt, rid=hashlib.sha256(prompt.encode()).hexdigest()[:20], sensitivity=hint
+    )
     classes = set(detect_sensitive(prompt).classes) | ({hint} if hint else set())
     experiment = Experiment(
         "x", task, share, (Arm("a", tuple(arm_models)), Arm("b", tuple(reversed(arm_models))))
