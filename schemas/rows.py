@@ -43,5 +43,11 @@ def row(message: BaseModel) -> list[Any]:
 
 def _optional_text(annotation: Any) -> bool:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return str in typing.get_args(annotation)
+        return any(_text(option) for option in typing.get_args(annotation))
     return False
+
+
+def _text(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is typing.Annotated:  # Identifier and the like
+        return _text(typing.get_args(annotation)[0])
+    return annotation is str

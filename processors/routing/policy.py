@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tierline.processors.routing.cost_cap import DEFAULT_OUTPUT_TOKENS
 from tierline.processors.routing.experiments import Experiment
-from tierline.processors.routing.sensitivity_filter import RULES_OFF, SensitivityRules
+from tierline.processors.routing.sensitivity_filter import SAFE_DEFAULTS, SensitivityRules
 from tierline.processors.routing.tier_rules import TierRules
 
 
@@ -36,7 +36,7 @@ class CascadeRules:
 class Policy:
     routing: TierRules = field(default_factory=TierRules)
     cascade: CascadeRules = field(default_factory=CascadeRules)
-    sensitivity: SensitivityRules = RULES_OFF
+    sensitivity: SensitivityRules = SAFE_DEFAULTS
     experiments: tuple[Experiment, ...] = ()
     #: the output-token estimate for `max_cost_usd` when a request sets no max_tokens
     default_output_tokens: int = DEFAULT_OUTPUT_TOKENS

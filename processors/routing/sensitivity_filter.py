@@ -14,12 +14,16 @@ that class in its text, or when the application says so in
 A candidate model stays only when its provider is approved for *every* class
 the request carries ("*" approves any provider). A class the file does not
 list is denied (`unlisted = "deny"`, the default) or unrestricted
-(`unlisted = "allow"`). When no candidate stays, the request is refused with a
-typed `policy_denied` error: there is no fallback to an unapproved provider,
-ever. Reasons name the classes and the dropped models, never the data.
+(`unlisted = "allow"`), except `secret`: a key or credential in a prompt leaves
+only for a provider the file names under `secret`. When no candidate stays,
+the request is refused with a typed `policy_denied` error: there is no
+fallback to an unapproved provider, ever. Reasons name the classes and the
+dropped models, never the data.
 
-With no `[sensitivity]` section there are no rules: nothing is detected or
-filtered (`RULES_OFF`).
+With no `[sensitivity]` section the safe defaults hold (`SAFE_DEFAULTS`):
+detection runs, a request holding a secret is refused, and personal or
+financial data may go to any provider, its class recorded in the reasons (and
+so in the cost row). `detect = false` in the section turns detection off.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tierline.processors.errors import PolicyError
-from tierline.processors.routing.sensitivity import detect_sensitive
+from tierline.processors.routing.sensitivity import FINANCIAL, PII, SECRET, detect_sensitive
 from tierline.schemas import ErrorType, RouteRequest
 
 ANY_PROVIDER = "*"
@@ -50,7 +54,7 @@ class SensitivityRules:
     def approves(self, cls: str, provider: str) -> bool:
         approved = self.approvals.get(cls)
         if approved is None:
-            return self.unlisted == "allow"
+            return cls != SECRET and self.unlisted == "allow"
         return ANY_PROVIDER in approved or provider in approved
 
     def approves_all(self, classes: Iterable[str], provider: str) -> bool:
@@ -58,6 +62,12 @@ class SensitivityRules:
 
 
 RULES_OFF = SensitivityRules(enabled=False)
+#: The rules without a [sensitivity] section: secrets never leave; personal and financial data
+#: go anywhere, but are detected and named in the reasons.
+SAFE_DEFAULTS = SensitivityRules(
+    approvals={PII: frozenset({ANY_PROVIDER}), FINANCIAL: frozenset({ANY_PROVIDER})},
+    unlisted="allow",
+)
 
 
 @dataclass(frozen=True, slots=True)

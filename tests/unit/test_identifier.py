@@ -42,13 +42,15 @@ def test_control_and_invisible_characters_and_edge_whitespace_are_refused(
 
 @pytest.mark.parametrize("good", ["acme", "team a", "日本-支社", "ticket-8812#triage", "x" * 128])
 def test_ordinary_names_pass(good: str) -> None:
-    request = RouteRequest(id=good, tenant=good, messages=HI, metadata={"feature": good})
+    request = RouteRequest.model_validate(
+        {"id": good, "tenant": good, "messages": HI, "metadata": {"feature": good}}
+    )
     assert request.tenant == good
 
 
 def test_too_long_is_refused() -> None:
     with pytest.raises(ValidationError):
-        RouteRequest(id="x" * 129, tenant="acme", messages=HI)
+        RouteRequest.model_validate({"id": "x" * 129, "tenant": "acme", "messages": HI})
 
 
 def test_feedback_ids_follow_the_same_rule() -> None:

@@ -15,6 +15,7 @@ from tierline.processors.routing.policy_file import (
     parse_policy,
     problems,
 )
+from tierline.processors.routing.sensitivity_filter import SAFE_DEFAULTS
 from tierline.processors.routing.tier_rules import Thresholds, TierRules
 from tierline.schemas import Tier
 
@@ -41,7 +42,7 @@ def test_an_empty_file_is_the_defaults() -> None:
     defaults = Policy(routing=TierRules(Thresholds(0.45, 0.7)))
     policy = parse_policy("", defaults=defaults)
     assert policy == defaults
-    assert not policy.sensitivity.enabled
+    assert policy.sensitivity == SAFE_DEFAULTS  # secrets refused, pii/financial recorded
 
 
 def test_missing_values_come_from_the_defaults() -> None:

@@ -18,6 +18,7 @@ from tierline.processors.routing.sensitivity import detect_sensitive
 from tierline.processors.routing.sensitivity_filter import (
     ANY_PROVIDER,
     RULES_OFF,
+    SAFE_DEFAULTS,
     SensitivityRules,
     request_classes,
     screen,
@@ -42,9 +43,9 @@ def providers_of(catalog: Catalog) -> dict[str, str]:
 
 
 def approved(rules: SensitivityRules, cls: str, provider: str) -> bool:
-    """The rule, restated independently of the code under test."""
+    """The rule, restated independently of the code under test: secrets need a named approval."""
     if cls not in rules.approvals:
-        return rules.unlisted == "allow"
+        return rules.unlisted == "allow" and cls != "secret"
     return provider in rules.approvals[cls] or ANY_PROVIDER in rules.approvals[cls]
 
 
@@ -215,3 +216,24 @@ def test_route_sends_sensitive_requests_to_approved_providers_only(
     sent_to = routed.candidates + (routed.cascade.candidates if routed.cascade else [])
     for name in sent_to:
         assert all(approved(rules, c, providers[name]) for c in classes), (name, classes)
+
+
+def test_without_a_sensitivity_section_a_secret_is_refused_and_pii_is_recorded() -> None:
+    providers = {"m1": "openai", "m2": "gemini"}
+    secret = make_request("deploy with key sk-proj-Ab3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z")
+    with pytest.raises(PolicyError) as refused:
+        screen(["m1", "m2"], request_classes(secret, SAFE_DEFAULTS), providers, SAFE_DEFAULTS)
+    assert refused.value.error_type is ErrorType.POLICY_DENIED
+    personal = make_request("mail jane.doe@example.com the invoice")
+    classes = request_classes(personal, SAFE_DEFAULTS)
+    kept = screen(["m1", "m2"], classes, providers, SAFE_DEFAULTS)
+    assert classes == {"pii"}
+    assert kept.candidates == ("m1", "m2")  # ordinary traffic: nothing dropped
+    assert "sensitive=pii" in kept.reasons  # but the class is on record
+
+
+def test_an_unlisted_secret_is_refused_even_when_unlisted_classes_are_allowed() -> None:
+    rules = SensitivityRules(approvals={"pii": frozenset({"*"})}, unlisted="allow")
+    assert not rules.approves("secret", "openai")
+    assert rules.approves("hipaa", "openai")
+    assert SensitivityRules(approvals={"secret": frozenset({"vllm"})}).approves("secret", "vllm")
