@@ -9,27 +9,28 @@ the throughput benchmark run without a network or an API key.
     ...  # point an adapter at sim.url
     await sim.stop()
 
-Modules: `profile` (knobs, directives, the deterministic draw), `server` (the
-aiohttp app and the ways to run it), `openai_wire`, `anthropic_wire`,
-`gemini_wire` (one provider's wire format each). `[sim:...]` directives that
-force a fault from inside a prompt are listed in `profile`.
+Modules, in the order a request meets them:
+
+* `launch`: the ways to run it (in this event loop, until a signal, in a child);
+* `server`: the aiohttp app, and what it does with each request;
+* `wire`, with `openai_wire`, `anthropic_wire`, `gemini_wire`: one provider's
+  wire format each, on a shared skeleton; they parse into `request.SimRequest`;
+* `directives`: the `[sim:...]` tags that force a fault from inside a prompt;
+* `knobs`: `SimulatorProfile`, the latency, fault rates and per-model overrides;
+* `draw`: the deterministic draw of each request's `Fate`;
+* `replies`: the answer text and token counts the wire modules render.
 """
 
-from tierline.processors.simulator.profile import (
-    Directives,
-    ModelOverride,
-    SimulatorProfile,
-    parse_directives,
-)
-from tierline.processors.simulator.server import (
-    ROUTES,
+from tierline.processors.simulator.directives import Directives, parse_directives
+from tierline.processors.simulator.knobs import ModelOverride, SimulatorProfile
+from tierline.processors.simulator.launch import (
     RunningSimulator,
     SimulatorProcess,
-    SimulatorStats,
     run_simulator_forever,
     spawn_simulator,
     start_simulator,
 )
+from tierline.processors.simulator.server import ROUTES, SimulatorStats
 
 __all__ = [
     "ROUTES",

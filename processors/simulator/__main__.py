@@ -15,8 +15,8 @@ import os
 import signal
 import sys
 
-from tierline.processors.simulator.profile import SimulatorProfile
-from tierline.processors.simulator.server import (
+from tierline.processors.simulator.knobs import SimulatorProfile
+from tierline.processors.simulator.launch import (
     READY_PREFIX,
     RunningSimulator,
     run_simulator_forever,

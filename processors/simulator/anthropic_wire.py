@@ -31,14 +31,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from tierline.processors.simulator.profile import Reply, SimRequest, format_retry_after
+from tierline.processors.simulator.replies import Reply, format_retry_after
+from tierline.processors.simulator.request import SimRequest
+from tierline.processors.simulator.wire import PromptTally, WireFormat, positive_int
 
 __all__ = ["AnthropicWire"]
 
-_JSON = "application/json"
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -93,22 +93,24 @@ def _blocks_text(content: Any) -> tuple[str, bool]:
             inner, inner_marked = _blocks_text(block.get("content"))
             texts.append(inner)
             marked = marked or inner_marked
-    return (texts[0] if len(texts) == 1 else " ".join(texts)), marked
+    return " ".join(texts), marked
 
 
-class AnthropicWire:
-    """Renders and parses Anthropic Messages; stateless, one instance serves all."""
+class AnthropicWire(WireFormat):
+    """Renders and parses Anthropic Messages."""
 
     name = "anthropic"
-    error_statuses: tuple[int, ...] = (500, 529)
+    error_statuses = (500, 529)
+    error_messages = _ERROR_MESSAGES
+    server_error_text = "Internal server error"
+    client_error_text = "Simulated error (HTTP {status})"
 
     # ------------------------------------------------------------------ plumbing
 
-    @staticmethod
-    def _headers(rid: str) -> dict[str, str]:
+    def _headers(self, rid: str) -> dict[str, str]:
         reset = _reset_now()
         return {
-            "Content-Type": _JSON,
+            "Content-Type": "application/json",
             "request-id": f"req_sim{rid[:24]}",
             "anthropic-organization-id": "00000000-0000-4000-8000-000000000000",
             "anthropic-ratelimit-requests-limit": "4000",
@@ -126,21 +128,18 @@ class AnthropicWire:
         }
 
     def _error(
-        self, status: int, rid: str, message: str, headers: dict[str, str] | None = None
+        self, status: int, rid: str, message: str, *, headers: dict[str, str] | None = None
     ) -> web.Response:
         body = {
             "type": "error",
             "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message},
             "request_id": f"req_sim{rid[:24]}",
         }
-        h = self._headers(rid)
-        if headers:
-            h.update(headers)
-        return web.Response(status=status, body=orjson.dumps(body), headers=h)
+        return self._json(status, body, rid, headers)
 
     # ------------------------------------------------------------------ requests
 
-    def auth_error(
+    def _auth_error(
         self, request: web.Request, invalid_keys: frozenset[str], rid: str
     ) -> web.Response | None:
         key = request.headers.get("x-api-key", "").strip()
@@ -152,15 +151,15 @@ class AnthropicWire:
             return self._error(400, rid, "anthropic-version: header is required")
         return None
 
-    def bad_json(self, rid: str) -> web.Response:
+    def _bad_json(self, rid: str) -> web.Response:
         return self._error(400, rid, "There was an error parsing the body of your request.")
 
-    def invalid(self, message: str, rid: str) -> web.Response:
-        return self._error(400, rid, message)
+    def _not_an_object(self, rid: str) -> web.Response:
+        return self._error(400, rid, "Input should be a valid dictionary")
 
-    def parse(self, body: Any, request: web.Request, rid: str) -> SimRequest | web.Response:
-        if not isinstance(body, dict):
-            return self._error(400, rid, "Input should be a valid dictionary")
+    def _parse(
+        self, body: dict[str, Any], request: web.Request, rid: str
+    ) -> SimRequest | web.Response:
         for required in ("model", "messages", "max_tokens"):
             if required not in body:
                 return self._error(400, rid, f"{required}: Field required")
@@ -168,7 +167,7 @@ class AnthropicWire:
         if not isinstance(model, str) or not model:
             return self._error(400, rid, "model: Input should be a valid string")
         max_tokens = body["max_tokens"]
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        if not positive_int(max_tokens):
             return self._error(400, rid, "max_tokens: Input should be greater than or equal to 1")
         messages = body["messages"]
         if not isinstance(messages, list):
@@ -179,17 +178,10 @@ class AnthropicWire:
             return self._error(
                 400, rid, "stream: streaming is not simulated by tierline's provider simulator"
             )
-        marked = "cache_control" in body
-        chars = 0
-        n = len(messages)
-        first = ""
+        tally = PromptTally()
         system_text, system_marked = _blocks_text(body.get("system"))
-        if system_text:
-            chars += len(system_text)
-            n += 1
-            first = system_text
-        marked = marked or system_marked
-        last_user = ""
+        tally.system(system_text)
+        marked = "cache_control" in body or system_marked
         for i, m in enumerate(messages):
             if not isinstance(m, dict):
                 return self._error(400, rid, f"messages.{i}: Input should be a valid dictionary")
@@ -202,11 +194,7 @@ class AnthropicWire:
                 return self._error(400, rid, f"messages.{i}.content: Field required")
             text, m_marked = _blocks_text(m["content"])
             marked = marked or m_marked
-            chars += len(text)
-            if i == 0 and not first:
-                first = text
-            if role == "user":
-                last_user = text
+            tally.message(text, user=role == "user")
         tools = body.get("tools")
         if isinstance(tools, list) and any(
             isinstance(t, dict) and "cache_control" in t for t in tools
@@ -221,16 +209,8 @@ class AnthropicWire:
             wants_json = True
             if isinstance(fmt.get("schema"), dict):
                 schema = fmt["schema"]
-        return SimRequest(
-            model=model,
-            text_chars=chars,
-            n_messages=n,
-            first_text=first,
-            last_user_text=last_user,
-            max_tokens=max_tokens,
-            wants_json=wants_json,
-            json_schema=schema,
-            cache_marked=marked,
+        return tally.request(
+            model, max_tokens, wants_json=wants_json, json_schema=schema, cache_marked=marked
         )
 
     # ------------------------------------------------------------------ answers
@@ -257,14 +237,6 @@ class AnthropicWire:
                 "anthropic-ratelimit-requests-reset": reset,
             },
         )
-
-    def error(self, status: int, model: str, rid: str) -> web.Response:
-        message = _ERROR_MESSAGES.get(status)
-        if message is None:
-            message = (
-                "Internal server error" if status >= 500 else f"Simulated error (HTTP {status})"
-            )
-        return self._error(status, rid, message)
 
     def success(self, req: SimRequest, reply: Reply, rid: str, latency_ms: int) -> web.Response:
         if reply.finish == "stop":
@@ -295,4 +267,4 @@ class AnthropicWire:
                 "service_tier": "standard",
             },
         }
-        return web.Response(status=200, body=orjson.dumps(body), headers=self._headers(rid))
+        return self._json(200, body, rid)

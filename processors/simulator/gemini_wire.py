@@ -29,14 +29,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from tierline.processors.simulator.profile import Reply, SimRequest, format_retry_after
+from tierline.processors.simulator.replies import Reply, format_retry_after
+from tierline.processors.simulator.request import SimRequest
+from tierline.processors.simulator.wire import PromptTally, WireFormat, part_texts, positive_int
 
 __all__ = ["GeminiWire"]
 
-_JSON = "application/json; charset=UTF-8"
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -69,26 +69,33 @@ def _parts_text(content: Any) -> str:
     parts = content.get("parts")
     if not isinstance(parts, list):
         return ""
-    texts = [p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
-    return texts[0] if len(texts) == 1 else " ".join(texts)
+    return part_texts(parts)
 
 
-class GeminiWire:
-    """Renders and parses Gemini generateContent; stateless, one instance serves all."""
+class GeminiWire(WireFormat):
+    """Renders and parses Gemini generateContent."""
 
     name = "gemini"
-    error_statuses: tuple[int, ...] = (500, 503)
+    error_statuses = (500, 503)
+    error_messages = _ERROR_MESSAGES
+    server_error_text = "Internal error encountered."
+    client_error_text = "Simulated error ({status})."
 
     # ------------------------------------------------------------------ plumbing
 
-    @staticmethod
-    def _headers() -> dict[str, str]:
-        return {"Content-Type": _JSON, "Server": "scaffolding on HTTPServer2", "Vary": "Origin"}
+    def _headers(self, rid: str) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json; charset=UTF-8",
+            "Server": "scaffolding on HTTPServer2",
+            "Vary": "Origin",
+        }
 
     def _error(
         self,
         status: int,
+        rid: str,
         message: str,
+        *,
         details: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> web.Response:
@@ -99,20 +106,18 @@ class GeminiWire:
         }
         if details:
             err["details"] = details
-        h = self._headers()
-        if headers:
-            h.update(headers)
-        return web.Response(status=status, body=orjson.dumps({"error": err}), headers=h)
+        return self._json(status, {"error": err}, rid, headers)
 
     # ------------------------------------------------------------------ requests
 
-    def auth_error(
+    def _auth_error(
         self, request: web.Request, invalid_keys: frozenset[str], rid: str
     ) -> web.Response | None:
         key = request.headers.get("x-goog-api-key") or request.query.get("key", "")
         if not key:
             return self._error(
                 403,
+                rid,
                 "Method doesn't allow unregistered callers (callers without established "
                 "identity). Please use API Key or other form of API consumer identity to call "
                 "this API.",
@@ -121,6 +126,7 @@ class GeminiWire:
             message = "API key not valid. Please pass a valid API key."
             return self._error(
                 400,
+                rid,
                 message,
                 details=[
                     {
@@ -138,53 +144,43 @@ class GeminiWire:
             )
         return None
 
-    def bad_json(self, rid: str) -> web.Response:
-        return self._error(400, "Invalid JSON payload received. Unexpected token.")
+    def _bad_json(self, rid: str) -> web.Response:
+        return self._error(400, rid, "Invalid JSON payload received. Unexpected token.")
 
-    def invalid(self, message: str, rid: str) -> web.Response:
-        return self._error(400, message)
+    def _not_an_object(self, rid: str) -> web.Response:
+        return self._error(400, rid, "Invalid JSON payload received. Expected an object.")
 
-    def parse(self, body: Any, request: web.Request, rid: str) -> SimRequest | web.Response:
-        model = request.match_info.get("model", "")
-        if not isinstance(body, dict):
-            return self._error(400, "Invalid JSON payload received. Expected an object.")
+    def _parse(
+        self, body: dict[str, Any], request: web.Request, rid: str
+    ) -> SimRequest | web.Response:
         contents = body.get("contents")
         if not contents:
             return self._error(
-                400, "* GenerateContentRequest.contents: contents is not specified\n"
+                400, rid, "* GenerateContentRequest.contents: contents is not specified\n"
             )
         if not isinstance(contents, list):
             return self._error(
                 400,
+                rid,
                 'Invalid JSON payload received. Unknown name "contents": Proto field is not '
                 "repeating, cannot start list.",
             )
-        chars = 0
-        n = len(contents)
-        first = ""
-        system_text = _parts_text(_get(body, "systemInstruction", "system_instruction"))
-        if system_text:
-            chars += len(system_text)
-            n += 1
-            first = system_text
-        last_user = ""
+        tally = PromptTally()
+        tally.system(_parts_text(_get(body, "systemInstruction", "system_instruction")))
         for i, content in enumerate(contents):
             if not isinstance(content, dict):
                 return self._error(
-                    400, f"* GenerateContentRequest.contents[{i}]: must be an object\n"
+                    400, rid, f"* GenerateContentRequest.contents[{i}]: must be an object\n"
                 )
             text = _parts_text(content)
             if not text and not content.get("parts"):
                 return self._error(
                     400,
+                    rid,
                     f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not "
                     "be empty.\n",
                 )
-            chars += len(text)
-            if i == 0 and not first:
-                first = text
-            if content.get("role", "user") == "user":
-                last_user = text
+            tally.message(text, user=content.get("role", "user") == "user")
         config = _get(body, "generationConfig", "generation_config")
         max_tokens: int | None = None
         wants_json = False
@@ -192,9 +188,10 @@ class GeminiWire:
         if isinstance(config, dict):
             raw_max = _get(config, "maxOutputTokens", "max_output_tokens")
             if raw_max is not None:
-                if not isinstance(raw_max, int) or isinstance(raw_max, bool) or raw_max < 1:
+                if not positive_int(raw_max):
                     return self._error(
                         400,
+                        rid,
                         "* GenerateContentRequest.generation_config.max_output_tokens: "
                         "max_output_tokens must be positive.\n",
                     )
@@ -206,22 +203,15 @@ class GeminiWire:
                     raw_schema = _get(config, "responseSchema", "response_schema")
                 if isinstance(raw_schema, dict):
                     schema = raw_schema
-        return SimRequest(
-            model=model.removeprefix("models/"),
-            text_chars=chars,
-            n_messages=n,
-            first_text=first,
-            last_user_text=last_user,
-            max_tokens=max_tokens,
-            wants_json=wants_json,
-            json_schema=schema,
-        )
+        model = request.match_info.get("model", "").removeprefix("models/")
+        return tally.request(model, max_tokens, wants_json=wants_json, json_schema=schema)
 
     # ------------------------------------------------------------------ answers
 
     def unknown_model(self, model: str, rid: str) -> web.Response:
         return self._error(
             404,
+            rid,
             f"models/{model} is not found for API version v1beta, or is not supported for "
             "generateContent. Call ListModels to see the list of available models and their "
             "supported methods.",
@@ -230,6 +220,7 @@ class GeminiWire:
     def context_exceeded(self, req: SimRequest, tokens: int, window: int, rid: str) -> web.Response:
         return self._error(
             400,
+            rid,
             f"The input token count ({tokens}) exceeds the maximum number of tokens allowed "
             f"({window}).",
         )
@@ -238,6 +229,7 @@ class GeminiWire:
         delay = format_retry_after(retry_after_s)
         return self._error(
             429,
+            rid,
             "You exceeded your current quota, please check your plan and billing details. "
             "For more information on this error, head to: "
             f"https://ai.google.dev/gemini-api/docs/rate-limits. Please retry in {delay}s.",
@@ -258,14 +250,6 @@ class GeminiWire:
             ],
             headers={"Retry-After": delay},
         )
-
-    def error(self, status: int, model: str, rid: str) -> web.Response:
-        message = _ERROR_MESSAGES.get(status)
-        if message is None:
-            message = (
-                "Internal error encountered." if status >= 500 else f"Simulated error ({status})."
-            )
-        return self._error(status, message)
 
     def success(self, req: SimRequest, reply: Reply, rid: str, latency_ms: int) -> web.Response:
         usage: dict[str, Any] = {"promptTokenCount": reply.input_tokens}
@@ -299,4 +283,4 @@ class GeminiWire:
             "modelVersion": req.model,
             "responseId": rid[:22],
         }
-        return web.Response(status=200, body=orjson.dumps(body), headers=self._headers())
+        return self._json(200, body, rid)

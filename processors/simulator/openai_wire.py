@@ -27,14 +27,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from tierline.processors.simulator.profile import Reply, SimRequest, format_retry_after
+from tierline.processors.simulator.replies import Reply, format_retry_after
+from tierline.processors.simulator.request import SimRequest
+from tierline.processors.simulator.wire import PromptTally, WireFormat, part_texts, positive_int
 
 __all__ = ["OpenAIWire"]
 
-_JSON = "application/json"
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _REQUESTS_LIMIT = 10_000
 _TOKENS_LIMIT = 30_000_000
@@ -74,28 +74,27 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        parts = [
-            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-        ]
-        return parts[0] if len(parts) == 1 else " ".join(parts)
+        return part_texts(content)
     return ""
 
 
-class OpenAIWire:
-    """Renders and parses OpenAI Chat Completions; stateless, one instance serves all."""
+class OpenAIWire(WireFormat):
+    """Renders and parses OpenAI Chat Completions."""
 
     name = "openai"
-    error_statuses: tuple[int, ...] = (500, 502, 503)
+    error_statuses = (500, 502, 503)
+    error_messages = _ERROR_MESSAGES
+    server_error_text = "The server had an error processing your request (HTTP {status})."
+    client_error_text = "Simulated client error (HTTP {status})."
 
     # ------------------------------------------------------------------ plumbing
 
-    @staticmethod
-    def _headers(rid: str, processing_ms: int = 1) -> dict[str, str]:
+    def _headers(self, rid: str) -> dict[str, str]:
         return {
-            "Content-Type": _JSON,
+            "Content-Type": "application/json",
             "x-request-id": f"req_{rid}",
             "openai-organization": "sim-org",
-            "openai-processing-ms": str(processing_ms),
+            "openai-processing-ms": "1",  # errors answer at once; success sends its latency
             "openai-version": "2020-10-01",
             "x-ratelimit-limit-requests": "10000",
             "x-ratelimit-limit-tokens": "30000000",
@@ -116,22 +115,17 @@ class OpenAIWire:
         code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> web.Response:
-        body = {
-            "error": {
-                "message": message,
-                "type": type_ or _ERROR_TYPES.get(status, "server_error"),
-                "param": param,
-                "code": code,
-            }
+        error = {
+            "message": message,
+            "type": type_ or _ERROR_TYPES.get(status, "server_error"),
+            "param": param,
+            "code": code,
         }
-        h = self._headers(rid)
-        if headers:
-            h.update(headers)
-        return web.Response(status=status, body=orjson.dumps(body), headers=h)
+        return self._json(status, {"error": error}, rid, headers)
 
     # ------------------------------------------------------------------ requests
 
-    def auth_error(
+    def _auth_error(
         self, request: web.Request, invalid_keys: frozenset[str], rid: str
     ) -> web.Response | None:
         auth = request.headers.get("Authorization", "")
@@ -158,7 +152,7 @@ class OpenAIWire:
             )
         return None
 
-    def bad_json(self, rid: str) -> web.Response:
+    def _bad_json(self, rid: str) -> web.Response:
         return self._error(
             400,
             rid,
@@ -168,14 +162,14 @@ class OpenAIWire:
             "this, please contact us through our help center at help.openai.com.)",
         )
 
-    def invalid(self, message: str, rid: str) -> web.Response:
-        return self._error(400, rid, message)
+    def _not_an_object(self, rid: str) -> web.Response:
+        return self._error(
+            400, rid, "Invalid type for request body: expected an object.", code="invalid_type"
+        )
 
-    def parse(self, body: Any, request: web.Request, rid: str) -> SimRequest | web.Response:
-        if not isinstance(body, dict):
-            return self._error(
-                400, rid, "Invalid type for request body: expected an object.", code="invalid_type"
-            )
+    def _parse(
+        self, body: dict[str, Any], request: web.Request, rid: str
+    ) -> SimRequest | web.Response:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             return self._error(400, rid, "you must provide a model parameter")
@@ -206,9 +200,7 @@ class OpenAIWire:
                 param="messages",
                 code="empty_array",
             )
-        chars = 0
-        first = ""
-        last_user = ""
+        tally = PromptTally()
         for i, m in enumerate(messages):
             if not isinstance(m, dict):
                 return self._error(
@@ -236,19 +228,12 @@ class OpenAIWire:
                     param=f"messages[{i}].role",
                     code="invalid_value",
                 )
-            text = _text(m.get("content"))
-            chars += len(text)
-            if i == 0:
-                first = text
-            if role == "user":
-                last_user = text
+            tally.message(_text(m.get("content")), user=role == "user")
         max_tokens: Any = body.get("max_completion_tokens")
         param = "max_completion_tokens"
         if max_tokens is None:
             max_tokens, param = body.get("max_tokens"), "max_tokens"
-        if max_tokens is not None and (
-            not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
-        ):
+        if max_tokens is not None and not positive_int(max_tokens):
             return self._error(
                 400,
                 rid,
@@ -276,16 +261,7 @@ class OpenAIWire:
                 spec = fmt.get("json_schema")
                 if isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
                     schema = spec["schema"]
-        return SimRequest(
-            model=model,
-            text_chars=chars,
-            n_messages=len(messages),
-            first_text=first,
-            last_user_text=last_user,
-            max_tokens=max_tokens,
-            wants_json=wants_json,
-            json_schema=schema,
-        )
+        return tally.request(model, max_tokens, wants_json=wants_json, json_schema=schema)
 
     # ------------------------------------------------------------------ answers
 
@@ -326,18 +302,12 @@ class OpenAIWire:
         )
 
     def error(self, status: int, model: str, rid: str) -> web.Response:
+        # a 502 comes from Cloudflare's edge, not the API: HTML, whatever the client asked for
         if status == 502:
             h = self._headers(rid)
             h["Content-Type"] = "text/html"
             return web.Response(status=502, body=_CLOUDFLARE_502, headers=h)
-        message = _ERROR_MESSAGES.get(status)
-        if message is None:
-            message = (
-                f"The server had an error processing your request (HTTP {status})."
-                if status >= 500
-                else f"Simulated client error (HTTP {status})."
-            )
-        return self._error(status, rid, message)
+        return super().error(status, model, rid)
 
     def success(self, req: SimRequest, reply: Reply, rid: str, latency_ms: int) -> web.Response:
         finish = "content_filter" if reply.finish == "refusal" else reply.finish
@@ -377,6 +347,4 @@ class OpenAIWire:
             "service_tier": "default",
             "system_fingerprint": "fp_sim0000001",
         }
-        return web.Response(
-            status=200, body=orjson.dumps(body), headers=self._headers(rid, latency_ms)
-        )
+        return self._json(200, body, rid, {"openai-processing-ms": str(latency_ms)})

@@ -9,9 +9,9 @@ Routes (all on one port):
     GET  /health                               {"status": "ok"}
     GET  /_sim/stats                           request counts, as JSON
 
-Each request: read the body, check auth, parse it with the provider's wire
+Each request: read the body, check auth and parse it with the provider's wire
 module, read `[sim:...]` directives, count how often this exact body was seen,
-`decide()` the outcome from (seed, body digest, attempt), wait the drawn
+`decide()` its fate from (seed, body digest, attempt), wait the drawn
 latency, and answer in the provider's format. Auth and validation errors and a
 429 answer at once; success, drawn or forced errors and garbage answer after the
 latency; a hung request waits until `hang_s` passes, the client disconnects or
@@ -21,64 +21,32 @@ the server stops (then 504). Every answer carries `x-simulator-outcome`
 headers, which real clients ignore and tests may read.
 
 The hot path is kept cheap for a 1,000 req/s benchmark: no access log, no
-pydantic, orjson, one blake2b per body and one per draw.
-
-Three ways to run it:
-
-* `start_simulator()` in the current event loop (tests): returns a
-  `RunningSimulator` with `.url`, `.port`, `.stats` and `await .stop()`;
-* `run_simulator_forever()` blocking until SIGINT/SIGTERM (the CLI);
-* `spawn_simulator()` in a child process (`python -m processors.simulator`) so a
-  benchmark does not share the simulator's event loop or core.
+pydantic, orjson, one blake2b per body and one per draw. The ways to run the
+server are in `launch`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import select
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import blake2b
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from aiohttp import web
 
 from tierline.processors.simulator.anthropic_wire import AnthropicWire
+from tierline.processors.simulator.directives import DirectiveError, parse_directives
+from tierline.processors.simulator.draw import Behaviour, body_digest, decide
 from tierline.processors.simulator.gemini_wire import GeminiWire
+from tierline.processors.simulator.knobs import SimulatorProfile
 from tierline.processors.simulator.openai_wire import OpenAIWire
-from tierline.processors.simulator.profile import (
-    Behaviour,
-    DirectiveError,
-    Reply,
-    SimRequest,
-    SimulatorProfile,
-    body_digest,
-    compose_reply,
-    decide,
-    estimate_tokens,
-    parse_directives,
-)
+from tierline.processors.simulator.replies import compose_reply
+from tierline.processors.simulator.request import SimRequest, estimate_tokens
+from tierline.processors.simulator.wire import WireFormat
 
-__all__ = [
-    "ROUTES",
-    "READY_PREFIX",
-    "RunningSimulator",
-    "SimulatorProcess",
-    "SimulatorStats",
-    "run_simulator_forever",
-    "spawn_simulator",
-    "start_simulator",
-]
+__all__ = ["ROUTES", "SimulatorServer", "SimulatorStats"]
 
 ROUTES: tuple[tuple[str, str, str], ...] = (
     ("OpenAI", "POST", "/v1/chat/completions"),
@@ -89,44 +57,12 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("health", "GET", "/health"),
     ("stats", "GET", "/_sim/stats"),
 )
-READY_PREFIX = "SIMULATOR_READY "
-"""The line `python -m processors.simulator` prints once it listens: prefix + URL."""
-
 _MAX_REMEMBERED = 1_000_000
 """Distinct bodies (and cached prefixes) remembered before the memory is reset."""
 _GARBAGE_HTML = (
     b"<html><head><title>upstream connect error</title></head><body>"
     b"upstream connect error or disconnect/reset before headers</body></html>"
 )
-
-
-class Wire(Protocol):
-    """What each `*_wire` module's class offers the server."""
-
-    name: str
-    error_statuses: tuple[int, ...]
-
-    def auth_error(
-        self, request: web.Request, invalid_keys: frozenset[str], rid: str
-    ) -> web.Response | None: ...
-
-    def bad_json(self, rid: str) -> web.Response: ...
-
-    def invalid(self, message: str, rid: str) -> web.Response: ...
-
-    def parse(self, body: Any, request: web.Request, rid: str) -> SimRequest | web.Response: ...
-
-    def unknown_model(self, model: str, rid: str) -> web.Response: ...
-
-    def context_exceeded(
-        self, req: SimRequest, tokens: int, window: int, rid: str
-    ) -> web.Response: ...
-
-    def rate_limited(self, model: str, retry_after_s: float, rid: str) -> web.Response: ...
-
-    def error(self, status: int, model: str, rid: str) -> web.Response: ...
-
-    def success(self, req: SimRequest, reply: Reply, rid: str, latency_ms: int) -> web.Response: ...
 
 
 _OPENAI = OpenAIWire()
@@ -169,7 +105,7 @@ class SimulatorStats:
         }
 
 
-class _Simulator:
+class SimulatorServer:
     """The state behind the routes: the profile, seen-body counters, cached prefixes, stats."""
 
     def __init__(self, profile: SimulatorProfile) -> None:
@@ -216,7 +152,7 @@ class _Simulator:
 
     # ------------------------------------------------------------------ the request
 
-    async def _serve(self, request: web.Request, wire: Wire) -> web.Response:
+    async def _serve(self, request: web.Request, wire: WireFormat) -> web.Response:
         stats = self.stats
         stats.requests += 1
         route = wire.name
@@ -252,18 +188,11 @@ class _Simulator:
             b = self._behaviours[model] = self.profile.resolve(model)
         return b
 
-    async def _answer(self, request: web.Request, wire: Wire) -> web.Response:
+    async def _answer(self, request: web.Request, wire: WireFormat) -> web.Response:
         body = await request.read()
         digest = body_digest(wire.name, body)
         rid = digest.hex()
-        response = wire.auth_error(request, self._invalid_keys, rid)
-        if response is not None:
-            return self._rejected(response)
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return self._rejected(wire.bad_json(rid))
-        parsed = wire.parse(data, request, rid)
+        parsed = wire.parse_request(request, body, self._invalid_keys, rid)
         if isinstance(parsed, web.Response):
             return self._rejected(parsed)
         req = parsed
@@ -284,37 +213,37 @@ class _Simulator:
             seen.clear()
         attempt = seen.get(digest, 0)
         seen[digest] = attempt + 1
-        oc = decide(behaviour, directives, self._seed, digest, attempt, wire.error_statuses)
-        kind = oc.kind
+        fate = decide(behaviour, directives, self._seed, digest, attempt, wire.error_statuses)
+        kind = fate.kind
         self._count(kind)
-        rid = oc.request_id
-        latency_ms = oc.latency_s * 1000.0
+        rid = fate.request_id
+        latency_ms = fate.latency_s * 1000.0
 
         if kind == "rate_limit":
             latency_ms = 0.0
-            response = wire.rate_limited(req.model, oc.retry_after_s, rid)
+            response = wire.rate_limited(req.model, fate.retry_after_s, rid)
         elif kind == "hang":
             await self._hang()
             response = wire.error(504, req.model, rid)
         elif kind == "error":
-            if oc.latency_s > 0.0:
-                await asyncio.sleep(oc.latency_s)
-            response = wire.error(oc.status, req.model, rid)
+            if fate.latency_s > 0.0:
+                await asyncio.sleep(fate.latency_s)
+            response = wire.error(fate.status, req.model, rid)
         else:
             cache_read, cache_write = self._cache(wire, req, input_tokens)
-            reply = compose_reply(req, oc, behaviour, input_tokens, cache_read, cache_write)
-            if oc.latency_s > 0.0:
-                await asyncio.sleep(oc.latency_s)
+            reply = compose_reply(req, fate, behaviour, input_tokens, cache_read, cache_write)
+            if fate.latency_s > 0.0:
+                await asyncio.sleep(fate.latency_s)
             response = wire.success(req, reply, rid, int(latency_ms))
             if kind == "garbage":
-                response = _garble(response, oc.garbage)
+                response = _garble(response, fate.garbage)
         headers = response.headers
         headers["x-simulator-outcome"] = kind
         headers["x-simulator-latency-ms"] = f"{latency_ms:.3f}"
-        headers["x-simulator-attempt"] = str(oc.attempt)
+        headers["x-simulator-attempt"] = str(fate.attempt)
         return response
 
-    def _cache(self, wire: Wire, req: SimRequest, input_tokens: int) -> tuple[int, int]:
+    def _cache(self, wire: WireFormat, req: SimRequest, input_tokens: int) -> tuple[int, int]:
         """(cache read, cache write) tokens: the first message is cached once seen."""
         if input_tokens < self._cache_min or not req.first_text:
             return 0, 0
@@ -355,198 +284,3 @@ def _garble(response: web.Response, kind: str) -> web.Response:
     headers = dict(response.headers)
     headers.pop("Content-Length", None)
     return web.Response(status=200, body=garbage, headers=headers)
-
-
-# --------------------------------------------------------------------------- in-process
-
-
-class RunningSimulator:
-    """A simulator listening in the current event loop. Stop it with `await .stop()`."""
-
-    def __init__(self, sim: _Simulator, runner: web.AppRunner, host: str, port: int) -> None:
-        self._sim = sim
-        self._runner = runner
-        self.host = host
-        self.port = port
-        self.url = f"http://{host}:{port}"
-        """The base URL, e.g. "http://127.0.0.1:8900" (OpenAI SDKs want url + "/v1")."""
-
-    @property
-    def profile(self) -> SimulatorProfile:
-        return self._sim.profile
-
-    @property
-    def stats(self) -> SimulatorStats:
-        """A snapshot of the counts so far."""
-        return self._sim.stats.copy()
-
-    async def stop(self) -> None:
-        """Release hung requests, stop listening and close every connection."""
-        self._sim.stopping.set()
-        await self._runner.cleanup()
-
-    async def __aenter__(self) -> RunningSimulator:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-
-async def start_simulator(
-    profile: SimulatorProfile | None = None,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    *,
-    shutdown_timeout: float = 1.0,
-) -> RunningSimulator:
-    """Start the simulator in the running event loop; port 0 picks a free port."""
-    sim = _Simulator(profile or SimulatorProfile())
-    runner = web.AppRunner(
-        sim.app(),
-        handle_signals=False,
-        access_log=None,
-        handler_cancellation=True,
-        shutdown_timeout=shutdown_timeout,
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
-    try:
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    bound = runner.addresses[0][1]
-    return RunningSimulator(sim, runner, host, int(bound))
-
-
-def run_simulator_forever(
-    profile: SimulatorProfile | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8900,
-    *,
-    on_ready: Callable[[RunningSimulator], None] | None = None,
-) -> None:
-    """Serve until SIGINT (Ctrl-C) or SIGTERM; `on_ready` runs once the port is bound."""
-
-    async def serve() -> None:
-        sim = await start_simulator(profile, host, port)
-        done = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, done.set)
-        try:
-            if on_ready is not None:
-                on_ready(sim)
-            await done.wait()
-        finally:
-            await sim.stop()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
-
-
-# --------------------------------------------------------------------------- child process
-
-
-class SimulatorProcess:
-    """A simulator in a child process (`python -m processors.simulator`)."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], url: str) -> None:
-        self._proc = proc
-        self.url = url
-        self.port = int(url.rsplit(":", 1)[1])
-
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
-
-    def fetch_stats(self, timeout: float = 5.0) -> dict[str, Any]:
-        """The child's counts, read from `GET /_sim/stats`."""
-        with urllib.request.urlopen(f"{self.url}/_sim/stats", timeout=timeout) as r:
-            data: dict[str, Any] = orjson.loads(r.read())
-            return data
-
-    def stop(self, timeout: float = 5.0) -> int:
-        """SIGTERM the child, wait for it (SIGKILL after `timeout`), return its exit code."""
-        proc = self._proc
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        return proc.returncode
-
-    def __enter__(self) -> SimulatorProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def spawn_simulator(
-    profile: SimulatorProfile | None = None,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    *,
-    startup_timeout: float = 15.0,
-) -> SimulatorProcess:
-    """Start the simulator in its own process and wait until it listens (POSIX only)."""
-    profile = profile or SimulatorProfile()
-    root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [
-        sys.executable,
-        "-m",
-        "tierline.processors.simulator",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--profile-json",
-        profile.model_dump_json(),
-        "--exit-with-parent",
-    ]
-    # its own session: a Ctrl-C meant for the parent must not stop the simulator before the
-    # parent has finished its in-flight calls; the parent stops it (and --exit-with-parent)
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, start_new_session=True
-    )
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    loop_deadline = time.monotonic() + startup_timeout
-    buf = b""
-    while b"\n" not in buf:
-        remaining = loop_deadline - time.monotonic()
-        if remaining <= 0:
-            proc.kill()
-            proc.wait()
-            raise TimeoutError(f"simulator did not start within {startup_timeout} s")
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if ready:
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                code = proc.wait()
-                raise RuntimeError(f"simulator exited with code {code} before it was ready")
-            buf += chunk
-    line = buf.split(b"\n", 1)[0].decode().strip()
-    if not line.startswith(READY_PREFIX):
-        proc.kill()
-        proc.wait()
-        raise RuntimeError(f"unexpected first line from the simulator: {line!r}")
-    return SimulatorProcess(proc, line[len(READY_PREFIX) :])

@@ -21,7 +21,7 @@ from tierline.processors.simulator import (
     spawn_simulator,
     start_simulator,
 )
-from tierline.processors.simulator.profile import DirectiveError
+from tierline.processors.simulator.directives import DirectiveError
 
 StartSim = Callable[..., Awaitable[RunningSimulator]]
 

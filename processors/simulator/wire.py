@@ -1,0 +1,183 @@
+"""What the three wire formats share: the skeleton that turns an HTTP request into a
+`SimRequest` or the provider's error, and the plumbing of their JSON answers.
+
+Each `*_wire` module subclasses `WireFormat` and holds only what is its own: how
+its API authenticates, where its fields live, its error bodies, messages and
+headers. The server talks to every format through `WireFormat` alone.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeGuard
+
+import orjson
+from aiohttp import web
+
+from tierline.processors.simulator.replies import Reply
+from tierline.processors.simulator.request import SimRequest
+
+__all__ = ["PromptTally", "WireFormat", "part_texts", "positive_int"]
+
+
+def positive_int(value: object) -> TypeGuard[int]:
+    """An int of at least 1; `True` is no count, though Python calls it an int."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def part_texts(parts: list[Any]) -> str:
+    """The text of a list of parts: every `{"text": "..."}` part, joined with spaces."""
+    return " ".join(
+        p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)
+    )
+
+
+class PromptTally:
+    """What a request's messages add up to, filled in the order a wire module reads them."""
+
+    __slots__ = ("chars", "first", "last_user", "messages")
+
+    def __init__(self) -> None:
+        self.chars = 0
+        self.messages = 0
+        self.first = ""
+        self.last_user = ""
+
+    def system(self, text: str) -> None:
+        """A separate system prompt (Anthropic, Gemini); an empty one is no message at all."""
+        if text:
+            self.chars += len(text)
+            self.messages += 1
+            self.first = text
+
+    def message(self, text: str, *, user: bool) -> None:
+        # the cacheable prefix is the system prompt, or failing one the first message
+        if self.messages == 0:
+            self.first = text
+        self.chars += len(text)
+        self.messages += 1
+        if user:
+            self.last_user = text
+
+    def request(
+        self,
+        model: str,
+        max_tokens: int | None,
+        *,
+        wants_json: bool = False,
+        json_schema: dict[str, Any] | None = None,
+        cache_marked: bool = False,
+    ) -> SimRequest:
+        return SimRequest(
+            model=model,
+            text_chars=self.chars,
+            n_messages=self.messages,
+            first_text=self.first,
+            last_user_text=self.last_user,
+            max_tokens=max_tokens,
+            wants_json=wants_json,
+            json_schema=json_schema,
+            cache_marked=cache_marked,
+        )
+
+
+class WireFormat(ABC):
+    """One provider's wire format; stateless, one instance serves every request."""
+
+    name: ClassVar[str]
+    """The route's name in stats and body digests."""
+    error_statuses: ClassVar[tuple[int, ...]]
+    """The statuses a drawn server error picks from."""
+    error_messages: ClassVar[Mapping[int, str]]
+    """The provider's own message for an error status."""
+    server_error_text: ClassVar[str]
+    """The message of any other 5xx; `{status}` is replaced by the status."""
+    client_error_text: ClassVar[str]
+    """The message of any other 4xx (a forced `[sim:error=...]`); `{status}` as above."""
+
+    # ------------------------------------------------------------------ the skeleton
+
+    def parse_request(
+        self, request: web.Request, body: bytes, invalid_keys: frozenset[str], rid: str
+    ) -> SimRequest | web.Response:
+        """Auth, then JSON, then the format's fields: the request, or the error to answer."""
+        response = self._auth_error(request, invalid_keys, rid)
+        if response is not None:
+            return response
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return self._bad_json(rid)
+        if not isinstance(data, dict):
+            return self._not_an_object(rid)
+        return self._parse(data, request, rid)
+
+    def invalid(self, message: str, rid: str) -> web.Response:
+        """A 400 for a request the format accepts but the simulator does not (a bad directive)."""
+        return self._error(400, rid, message)
+
+    def error(self, status: int, model: str, rid: str) -> web.Response:
+        """The provider's error answer for `status` (drawn, forced, or a hang's 504)."""
+        message = self.error_messages.get(status)
+        if message is None:
+            template = self.server_error_text if status >= 500 else self.client_error_text
+            message = template.format(status=status)
+        return self._error(status, rid, message)
+
+    def _json(
+        self, status: int, body: Any, rid: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        """`body` as JSON with the format's headers, `headers` added or replacing theirs."""
+        h = self._headers(rid)
+        if headers:
+            h.update(headers)
+        return web.Response(status=status, body=orjson.dumps(body), headers=h)
+
+    # ------------------------------------------------------------------ what each format says
+
+    @abstractmethod
+    def _headers(self, rid: str) -> dict[str, str]:
+        """The headers of every answer, error or not."""
+
+    @abstractmethod
+    def _error(
+        self, status: int, rid: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        """The format's error body for `status` with `message`."""
+
+    @abstractmethod
+    def _auth_error(
+        self, request: web.Request, invalid_keys: frozenset[str], rid: str
+    ) -> web.Response | None:
+        """The answer to a missing or invalid key, or None when the request may pass."""
+
+    @abstractmethod
+    def _bad_json(self, rid: str) -> web.Response:
+        """The answer to a body that is not JSON."""
+
+    @abstractmethod
+    def _not_an_object(self, rid: str) -> web.Response:
+        """The answer to a JSON body that is not an object."""
+
+    @abstractmethod
+    def _parse(
+        self, body: dict[str, Any], request: web.Request, rid: str
+    ) -> SimRequest | web.Response:
+        """The format's fields read into a `SimRequest`, or the 400 the real API answers."""
+
+    @abstractmethod
+    def unknown_model(self, model: str, rid: str) -> web.Response:
+        """The 404 of a model the profile's `known_models` does not list."""
+
+    @abstractmethod
+    def context_exceeded(self, req: SimRequest, tokens: int, window: int, rid: str) -> web.Response:
+        """The 400 of a prompt over the model's context window."""
+
+    @abstractmethod
+    def rate_limited(self, model: str, retry_after_s: float, rid: str) -> web.Response:
+        """The 429, with the provider's way of saying when to retry."""
+
+    @abstractmethod
+    def success(self, req: SimRequest, reply: Reply, rid: str, latency_ms: int) -> web.Response:
+        """The 200 carrying `reply`."""
