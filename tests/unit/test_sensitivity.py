@@ -8,13 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tierline.processors.routing.sensitive_checks import iban_valid, luhn_valid
 from tierline.processors.routing.sensitivity import (
     KIND_CLASSES,
     NOTHING,
     SensitivityFindings,
     detect_sensitive,
-    iban_valid,
-    luhn_valid,
     redact,
 )
 
