@@ -84,6 +84,15 @@ class PricesSettings(BaseModel):
     refresh_interval_s: float = Field(default=3600.0, ge=10)
 
 
+class RepliesSettings(BaseModel):
+    """Which topics a request's `reply_to` may name (processors/routing/reply_topics.py)."""
+
+    #: shell-style patterns; `{tenant}` is the requesting tenant, taken literally
+    allowed: list[str] = Field(default_factory=lambda: ["{tenant}.*"])
+    #: per tenant, patterns that replace `allowed` for it
+    tenants: dict[str, list[str]] = Field(default_factory=dict)
+
+
 class Settings(BaseModel):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
@@ -91,6 +100,7 @@ class Settings(BaseModel):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     prices: PricesSettings = Field(default_factory=PricesSettings)
+    replies: RepliesSettings = Field(default_factory=RepliesSettings)
     #: send every provider call to this simulator instead of the real APIs
     simulator_url: str = ""
     #: where embedded state lives (chDB files, broker logs)
@@ -108,7 +118,9 @@ class Settings(BaseModel):
         return self.clickhouse.url or f"chdb://{(self.state_dir / 'chdb').resolve()}"
 
 
-SECTIONS = ("kafka", "clickhouse", "router", "worker", "sink", "prices")
+SECTIONS = ("kafka", "clickhouse", "router", "worker", "sink", "prices", "replies")
+#: settings given as comma-separated lists in the environment
+LISTS = {("worker", "tiers"), ("replies", "allowed")}
 
 
 def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
@@ -120,7 +132,7 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         section, _, key = rest.partition("_")
         if section in SECTIONS and key:
             field = key
-            if section == "worker" and field == "tiers":
+            if (section, field) in LISTS:
                 out.setdefault(section, {})[field] = [
                     t.strip() for t in value.split(",") if t.strip()
                 ]

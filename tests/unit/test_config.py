@@ -50,3 +50,14 @@ def test_a_config_with_models_is_its_own_catalog(tmp_path: Path) -> None:
     config = tmp_path / "tierline.toml"
     config.write_text('[models."m"]\nprovider = "openai"\n')
     assert load_settings(config, env={}).catalog == str(config)
+
+
+def test_reply_topic_patterns_from_file_and_environment(tmp_path: Path) -> None:
+    assert load_settings(env={}).replies.allowed == ["{tenant}.*"]
+    config = tmp_path / "tierline.toml"
+    config.write_text('[replies]\nallowed = []\n[replies.tenants]\nacme = ["acme-replies"]\n')
+    settings = load_settings(config, env={})
+    assert settings.replies.allowed == []
+    assert settings.replies.tenants == {"acme": ["acme-replies"]}
+    env = {"TIERLINE_REPLIES_ALLOWED": "{tenant}.*, shared-replies"}
+    assert load_settings(env=env).replies.allowed == ["{tenant}.*", "shared-replies"]
