@@ -23,6 +23,7 @@ def test_the_shared_topic_and_the_tenants_own_prefix_are_allowed(topic: str) -> 
         ("__transaction_state", "internal"),
         ("__consumer_offsets", "internal"),
         ("tierline-router-__assignor-__leader", "not one of"),
+        ("tierline.router-__assignor-__leader", "tierline's own"),
         ("tierline.requests", "tierline's own"),
         ("tierline.tier.economy", "tierline's own"),
         ("tierline.dlq", "tierline's own"),
