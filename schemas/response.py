@@ -63,3 +63,43 @@ class RouteResponse(BaseModel):
     attempts: int = 0
     decision: RoutingDecision | None = None
     created_at: datetime | None = None
+
+    @classmethod
+    def from_error(
+        cls,
+        id: str,
+        tenant: str,
+        error: ErrorInfo,
+        *,
+        model: str | None = None,
+        provider: str | None = None,
+        tier: Tier | None = None,
+        usage: Usage | None = None,
+        cost_usd: Decimal = Decimal(0),
+        latency_ms: float = 0.0,
+        attempts: int = 0,
+        decision: RoutingDecision | None = None,
+        created_at: datetime | None = None,
+    ) -> RouteResponse:
+        """The error response of request `id`: no content, `finish_reason` "error", `error` typed.
+
+        Every error response is built here, so they all look alike whoever failed: the
+        router's intake, the candidate walk, or the worker's publish.
+        """
+        return cls(
+            id=id,
+            tenant=tenant,
+            status="error",
+            content=None,
+            finish_reason="error",
+            error=error,
+            model=model,
+            provider=provider,
+            tier=tier,
+            usage=usage or Usage(),
+            cost_usd=cost_usd,
+            latency_ms=latency_ms,
+            attempts=attempts,
+            decision=decision,
+            created_at=created_at,
+        )

@@ -28,8 +28,9 @@ from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel, ValidationError
 
 from tierline.processors.store.clickhouse import connect, migrate
-from tierline.schemas import DeadLetter, ErrorType
 from tierline.streams.config import Settings
+from tierline.streams.outgoing import Source, unreadable
+from tierline.streams.sender import Sender
 from tierline.streams.topics import Topics
 
 R = TypeVar("R", bound=BaseModel)
@@ -58,6 +59,7 @@ class BatchSink(Generic[R]):
         self.topics = topics
         self.bootstrap = bootstrap
         self.producer = producer
+        self.sender = Sender(producer, topics, "sink", self.log)
         self.stats = SinkStats()
         self.client: Client | None = None
         self.ready = asyncio.Event()
@@ -148,16 +150,8 @@ class BatchSink(Generic[R]):
         try:
             return self.model.model_validate(orjson.loads(raw or b""))
         except (orjson.JSONDecodeError, ValidationError) as exc:
-            letter = DeadLetter(
-                reason=f"unreadable {self.what}: {exc}"[:1000],
-                error_type=str(ErrorType.INVALID_REQUEST),
-                source_topic=tp.topic,
-                source_partition=tp.partition,
-                source_offset=offset,
-            )
-            await (
-                await self.producer.send(self.topics.dlq, raw or b"", headers=letter.to_headers())
-            )
+            source = Source(tp.topic, tp.partition, offset, raw)
+            await self.sender.send([unreadable(self.topics.dlq, source, self.what, exc)])
             self.stats.dead_letters += 1
             return None
 

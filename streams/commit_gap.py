@@ -6,10 +6,15 @@ tape in order but finishes them in any order, since one provider call takes
 hole: the oldest offset still unfinished. Everything past the hole that is
 already finished is read again after a crash, and the worker's done log makes
 that second reading harmless.
+
+Before a rebalance hands a partition to another worker, this worker waits for
+the partition's tape to have no hole left (`drained`), then commits its end, so
+the next owner starts past everything already answered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
@@ -18,11 +23,15 @@ P = TypeVar("P", bound=Hashable)
 
 
 class CommitGap(Generic[P]):
+    """Per partition: the offsets started and not finished, and the last offset handed out."""
+
     def __init__(self) -> None:
         self._pending: dict[P, set[int]] = {}
         self._heaps: dict[P, list[int]] = {}
         self._next: dict[P, int] = {}
         self._committed: dict[P, int] = {}
+        #: set whenever some partition's last unfinished offset finishes
+        self._a_partition_drained = asyncio.Event()
 
     def start(self, partition: P, offset: int) -> None:
         self._pending.setdefault(partition, set()).add(offset)
@@ -33,6 +42,16 @@ class CommitGap(Generic[P]):
         pending = self._pending.get(partition)
         if pending is not None:
             pending.discard(offset)
+            if not pending:
+                self._a_partition_drained.set()
+
+    async def drained(self, partitions: Iterable[P]) -> None:
+        """Return once none of `partitions` has an unfinished offset (bound it with a timeout)."""
+        wanted = list(partitions)
+        while any(self.in_flight(p) for p in wanted):
+            # cleared and awaited with no await in between: a drain can't slip past unseen
+            self._a_partition_drained.clear()
+            await self._a_partition_drained.wait()
 
     def in_flight(self, partition: P | None = None) -> int:
         if partition is not None:

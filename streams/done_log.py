@@ -18,6 +18,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tierline.streams.topics import partition_ids
 
+#: how far back a worker reads the done log at least when it is handed partitions
+DONE_LOOKBACK_S = 600.0
+
 
 class DoneSet:
     """A bounded set of finished request ids; the oldest are forgotten first."""
@@ -61,7 +64,7 @@ async def load_done(
         if not wanted:
             return 0
         consumer.assign(wanted)
-        default_ms = int((time.time() - 600) * 1000)
+        default_ms = int((time.time() - DONE_LOOKBACK_S) * 1000)
         starts = await consumer.offsets_for_times(
             {tp: since_ms.get(tp.partition, default_ms) for tp in wanted}
         )
@@ -88,3 +91,50 @@ async def load_done(
     finally:
         await consumer.stop()
     return loaded
+
+
+async def since_ms_for(
+    bootstrap: str,
+    group: AIOKafkaConsumer | None,
+    assigned: Iterable[TopicPartition],
+    lookback_s: float = DONE_LOOKBACK_S,
+) -> dict[int, int]:
+    """Per assigned partition, from when (epoch ms) its done log must be read.
+
+    A done record of a message that is not committed yet was written after that
+    message was produced, so reading from the produce time of the message at the
+    committed offset (less a minute of clock skew) finds them all; and at least the
+    last `lookback_s`, for requests the router forwarded twice. `group` is the
+    worker's consumer, whose committed offsets are read.
+    """
+    partitions = list(assigned)
+    floor_ms = int((time.time() - lookback_s) * 1000)
+    since = {tp.partition: floor_ms for tp in partitions}
+    if group is None or not partitions:
+        return since
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+    )
+    await reader.start()
+    try:
+        positions = {tp: await group.committed(tp) for tp in partitions}
+        wanted = {tp: o for tp, o in positions.items() if o is not None}
+        if not wanted:
+            return since
+        reader.assign(list(wanted))
+        for tp, committed in wanted.items():
+            reader.seek(tp, committed)
+        ends = await reader.end_offsets(list(wanted))
+        pending = {tp for tp, o in wanted.items() if o < ends[tp]}
+        deadline = time.monotonic() + 10
+        while pending and time.monotonic() < deadline:
+            batch = await reader.getmany(*pending, timeout_ms=500, max_records=len(pending))
+            for tp, records in batch.items():
+                if records and tp in pending:
+                    since[tp.partition] = min(floor_ms, records[0].timestamp - 60_000)
+                    pending.discard(tp)
+        for tp in pending:  # could not read it: read the whole retained log
+            since[tp.partition] = 0
+    finally:
+        await reader.stop()
+    return since

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import faust
 
@@ -22,10 +21,11 @@ from tierline.processors.routing.decide import route
 from tierline.processors.routing.intake import Rejection, admit
 from tierline.processors.routing.policy import Policy
 from tierline.processors.routing.policy_reload import PolicySource, as_source
-from tierline.processors.routing.tier_rules import RoutingPolicy
-from tierline.schemas import DeadLetter, ErrorInfo, ErrorType, RouteResponse, encode
+from tierline.processors.routing.tier_rules import TierRules
+from tierline.schemas import ErrorInfo, ErrorType, encode
 from tierline.streams.config import Settings
 from tierline.streams.faust_transport import ShortWaitTransport
+from tierline.streams.outgoing import Outgoing, Source, dead_letter
 from tierline.streams.topics import Topics
 
 log = logging.getLogger("tierline.router")
@@ -38,7 +38,7 @@ class RouterStats:
     rejected: int = 0
 
 
-class Router:
+class RequestRouter:
     """The routing step, independent of faust: bytes in, sends out."""
 
     def __init__(
@@ -46,7 +46,7 @@ class Router:
         settings: Settings,
         topics: Topics,
         classifier: Classifier,
-        policy: PolicySource | Policy | RoutingPolicy,
+        policy: PolicySource | Policy | TierRules,
         catalog: Catalog,
     ) -> None:
         self.settings = settings
@@ -57,80 +57,56 @@ class Router:
         self.stats = RouterStats()
         self._internal_topics = frozenset(topics.all())
 
-    def decide(self, raw: bytes | None, source: tuple[str, int, int]) -> list[dict[str, Any]]:
-        """The messages to send for one input message (topic, key, value, headers)."""
+    def decide(self, raw: bytes | None, source: tuple[str, int, int]) -> list[Outgoing]:
+        """What to send for one input message, read at `source` (topic, partition, offset)."""
         self.stats.received += 1
+        read_at = Source(*source, raw)
         admitted = admit(raw, self.settings.router.max_request_bytes)
         if isinstance(admitted, Rejection):
-            return self._reject(raw, admitted, source)
+            return self._reject(admitted, read_at)
         if admitted.reply_to in self._internal_topics:
             error = ErrorInfo(
                 type=ErrorType.INVALID_REQUEST,
                 message=f"reply_to may not name tierline's own topic {admitted.reply_to}",
             )
-            return self._reject(raw, Rejection(error, admitted.id, admitted.tenant), source)
+            return self._reject(Rejection(error, admitted.id, admitted.tenant), read_at)
         try:
             routed = route(admitted, self.classifier, self.policy.current(), self.catalog)
         except TierlineError as exc:
             rejection = Rejection(exc.info(), admitted.id, admitted.tenant, admitted.reply_to)
-            return self._reject(raw, rejection, source)
+            return self._reject(rejection, read_at)
         except Exception as exc:
             log.exception("router: routing %s failed", admitted.id)
             error = ErrorInfo(
                 type=ErrorType.INTERNAL, message=f"internal error: {type(exc).__name__}"
             )
             rejection = Rejection(error, admitted.id, admitted.tenant, admitted.reply_to)
-            return self._reject(raw, rejection, source)
+            return self._reject(rejection, read_at)
         self.stats.routed += 1
-        return [
-            {
-                "topic": self.topics.tier(routed.decision.tier),
-                "key": admitted.tenant.encode(),
-                "value": encode(routed),
-            }
-        ]
+        tier_topic = self.topics.tier(routed.decision.tier)
+        return [Outgoing(tier_topic, admitted.tenant.encode(), encode(routed))]
 
-    def _reject(
-        self, raw: bytes | None, rejection: Rejection, source: tuple[str, int, int]
-    ) -> list[dict[str, Any]]:
+    def _reject(self, rejection: Rejection, source: Source) -> list[Outgoing]:
+        """The input to the DLQ as it came; and an error response when its id is known."""
         self.stats.rejected += 1
-        topic, partition, offset = source
-        letter = DeadLetter(
-            reason=rejection.error.message,
-            error_type=str(rejection.error.type),
-            source_topic=topic,
-            source_partition=partition,
-            source_offset=offset,
-            request_id=rejection.request_id or "",
-            tenant=rejection.tenant or "",
-        )
-        sends: list[dict[str, Any]] = [
-            {
-                "topic": self.topics.dlq,
-                "key": None,
-                "value": raw or b"",
-                "headers": letter.to_headers(),
-            }
-        ]
-        if rejection.request_id is not None:
-            response = RouteResponse(
-                id=rejection.request_id,
+        sends = [
+            dead_letter(
+                self.topics.dlq,
+                source,
+                rejection.error.message,
+                rejection.error.type,
+                request_id=rejection.request_id or "",
                 tenant=rejection.tenant or "",
-                status="error",
-                finish_reason="error",
-                error=rejection.error,
             )
-            sends.append(
-                {
-                    "topic": rejection.reply_to or self.topics.responses,
-                    "key": rejection.request_id.encode(),
-                    "value": encode(response),
-                }
-            )
+        ]
+        response = rejection.response()
+        if response is not None:
+            topic = rejection.reply_to or self.topics.responses
+            sends.append(Outgoing(topic, response.id.encode(), encode(response)))
         return sends
 
 
-def build_router_app(router: Router, bootstrap: str, settings: Settings) -> faust.App:
+def build_router_app(router: RequestRouter, bootstrap: str, settings: Settings) -> faust.App:
     """The faust app running `router` as an agent on the request topic."""
     kafka = settings.kafka
     app = faust.App(
@@ -171,8 +147,14 @@ def build_router_app(router: Router, bootstrap: str, settings: Settings) -> faus
             for send in router.decide(
                 event.value, (message.topic, message.partition, message.offset)
             ):
-                await output(send["topic"]).send(
-                    key=send["key"], value=send["value"], headers=send.get("headers")
+                # faust's own producer, not `streams.sender`: faust flushes it before it
+                # commits the input's offset, which is what makes the router at least once
+                # without waiting for each send's ack
+                await output(send.topic).send(
+                    key=send.key,
+                    value=send.value,
+                    headers=send.header_list(),
+                    partition=send.partition,
                 )
 
     return app

@@ -22,14 +22,14 @@ from tierline.processors.providers.keys import KeyRing
 from tierline.processors.routing.classifiers import Classifier
 from tierline.processors.routing.policy import Policy
 from tierline.processors.routing.policy_reload import open_policy_source
-from tierline.processors.routing.tier_rules import RoutingPolicy, Thresholds
-from tierline.processors.serving.walk import Dispatcher, RetryPolicy
+from tierline.processors.routing.tier_rules import Thresholds, TierRules
+from tierline.processors.serving.walk import Dispatcher, RetryPlan
 from tierline.schemas import Tier
 from tierline.streams.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings
 from tierline.streams.cost_sink import CostSink
 from tierline.streams.embedded import EmbeddedBroker
 from tierline.streams.feedback_sink import FeedbackSink
-from tierline.streams.router import Router, build_router_app
+from tierline.streams.router import RequestRouter, build_router_app
 from tierline.streams.tier_worker import TierWorker
 from tierline.streams.topics import Topics, ensure_topics
 
@@ -59,7 +59,7 @@ class Pipeline:
     topics: Topics
     catalog: Catalog
     simulator_url: str
-    router: Router | None = None
+    router: RequestRouter | None = None
     workers: dict[Tier, TierWorker] = field(default_factory=dict)
     sink: CostSink | None = None
     feedback_sink: FeedbackSink | None = None
@@ -176,7 +176,7 @@ async def _start(
             catalog,
             client,
             keys,
-            RetryPolicy(
+            RetryPlan(
                 max_retries=settings.worker.max_retries,
                 call_timeout_s=settings.worker.call_timeout_s,
             ),
@@ -194,11 +194,11 @@ async def _start(
         )
         policy = open_policy_source(
             settings.router.policy or None,
-            defaults=Policy(routing=RoutingPolicy(thresholds)),
+            defaults=Policy(routing=TierRules(thresholds)),
             check_every_s=settings.router.policy_check_s,
             catalog=catalog,
         )
-        router = Router(
+        router = RequestRouter(
             settings, topics, load_classifier(settings.router.classifier), policy, catalog
         )
         pipeline.router = router

@@ -1,43 +1,39 @@
 """Tier workers: consume `tierline.tier.<tier>`, call providers, publish answers and bills.
 
-Flow control is a sack of `max_in_flight` slots. Each message taken off the
+Backpressure is a sack of `max_in_flight` slots. Each message taken off the
 topic holds a slot until its response is published; when the sack is empty the
-worker pauses its partitions, and resumes them as slots come back. Offsets are
-committed only up to the oldest unfinished message (see `commit_gap`), and a
-message finished twice is answered once (see `done_log`).
+worker pauses its partitions (requests wait in Kafka, durably), and resumes
+them as slots come back. Offsets are committed only up to the oldest
+unfinished message (see `commit_gap`), and a message finished twice is
+answered once (see `done_log`). What to publish for a served request is the
+pure step `worker_step.respond`; this module is the loop around it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from tierline.processors.serving.cascade import serve_routed
-from tierline.processors.serving.walk import Dispatcher, Outcome
-from tierline.schemas import (
-    DeadLetter,
-    ErrorInfo,
-    ErrorType,
-    RoutedRequest,
-    RouteResponse,
-    Tier,
-    encode,
-)
+from tierline.processors.serving.serve import serve
+from tierline.processors.serving.walk import Dispatcher, ServeOutcome
+from tierline.schemas import RoutedRequest, Tier
 from tierline.streams.commit_gap import CommitGap
 from tierline.streams.config import Settings
-from tierline.streams.done_log import DoneSet, load_done
+from tierline.streams.done_log import DoneSet, load_done, since_ms_for
+from tierline.streams.outgoing import Source, unreadable
+from tierline.streams.sender import Sender
 from tierline.streams.topics import Topics, partition_ids
+from tierline.streams.worker_step import respond
 
 log = logging.getLogger("tierline.worker")
-
-#: how far back a worker reads the done log when it is handed partitions
-DONE_LOOKBACK_S = 600.0
 
 
 @dataclass
@@ -51,7 +47,34 @@ class WorkerStats:
     started_at: float = field(default_factory=time.monotonic)
 
 
+class InFlightIds:
+    """The request ids being served now, each with an event set when its serving ends.
+
+    A second copy of a request in flight (a redelivery after a rebalance, or the
+    router forwarding twice) waits for the first copy's turn to end instead of
+    being served alongside it: its offset stays unfinished meanwhile, so the
+    commit cannot pass it; once the first copy is answered, the done set marks
+    the second a duplicate.
+    """
+
+    def __init__(self) -> None:
+        self._ends: dict[str, asyncio.Event] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, request_id: str) -> AsyncIterator[None]:
+        while (first := self._ends.get(request_id)) is not None:
+            await first.wait()
+        ended = self._ends[request_id] = asyncio.Event()
+        try:
+            yield
+        finally:
+            del self._ends[request_id]
+            ended.set()
+
+
 class TierWorker:
+    """One tier's consumer group member: takes messages while slots are free, serves each."""
+
     def __init__(
         self,
         tier: Tier,
@@ -72,13 +95,13 @@ class TierWorker:
         self.stats = WorkerStats()
         self.gap: CommitGap[TopicPartition] = CommitGap()
         self.done = DoneSet(settings.worker.dedupe_capacity)
-        self._active: set[str] = set()
+        self.sender = Sender(producer, topics, f"worker {tier}", log)
+        self._serving = InFlightIds()
         self._tasks: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
         #: set once a partition's done log is loaded; its messages wait for it
         self._ready: dict[TopicPartition, asyncio.Event] = {}
         self._consumer: AIOKafkaConsumer | None = None
-        self._internal_topics = frozenset(topics.all())
         self._done_partitions: frozenset[int] = frozenset()
 
     @property
@@ -86,18 +109,8 @@ class TierWorker:
         return len(self._tasks)
 
     async def run(self, stop: asyncio.Event) -> None:
-        kafka = self.settings.kafka
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=kafka.fetch_max_wait_ms,
-            session_timeout_ms=kafka.session_timeout_ms,
-            heartbeat_interval_ms=max(300, kafka.session_timeout_ms // 5),
-            max_partition_fetch_bytes=kafka.max_message_bytes,
-        )
-        self._consumer = consumer
+        """Take messages while slots are free, until `stop`; then finish or hand back the rest."""
+        consumer = self._consumer = self._new_consumer()
         consumer.subscribe([self.topics.tier(self.tier)], listener=_Rebalance(self))
         await consumer.start()
         log.info(
@@ -121,12 +134,30 @@ class TierWorker:
                     await self._commit(consumer)
                     next_commit = time.monotonic() + self.settings.worker.commit_interval_s
         finally:
-            await self._drain(timeout_s=self.settings.worker.call_timeout_s)
-            for task in list(self._tasks):  # still running: redelivered after restart
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self._commit(consumer)
-            await consumer.stop()
+            await self._stop(consumer)
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        kafka = self.settings.kafka
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=max(300, kafka.session_timeout_ms // 5),
+            max_partition_fetch_bytes=kafka.max_message_bytes,
+        )
+
+    async def _stop(self, consumer: AIOKafkaConsumer) -> None:
+        """Let work in flight finish for up to a call timeout, commit what finished, leave."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.settings.worker.call_timeout_s)
+        for task in list(self._tasks):  # still running: redelivered after restart
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._commit(consumer)
+        await consumer.stop()
 
     async def _wait_for_room(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         """The sack is empty: pause every partition until a slot comes back."""
@@ -173,10 +204,12 @@ class TierWorker:
         self.gap.finish(tp, offset)
 
     async def _serve_message(self, tp: TopicPartition, offset: int, raw: bytes) -> None:
+        source = Source(tp.topic, tp.partition, offset, raw)
         try:
             routed = RoutedRequest.model_validate_json(raw)
         except (ValidationError, TypeError, ValueError) as exc:
-            await self._dead_letter_unreadable(tp, offset, raw, exc)
+            await self.sender.send([unreadable(self.topics.dlq, source, "routed request", exc)])
+            self.stats.dead_letters += 1
             return
         ready = self._ready.get(tp)
         if ready is not None:
@@ -184,156 +217,26 @@ class TierWorker:
             # finished loading the done log; dedupe only after it has
             await ready.wait()
         request_id = routed.request.id
-        while request_id in self._active:
-            # the same request is in flight (a redelivery after a rebalance): hold this
-            # offset until the first copy is answered, so the commit cannot pass it
-            await asyncio.sleep(0.05)
-        if request_id in self.done:
-            self.stats.duplicates += 1
-            return
-        self._active.add(request_id)
-        try:
-            try:
-                outcome = await serve_routed(self.dispatcher, routed)
-            except Exception as exc:
-                log.exception("worker %s: serving %s failed", self.tier, request_id)
-                outcome = self.dispatcher.internal_failure(routed, exc)
-            await self._publish(tp, offset, raw, routed, outcome)
+        async with self._serving.turn(request_id):
+            if request_id in self.done:
+                self.stats.duplicates += 1
+                return
+            outcome = await self._serve(routed)
+            sends = respond(routed, outcome, source, self.topics, self.tier, self._done_partitions)
+            await self.sender.send(sends)
             self.done.add(request_id)
-        finally:
-            self._active.discard(request_id)
-
-    async def _publish(
-        self, tp: TopicPartition, offset: int, raw: bytes, routed: RoutedRequest, outcome: Outcome
-    ) -> None:
-        """Send the response, the bills, a dead letter if unanswered, and the done record.
-
-        Kafka being down delays this; it never drops it: sends are retried until
-        they land, and the message's offset stays uncommitted meanwhile.
-        """
-        request = routed.request
-        sends: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None]] = [
-            (
-                request.reply_to or self.topics.responses,
-                request.id.encode(),
-                encode(outcome.response),
-                None,
-                None,
-            )
-        ]
-        for cost in outcome.costs:
-            sends.append((self.topics.costs, request.tenant.encode(), encode(cost), None, None))
-        if outcome.failed:
-            error = outcome.response.error
-            letter = DeadLetter(
-                reason=error.message if error else "unanswered",
-                error_type=str(error.type if error else ErrorType.INTERNAL),
-                source_topic=tp.topic,
-                source_partition=tp.partition,
-                source_offset=offset,
-                request_id=request.id,
-                tenant=request.tenant,
-            )
-            sends.append((self.topics.dlq, request.id.encode(), raw, letter.to_headers(), None))
-        # The done record goes out with the answer and the bills, in the same produce
-        # batch, not after their acks: sent after, a crash between the two (measured: one
-        # in 400 requests under SIGKILL) answered a request twice. Sent together, a crash
-        # loses the answer only if the broker took the done record yet refused the
-        # answer, and the worker died before its retry landed.
-        done_partition = tp.partition if tp.partition in self._done_partitions else None
-        sends.append((self.topics.done(self.tier), request.id.encode(), b"", None, done_partition))
-        await self._send_all(sends)
         if outcome.failed:
             self.stats.errors += 1
             self.stats.dead_letters += 1
         else:
             self.stats.answered += 1
 
-    async def _send_all(
-        self,
-        sends: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None]],
-    ) -> None:
-        delay, tries, pending = 0.1, 0, list(sends)
-        while pending:
-            results = await asyncio.gather(
-                *(self._send_one(*send) for send in pending), return_exceptions=True
-            )
-            failed = [(send, r) for send, r in zip(pending, results, strict=True) if r is not None]
-            for _, error in failed:
-                if not isinstance(error, KafkaError):
-                    raise error
-            if not failed:
-                return
-            tries += 1
-            pending = [self._reroute(send, tries, error) for send, error in failed]
-            log.warning(
-                "worker %s: %d sends failed (%s); retrying in %.1fs",
-                self.tier,
-                len(pending),
-                failed[0][1],
-                delay,
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-    async def _send_one(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        headers: list[tuple[str, bytes]] | None,
-        partition: int | None,
-    ) -> BaseException | None:
-        """Send and wait for the ack; the error instead of raising it, so others can finish."""
+    async def _serve(self, routed: RoutedRequest) -> ServeOutcome:
         try:
-            future = await self.producer.send(
-                topic, value, key=key, headers=headers, partition=partition
-            )
-            await future
-        except KafkaError as exc:
-            error: BaseException = exc
-            return error
-        return None
-
-    def _reroute(
-        self,
-        send: tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None],
-        tries: int,
-        error: BaseException | None = None,
-    ) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]] | None, int | None]:
-        """What to send instead of a send that failed.
-
-        A response too large for its topic can never land: it becomes an error
-        response that can. A client's reply_to topic that keeps refusing (say, it does
-        not exist and topics are not auto-created) gets the response on the shared
-        response topic instead.
-        """
-        topic = send[0]
-        is_response = topic == self.topics.responses or topic not in self._internal_topics
-        if isinstance(error, MessageSizeTooLargeError) and is_response:
-            return (topic, send[1], _too_large(send[2]), *send[3:])
-        if tries >= 3 and topic not in self._internal_topics:
-            log.warning(
-                "worker %s: reply_to %s refuses; answering on %s",
-                self.tier,
-                topic,
-                self.topics.responses,
-            )
-            return (self.topics.responses, *send[1:])
-        return send
-
-    async def _dead_letter_unreadable(
-        self, tp: TopicPartition, offset: int, raw: bytes, exc: Exception
-    ) -> None:
-        letter = DeadLetter(
-            reason=f"unreadable routed request: {exc}"[:1000],
-            error_type=str(ErrorType.INVALID_REQUEST),
-            source_topic=tp.topic,
-            source_partition=tp.partition,
-            source_offset=offset,
-        )
-        await self._send_all([(self.topics.dlq, None, raw or b"", letter.to_headers(), None)])
-        self.stats.dead_letters += 1
+            return await serve(self.dispatcher, routed)
+        except Exception as exc:
+            log.exception("worker %s: serving %s failed", self.tier, routed.request.id)
+            return self.dispatcher.internal_failure(routed, exc)
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         offsets = self.gap.to_commit(consumer.assignment())
@@ -345,10 +248,6 @@ class TierWorker:
         except KafkaError as exc:
             log.warning("worker %s: commit failed (%s); will retry", self.tier, exc)
 
-    async def _drain(self, timeout_s: float) -> None:
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout_s)
-
     async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Before giving partitions away: finish their work and commit it, so no one redoes it."""
         consumer = self._consumer
@@ -358,9 +257,14 @@ class TierWorker:
         # the group well within aiokafka's 300 s poll interval
         worker = self.settings.worker
         walk_s = (worker.max_retries + 1) * worker.call_timeout_s * 3
-        deadline = time.monotonic() + min(240.0, walk_s)
-        while any(self.gap.in_flight(tp) for tp in revoked) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        try:
+            async with asyncio.timeout(min(240.0, walk_s)):
+                await self.gap.drained(revoked)
+        except TimeoutError:
+            log.warning(
+                "worker %s: revoked partitions still have work in flight; committing below it",
+                self.tier,
+            )
         offsets = self.gap.to_commit(revoked)
         if offsets:
             try:
@@ -379,7 +283,7 @@ class TierWorker:
             async with asyncio.timeout(120):
                 done_topic = self.topics.done(self.tier)
                 self._done_partitions = frozenset(await partition_ids(self.bootstrap, done_topic))
-                since = await self._oldest_uncommitted_ms(assigned)
+                since = await since_ms_for(self.bootstrap, self._consumer, assigned)
                 loaded = await load_done(
                     self.bootstrap, done_topic, [tp.partition for tp in assigned], self.done, since
                 )
@@ -395,46 +299,6 @@ class TierWorker:
             loaded,
         )
 
-    async def _oldest_uncommitted_ms(self, assigned: set[TopicPartition]) -> dict[int, int]:
-        """Per partition, from when the done log must be read.
-
-        A done record of a message that is not committed yet was written after that
-        message was produced, so reading from the produce time of the message at the
-        committed offset (less a minute of clock skew) finds them all; and at least the
-        last DONE_LOOKBACK_S, for requests the router forwarded twice.
-        """
-        consumer = self._consumer
-        floor_ms = int((time.time() - DONE_LOOKBACK_S) * 1000)
-        since = {tp.partition: floor_ms for tp in assigned}
-        if consumer is None or not assigned:
-            return since
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
-        )
-        await reader.start()
-        try:
-            positions = {tp: await consumer.committed(tp) for tp in assigned}
-            wanted = {tp: o for tp, o in positions.items() if o is not None}
-            if not wanted:
-                return since
-            reader.assign(list(wanted))
-            for tp, committed in wanted.items():
-                reader.seek(tp, committed)
-            ends = await reader.end_offsets(list(wanted))
-            pending = {tp for tp, o in wanted.items() if o < ends[tp]}
-            deadline = time.monotonic() + 10
-            while pending and time.monotonic() < deadline:
-                batch = await reader.getmany(*pending, timeout_ms=500, max_records=len(pending))
-                for tp, records in batch.items():
-                    if records and tp in pending:
-                        since[tp.partition] = min(floor_ms, records[0].timestamp - 60_000)
-                        pending.discard(tp)
-            for tp in pending:  # could not read it: read the whole retained log
-                since[tp.partition] = 0
-        finally:
-            await reader.stop()
-        return since
-
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, worker: TierWorker) -> None:
@@ -445,22 +309,3 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.worker.partitions_assigned(assigned)
-
-
-def _too_large(response: bytes) -> bytes:
-    """An error response in place of a response its topic refuses for its size."""
-    original = RouteResponse.model_validate_json(response)
-    return encode(
-        original.model_copy(
-            update={
-                "status": "error",
-                "content": None,
-                "finish_reason": "error",
-                "error": ErrorInfo(
-                    type=ErrorType.INTERNAL,
-                    message=f"the response ({len(response):,} bytes) is larger than its "
-                    "topic accepts (max.message.bytes); it was billed",
-                ),
-            }
-        )
-    )

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from tierline.schemas import ErrorInfo, ErrorType, RouteRequest
+from tierline.schemas import ErrorInfo, ErrorType, RouteRequest, RouteResponse
 from tierline.schemas.request import TOPIC_NAME_PATTERN
 
 _TOPIC = re.compile(TOPIC_NAME_PATTERN)
@@ -22,10 +22,18 @@ _TOPIC = re.compile(TOPIC_NAME_PATTERN)
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
+    """Why a request was not routed, and what of it could be read (for the DLQ and the reply)."""
+
     error: ErrorInfo
     request_id: str | None = None
     tenant: str | None = None
     reply_to: str | None = None
+
+    def response(self) -> RouteResponse | None:
+        """The client's error response; none when the request id could not be read."""
+        if self.request_id is None:
+            return None
+        return RouteResponse.from_error(self.request_id, self.tenant or "", self.error)
 
 
 def admit(raw: bytes | None, max_bytes: int) -> RouteRequest | Rejection:

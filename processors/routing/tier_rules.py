@@ -185,7 +185,3 @@ def _capability(tier: Tier) -> Tier:
 def _names(rules: TenantRules) -> str:
     allowed = rules.allowed_tiers if rules.allowed_tiers is not None else frozenset(Tier)
     return ",".join(str(t) for t in Tier if t in allowed)
-
-
-# TODO(restructure): the old name, until streams/ is renamed too
-RoutingPolicy = TierRules

@@ -1,12 +1,12 @@
 """The cascade: answer with the cheap tier, check the answer, escalate only when it fails.
 
 For task classes where a cheap check tells a usable answer from a bad one
-(`processors.answer_check`: JSON that parses and matches its schema, not
-empty, not a refusal, not truncated), the router sends the request to the
-cheapest allowed tier with `cascade` set to where it may escalate. The worker
-serves it here: one `Dispatcher.serve` on the cheap candidates; if the check
-passes, that is the answer. If not, a second `serve` on the escalation
-candidates, under the escalation tier, with a reason saying why.
+(`serving.answer_check`: JSON that parses and matches its schema, not empty,
+not a refusal, not truncated), the router sends the request to the cheapest
+allowed tier with `cascade` set to where it may escalate. `serving.serve`
+hands such a request here: one `Dispatcher.serve` on the cheap candidates; if
+the check passes, that is the answer. If not, a second `serve` on the
+escalation candidates, under the escalation tier, with a reason saying why.
 
 Both calls are billed: the response's `cost_usd`, `usage` and `attempts`
 are the sums over both, and the cost records of both are published. The
@@ -24,29 +24,14 @@ from decimal import Decimal
 from typing import Protocol
 
 from tierline.processors.serving.answer_check import Check, check_answer, escalation_helps
-from tierline.processors.serving.walk import Outcome
+from tierline.processors.serving.walk import ServeOutcome
 from tierline.schemas import CostRecord, RoutedRequest, Tier
 
 
 class Serves(Protocol):
     """What a cascade needs of a dispatcher."""
 
-    async def serve(self, routed: RoutedRequest) -> Outcome: ...
-
-
-async def serve_routed(
-    dispatcher: Serves, routed: RoutedRequest, check: Check = check_answer
-) -> Outcome:
-    """Serve a routed request: as a cascade when the router made it one, else in one walk."""
-    if routed.cascade is None:
-        return await dispatcher.serve(routed)
-    return await serve_with_cascade(
-        dispatcher,
-        routed,
-        routed.cascade.candidates,
-        check,
-        escalate_tier=routed.cascade.tier,
-    )
+    async def serve(self, routed: RoutedRequest) -> ServeOutcome: ...
 
 
 async def serve_with_cascade(
@@ -56,7 +41,7 @@ async def serve_with_cascade(
     check: Check = check_answer,
     *,
     escalate_tier: Tier | None = None,
-) -> Outcome:
+) -> ServeOutcome:
     """The cheap answer if it passes `check`, else the escalated one; both calls billed."""
     started = time.monotonic()
     first = await dispatcher.serve(routed)
@@ -86,7 +71,7 @@ async def serve_with_cascade(
     return merge(first, second, round((time.monotonic() - started) * 1000, 3))
 
 
-def merge(first: Outcome, second: Outcome, latency_ms: float) -> Outcome:
+def merge(first: ServeOutcome, second: ServeOutcome, latency_ms: float) -> ServeOutcome:
     """One outcome for two calls: the second's answer, both calls' bills and counts."""
     offset = max([first.response.attempts, *(c.attempt for c in first.costs)])
     costs = first.costs + [renumber(record, offset) for record in second.costs]
@@ -98,7 +83,7 @@ def merge(first: Outcome, second: Outcome, latency_ms: float) -> Outcome:
             "latency_ms": latency_ms,
         }
     )
-    return Outcome(response, costs)
+    return ServeOutcome(response, costs)
 
 
 def renumber(record: CostRecord, offset: int) -> CostRecord:

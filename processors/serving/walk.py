@@ -39,14 +39,16 @@ from tierline.schemas import (
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPlan:
+    """How hard to try one model: retries after the first call, the call timeout, the backoff."""
+
     max_retries: int = 2
     call_timeout_s: float = 30.0
     backoff: Backoff = field(default_factory=Backoff)
 
 
 @dataclass(slots=True)
-class Outcome:
+class ServeOutcome:
     """What serving a request produced: its one response and its billed attempts."""
 
     response: RouteResponse
@@ -61,12 +63,14 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class Dispatcher:
+    """Serves routed requests: walks their candidates with one HTTP client, keys and retry plan."""
+
     def __init__(
         self,
         catalog: Catalog,
         client: httpx.AsyncClient,
         keys: KeyRing,
-        policy: RetryPolicy | None = None,
+        retry: RetryPlan | None = None,
         *,
         seed: int | None = None,
         sleep: Sleep = asyncio.sleep,
@@ -74,11 +78,11 @@ class Dispatcher:
         self.catalog = catalog
         self.client = client
         self.keys = keys
-        self.policy = policy or RetryPolicy()
+        self.retry = retry or RetryPlan()
         self._rng = random.Random(seed)
         self._sleep = sleep
 
-    async def serve(self, routed: RoutedRequest) -> Outcome:
+    async def serve(self, routed: RoutedRequest) -> ServeOutcome:
         """Walk the candidates; never raises: a bug of ours becomes an `internal` error response."""
         started = time.monotonic()
         walk = _Walk(routed)
@@ -87,16 +91,16 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - the request must still get its one response
             return self._internal(walk, exc, started)
 
-    def internal_failure(self, routed: RoutedRequest, exc: BaseException) -> Outcome:
+    def internal_failure(self, routed: RoutedRequest, exc: BaseException) -> ServeOutcome:
         """The `internal` error response for a request that something of ours failed on."""
         return self._internal(_Walk(routed), exc, time.monotonic())
 
-    def _internal(self, walk: _Walk, exc: BaseException, started: float) -> Outcome:
+    def _internal(self, walk: _Walk, exc: BaseException, started: float) -> ServeOutcome:
         walk.note(TierlineError(f"internal error: {type(exc).__name__}: {exc}"))
         walk.last_error = None
         return walk.failure(_ms_since(started), self.keys.redact)
 
-    async def _walk(self, routed: RoutedRequest, walk: _Walk, started: float) -> Outcome:
+    async def _walk(self, routed: RoutedRequest, walk: _Walk, started: float) -> ServeOutcome:
         for name in routed.candidates:
             try:
                 model = self.catalog.model(name)
@@ -143,11 +147,11 @@ class Dispatcher:
     ) -> ProviderReply | None:
         adapter = adapter_for(model.provider)
         key = self.keys.get(model.key_env)
-        for retry in range(self.policy.max_retries + 1):
+        for nth in range(self.retry.max_retries + 1):
             call_started = time.monotonic()
             try:
                 reply = await call_model(
-                    self.client, adapter, model, routed.request, key, self.policy.call_timeout_s
+                    self.client, adapter, model, routed.request, key, self.retry.call_timeout_s
                 )
             except ProviderError as exc:
                 if isinstance(exc, BilledReplyError):
@@ -155,11 +159,11 @@ class Dispatcher:
                     walk.billed_attempt(model, exc.usage, _ms_since(call_started), error=exc)
                 else:
                     walk.failed_attempt(exc)
-                if not exc.kind.retryable or retry == self.policy.max_retries:
+                if not exc.kind.retryable or nth == self.retry.max_retries:
                     return None
-                if not self.policy.backoff.waits_for(exc.retry_after_s):
+                if not self.retry.backoff.waits_for(exc.retry_after_s):
                     return None
-                await self._sleep(self.policy.backoff.delay(retry, self._rng, exc.retry_after_s))
+                await self._sleep(self.retry.backoff.delay(nth, self._rng, exc.retry_after_s))
                 continue
             walk.billed_attempt(model, reply.usage, _ms_since(call_started))
             return reply
@@ -233,7 +237,7 @@ class _Walk:
     def total_cost(self) -> Decimal:
         return sum((c.cost_usd for c in self.costs), Decimal(0))
 
-    def success(self, model: ModelSpec, reply: ProviderReply, latency_ms: float) -> Outcome:
+    def success(self, model: ModelSpec, reply: ProviderReply, latency_ms: float) -> ServeOutcome:
         request = self.routed.request
         response = RouteResponse(
             id=request.id,
@@ -251,9 +255,9 @@ class _Walk:
             decision=self.routed.decision,
             created_at=datetime.now(UTC),
         )
-        return Outcome(response, self.costs)
+        return ServeOutcome(response, self.costs)
 
-    def failure(self, latency_ms: float, redact: Callable[[str], str]) -> Outcome:
+    def failure(self, latency_ms: float, redact: Callable[[str], str]) -> ServeOutcome:
         request = self.routed.request
         error = self.last_error or (self.notes[-1] if self.notes else None)
         if error is None:
@@ -261,12 +265,10 @@ class _Walk:
         else:
             base = error.info()
             info = ErrorInfo(type=base.type, message=redact(base.message), retryable=base.retryable)
-        response = RouteResponse(
-            id=request.id,
-            tenant=request.tenant,
-            status="error",
-            finish_reason="error",
-            error=info,
+        response = RouteResponse.from_error(
+            request.id,
+            request.tenant,
+            info,
             tier=self.routed.decision.tier,
             usage=self.usage,
             cost_usd=self.total_cost(),
@@ -275,4 +277,4 @@ class _Walk:
             decision=self.routed.decision,
             created_at=datetime.now(UTC),
         )
-        return Outcome(response, self.costs)
+        return ServeOutcome(response, self.costs)

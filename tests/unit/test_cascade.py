@@ -14,9 +14,10 @@ from tierline.processors.pricing.catalog import Catalog
 from tierline.processors.providers.keys import KeyRing
 from tierline.processors.serving.answer_check import check_answer, looks_like_refusal
 from tierline.processors.serving.backoff import Backoff
-from tierline.processors.serving.cascade import merge, serve_routed, serve_with_cascade
+from tierline.processors.serving.cascade import merge, serve_with_cascade
 from tierline.processors.serving.json_subset import validate
-from tierline.processors.serving.walk import Dispatcher, Outcome, RetryPolicy
+from tierline.processors.serving.serve import serve
+from tierline.processors.serving.walk import Dispatcher, RetryPlan, ServeOutcome
 from tierline.processors.simulator import ModelOverride, SimulatorProfile, start_simulator
 from tierline.schemas import (
     CostRecord,
@@ -44,7 +45,7 @@ async def make_dispatcher(profile: SimulatorProfile) -> AsyncIterator[Dispatcher
     try:
         catalog = Catalog.from_config(CATALOG).with_simulator(sim.url)
         async with httpx.AsyncClient() as client:
-            retry = RetryPolicy(
+            retry = RetryPlan(
                 max_retries=2, call_timeout_s=2, backoff=Backoff(base_s=0.01, cap_s=0.02)
             )
             yield Dispatcher(catalog, client, KeyRing({}, fallback="sim-key"), retry, seed=1)
@@ -100,7 +101,7 @@ def routed(text: str, rid: str = "c1", **params: Any) -> RoutedRequest:
     )
 
 
-def assert_billing_adds_up(outcome: Outcome) -> None:
+def assert_billing_adds_up(outcome: ServeOutcome) -> None:
     ids = [c.record_id for c in outcome.costs]
     assert len(ids) == len(set(ids))
     assert all(c.record_id == CostRecord.make_id(c.request_id, c.attempt) for c in outcome.costs)
@@ -109,7 +110,7 @@ def assert_billing_adds_up(outcome: Outcome) -> None:
 
 
 async def test_a_good_cheap_answer_is_kept(dispatcher: Dispatcher) -> None:
-    outcome = await serve_routed(
+    outcome = await serve(
         dispatcher, routed("Extract the city.", response_format={"type": "json_object"})
     )
     assert outcome.response.status == "ok"
@@ -123,7 +124,7 @@ async def test_a_good_cheap_answer_is_kept(dispatcher: Dispatcher) -> None:
 async def test_a_truncated_cheap_answer_escalates_and_both_calls_are_billed(
     small_rambles: Dispatcher,
 ) -> None:
-    outcome = await serve_routed(small_rambles, routed("Summarize.", max_tokens=50))
+    outcome = await serve(small_rambles, routed("Summarize.", max_tokens=50))
     response = outcome.response
     assert response.status == "ok" and response.model == "big" and response.tier is Tier.PREMIUM
     assert [(c.model, c.attempt, c.record_id) for c in outcome.costs] == [
@@ -143,7 +144,7 @@ async def test_a_truncated_cheap_answer_escalates_and_both_calls_are_billed(
 
 
 async def test_a_broken_cheap_answer_escalates(small_breaks: Dispatcher) -> None:
-    outcome = await serve_routed(small_breaks, routed("Extract the city.", rid="c2"))
+    outcome = await serve(small_breaks, routed("Extract the city.", rid="c2"))
     assert outcome.response.status == "ok" and outcome.response.model == "big"
     # the garbage call used no billable reply; the strong call is attempt 2
     assert [(c.model, c.record_id) for c in outcome.costs] == [("big", "c2#2")]
@@ -152,9 +153,7 @@ async def test_a_broken_cheap_answer_escalates(small_breaks: Dispatcher) -> None
 
 
 async def test_retries_in_both_calls_keep_record_ids_unique(small_rambles: Dispatcher) -> None:
-    outcome = await serve_routed(
-        small_rambles, routed("Go [sim:fail_first=1]", rid="c3", max_tokens=50)
-    )
+    outcome = await serve(small_rambles, routed("Go [sim:fail_first=1]", rid="c3", max_tokens=50))
     assert outcome.response.status == "ok" and outcome.response.model == "big"
     # small: try 1 fails, try 2 billed; big: try 1 fails, try 2 billed -> attempt 2 + 2
     assert [c.record_id for c in outcome.costs] == ["c3#2", "c3#4"]
@@ -173,7 +172,7 @@ async def test_retries_in_both_calls_keep_record_ids_unique(small_rambles: Dispa
 async def test_when_every_model_fails_the_last_error_comes_back(
     dispatcher: Dispatcher, directive: str, error: ErrorType, billed: int
 ) -> None:
-    outcome = await serve_routed(dispatcher, routed(f"Label this {directive}", rid="c4"))
+    outcome = await serve(dispatcher, routed(f"Label this {directive}", rid="c4"))
     assert outcome.failed
     assert outcome.response.error is not None and outcome.response.error.type is error
     assert outcome.response.attempts == 2  # one per call: neither is retried on the same model
@@ -185,7 +184,7 @@ async def test_when_every_model_fails_the_last_error_comes_back(
 
 
 async def test_a_bad_request_is_not_escalated(dispatcher: Dispatcher) -> None:
-    outcome = await serve_routed(dispatcher, routed("hi [sim:error=400]", rid="c5"))
+    outcome = await serve(dispatcher, routed("hi [sim:error=400]", rid="c5"))
     assert outcome.failed
     assert outcome.response.error is not None
     assert outcome.response.error.type is ErrorType.BAD_REQUEST
@@ -194,7 +193,7 @@ async def test_a_bad_request_is_not_escalated(dispatcher: Dispatcher) -> None:
 
 async def test_without_a_cascade_it_is_one_walk(dispatcher: Dispatcher) -> None:
     plain = routed("hello", rid="c6").model_copy(update={"cascade": None})
-    outcome = await serve_routed(dispatcher, plain)
+    outcome = await serve(dispatcher, plain)
     assert outcome.response.model == "small" and len(outcome.costs) == 1
 
 
@@ -214,7 +213,7 @@ async def test_a_custom_check_decides(dispatcher: Dispatcher) -> None:
 # ------------------------------------------------------------------ merging, without HTTP
 
 
-def _outcome(rid: str, attempts: int, billed: list[tuple[int, str]]) -> Outcome:
+def _outcome(rid: str, attempts: int, billed: list[tuple[int, str]]) -> ServeOutcome:
     costs = [
         CostRecord(
             record_id=CostRecord.make_id(rid, a),
@@ -238,7 +237,7 @@ def _outcome(rid: str, attempts: int, billed: list[tuple[int, str]]) -> Outcome:
         attempts=attempts,
         cost_usd=sum((c.cost_usd for c in costs), Decimal(0)),
     )
-    return Outcome(response, costs)
+    return ServeOutcome(response, costs)
 
 
 def test_merge_renumbers_after_the_first_calls_attempts() -> None:
@@ -316,9 +315,7 @@ def test_the_check(params: dict[str, Any], response: RouteResponse, problem: str
 
 
 def test_a_failed_call_fails_the_check() -> None:
-    failed = RouteResponse(
-        id="r", tenant="t", status="error", error=ErrorInfo(type=ErrorType.TIMEOUT, message="slow")
-    )
+    failed = RouteResponse.from_error("r", "t", ErrorInfo(type=ErrorType.TIMEOUT, message="slow"))
     assert check_answer(_request(), failed) == "call failed (timeout)"
 
 

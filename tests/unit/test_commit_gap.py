@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tierline.streams.commit_gap import CommitGap
 
 
@@ -47,3 +49,25 @@ def test_forgotten_partitions_are_not_committed() -> None:
     gap.forget(["a"])
     assert gap.to_commit(["a"]) == {}
     assert gap.in_flight() == 0
+
+
+async def test_drained_returns_once_the_last_unfinished_offset_finishes() -> None:
+    gap: CommitGap[str] = CommitGap()
+    for offset in (0, 1):
+        gap.start("a", offset)
+    gap.start("b", 0)
+    waiting = asyncio.create_task(gap.drained(["a"]))
+    await asyncio.sleep(0)
+    gap.finish("a", 1)
+    gap.finish("b", 0)  # another partition draining does not end the wait
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    gap.finish("a", 0)
+    await asyncio.wait_for(waiting, timeout=1)
+
+
+async def test_drained_of_idle_partitions_returns_at_once() -> None:
+    gap: CommitGap[str] = CommitGap()
+    gap.start("a", 0)
+    gap.finish("a", 0)
+    await asyncio.wait_for(gap.drained(["a", "never-seen"]), timeout=1)

@@ -13,7 +13,7 @@ from tierline.processors.pricing.catalog import Catalog
 from tierline.processors.pricing.cost import cost_of
 from tierline.processors.providers.keys import KeyRing
 from tierline.processors.serving.backoff import Backoff
-from tierline.processors.serving.walk import Dispatcher, RetryPolicy
+from tierline.processors.serving.walk import Dispatcher, RetryPlan
 from tierline.processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
 from tierline.schemas import ErrorType, RoutedRequest, RouteRequest, RoutingDecision, Tier
 
@@ -41,10 +41,10 @@ async def sim() -> AsyncIterator[RunningSimulator]:
 async def dispatcher(sim: RunningSimulator) -> AsyncIterator[Dispatcher]:
     catalog = Catalog.from_config(CATALOG).with_simulator(sim.url)
     async with httpx.AsyncClient() as client:
-        policy = RetryPolicy(
+        retry = RetryPlan(
             max_retries=2, call_timeout_s=0.5, backoff=Backoff(base_s=0.01, cap_s=0.02)
         )
-        yield Dispatcher(catalog, client, KeyRing({}, fallback="sim-key"), policy, seed=1)
+        yield Dispatcher(catalog, client, KeyRing({}, fallback="sim-key"), retry, seed=1)
 
 
 def routed(text: str, candidates: list[str] | None = None, rid: str = "r1") -> RoutedRequest:

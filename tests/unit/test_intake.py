@@ -69,3 +69,19 @@ def test_an_unsafe_reply_to_is_not_used() -> None:
     assert isinstance(result, Rejection)
     assert result.reply_to is None
     assert result.request_id is None
+
+
+def test_a_rejection_with_an_id_answers_with_a_typed_error_response() -> None:
+    bad = {**GOOD, "params": {"max_tokens": "lots"}}
+    result = admit(orjson.dumps(bad), 10_000)
+    assert isinstance(result, Rejection)
+    response = result.response()
+    assert response is not None
+    assert (response.id, response.tenant, response.status) == ("r1", "acme", "error")
+    assert response.finish_reason == "error" and response.content is None
+    assert response.error == result.error
+
+
+def test_a_rejection_without_an_id_has_no_response() -> None:
+    result = admit(b"[1, 2]", 10_000)
+    assert isinstance(result, Rejection) and result.response() is None

@@ -6,16 +6,16 @@ import orjson
 
 from tierline.processors.pricing.catalog import load_catalog
 from tierline.processors.routing.classifiers.rules import RulesClassifier
-from tierline.processors.routing.tier_rules import RoutingPolicy
+from tierline.processors.routing.tier_rules import TierRules
 from tierline.schemas import DeadLetter, RoutedRequest, RouteResponse, Tier
 from tierline.streams.config import Settings
 from tierline.streams.done_log import DoneSet
-from tierline.streams.router import Router
+from tierline.streams.router import RequestRouter
 from tierline.streams.topics import Topics
 
 
-def router() -> Router:
-    return Router(Settings(), Topics("t."), RulesClassifier(), RoutingPolicy(), load_catalog())
+def router() -> RequestRouter:
+    return RequestRouter(Settings(), Topics("t."), RulesClassifier(), TierRules(), load_catalog())
 
 
 def body(**overrides: object) -> bytes:
@@ -31,9 +31,9 @@ def body(**overrides: object) -> bytes:
 def test_a_valid_request_goes_to_its_tier_keyed_by_tenant() -> None:
     sends = router().decide(body(hints={"min_tier": "premium"}), ("t.requests", 0, 7))
     assert len(sends) == 1
-    assert sends[0]["topic"] == "t.tier.premium"
-    assert sends[0]["key"] == b"acme"
-    routed = RoutedRequest.model_validate(orjson.loads(sends[0]["value"]))
+    assert sends[0].topic == "t.tier.premium"
+    assert sends[0].key == b"acme"
+    routed = RoutedRequest.model_validate(orjson.loads(sends[0].value))
     assert routed.decision.tier == Tier.PREMIUM
     assert routed.candidates == list(load_catalog().candidates(Tier.PREMIUM))
     assert any("min_tier" in r for r in routed.decision.reasons)
@@ -43,11 +43,13 @@ def test_bad_input_with_an_id_gets_a_dead_letter_and_an_error_response() -> None
     step = router()
     raw = body(params={"temperature": "hot"}, reply_to="acme.replies")
     sends = step.decide(raw, ("t.requests", 2, 40))
-    assert [s["topic"] for s in sends] == ["t.dlq", "acme.replies"]
-    assert sends[0]["value"] == raw
-    letter = DeadLetter.from_headers(sends[0]["headers"])
+    assert [s.topic for s in sends] == ["t.dlq", "acme.replies"]
+    assert (sends[0].key, sends[1].key) == (None, b"r1")
+    assert sends[0].value == raw
+    assert sends[0].headers is not None
+    letter = DeadLetter.from_headers(sends[0].headers)
     assert (letter.source_partition, letter.source_offset, letter.request_id) == (2, 40, "r1")
-    response = RouteResponse.model_validate(orjson.loads(sends[1]["value"]))
+    response = RouteResponse.model_validate(orjson.loads(sends[1].value))
     assert response.status == "error" and response.error is not None
     assert "temperature" in response.error.message
     assert step.stats.rejected == 1 and step.stats.routed == 0
@@ -55,8 +57,8 @@ def test_bad_input_with_an_id_gets_a_dead_letter_and_an_error_response() -> None
 
 def test_garbage_gets_only_a_dead_letter() -> None:
     sends = router().decide(b"\xff\xfe", ("t.requests", 0, 1))
-    assert [s["topic"] for s in sends] == ["t.dlq"]
-    assert sends[0]["value"] == b"\xff\xfe"
+    assert [s.topic for s in sends] == ["t.dlq"]
+    assert sends[0].value == b"\xff\xfe"
 
 
 def test_done_set_forgets_the_oldest_first() -> None:
@@ -73,8 +75,8 @@ def test_done_set_forgets_the_oldest_first() -> None:
 
 def test_reply_to_may_not_name_an_internal_topic() -> None:
     sends = router().decide(body(reply_to="t.requests"), ("t.requests", 0, 3))
-    assert [s["topic"] for s in sends] == ["t.dlq", "t.responses"]
-    response = RouteResponse.model_validate(orjson.loads(sends[1]["value"]))
+    assert [s.topic for s in sends] == ["t.dlq", "t.responses"]
+    response = RouteResponse.model_validate(orjson.loads(sends[1].value))
     assert response.error is not None and "reply_to" in response.error.message
 
 
@@ -86,9 +88,9 @@ class _Broken:
 
 
 def test_a_bug_in_routing_still_answers_with_an_internal_error() -> None:
-    step = Router(Settings(), Topics("t."), _Broken(), RoutingPolicy(), load_catalog())  # type: ignore[arg-type]
+    step = RequestRouter(Settings(), Topics("t."), _Broken(), TierRules(), load_catalog())  # type: ignore[arg-type]
     sends = step.decide(body(), ("t.requests", 0, 9))
-    assert [s["topic"] for s in sends] == ["t.dlq", "t.responses"]
-    response = RouteResponse.model_validate(orjson.loads(sends[1]["value"]))
+    assert [s.topic for s in sends] == ["t.dlq", "t.responses"]
+    response = RouteResponse.model_validate(orjson.loads(sends[1].value))
     assert response.error is not None and response.error.type == "internal"
     assert "ZeroDivisionError" in response.error.message

@@ -1,0 +1,68 @@
+"""The tier worker's pure step: what to publish for one served request (no Kafka here)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+from tierline.processors.serving.walk import ServeOutcome
+from tierline.schemas import ErrorType, RoutedRequest, Tier, encode
+from tierline.streams.outgoing import Outgoing, Source, dead_letter
+
+if TYPE_CHECKING:  # only the type: `streams.topics` imports aiokafka
+    from tierline.streams.topics import Topics
+
+
+def respond(
+    routed: RoutedRequest,
+    outcome: ServeOutcome,
+    source: Source,
+    topics: Topics,
+    tier: Tier,
+    done_partitions: Collection[int] = (),
+) -> list[Outgoing]:
+    """The response, the bills, a dead letter if unanswered, and the done record.
+
+    The response goes to the request's reply_to, else the shared response topic,
+    keyed by request id; each billed attempt to the cost topic keyed by tenant.
+    When every candidate failed, the routed request as it was read goes to the
+    DLQ too (after its error response, which the client gets either way).
+    """
+    request = routed.request
+    key = request.id.encode()
+    sends = [Outgoing(request.reply_to or topics.responses, key, encode(outcome.response))]
+    sends += [Outgoing(topics.costs, request.tenant.encode(), encode(c)) for c in outcome.costs]
+    if outcome.failed:
+        error = outcome.response.error
+        sends.append(
+            dead_letter(
+                topics.dlq,
+                source,
+                error.message if error else "unanswered",
+                error.type if error else ErrorType.INTERNAL,
+                key=key,
+                request_id=request.id,
+                tenant=request.tenant,
+            )
+        )
+    sends.append(done_record(request.id, source, topics, tier, done_partitions))
+    return sends
+
+
+def done_record(
+    request_id: str, source: Source, topics: Topics, tier: Tier, done_partitions: Collection[int]
+) -> Outgoing:
+    """The record saying `request_id` is answered, for the done log of `tier`.
+
+    It goes out with the answer and the bills, in the same produce batch, not
+    after their acks: sent after, a crash between the two (measured: one in 400
+    requests under SIGKILL) answered a request twice. Sent together, a crash
+    loses the answer only if the broker took the done record yet refused the
+    answer, and the worker died before its retry landed.
+
+    The done log is partitioned like the tier topic, so a worker handed a
+    partition reads only that partition's done records; when the done topic lacks
+    the partition (fewer partitions), the producer picks one by key.
+    """
+    partition = source.partition if source.partition in done_partitions else None
+    return Outgoing(topics.done(tier), request_id.encode(), b"", partition=partition)
