@@ -16,7 +16,7 @@ class Migration:
 def migrations() -> list[Migration]:
     """Every bundled migration, oldest first."""
     found = []
-    for entry in resources.files("schemas").joinpath("ddl").iterdir():
+    for entry in resources.files("tierline.schemas").joinpath("ddl").iterdir():
         if entry.name.endswith(".sql"):
             number, _, rest = entry.name.partition("_")
             found.append(Migration(int(number), rest.removesuffix(".sql"), entry.read_text()))

@@ -91,8 +91,15 @@ def test_installed_it_imports_as_tierline_and_not_as_schemas(wheel: Path, tmp_pa
     path = os.pathsep.join([str(tmp_path / "site"), sysconfig.get_paths()["purelib"]])
     probe = (
         "import importlib.util, tierline.schemas, tierline.streams.cli\n"
+        "from tierline.schemas.migrations import migrations\n"
+        "from tierline.processors.pricing.catalog import default_catalog_config\n"
+        "from tierline.processors.pricing.prices import bundled_price_book\n"
+        "from tierline.streams.workload import load_workload\n"
         "print(tierline.schemas.__file__)\n"
         "print([n for n in ('schemas', 'processors', 'streams') if importlib.util.find_spec(n)])\n"
+        # every bundled file is read through its installed package name
+        "print(len(migrations()), len(default_catalog_config()['models']),\n"
+        "      len(bundled_price_book()) > 100, len(load_workload()) > 100)\n"
     )
     done = subprocess.run(
         [sys.executable, "-S", "-c", probe],
@@ -102,6 +109,9 @@ def test_installed_it_imports_as_tierline_and_not_as_schemas(wheel: Path, tmp_pa
         text=True,
         check=True,
     )
-    where, stray = done.stdout.splitlines()
+    where, stray, bundled = done.stdout.splitlines()
     assert where.startswith(str(tmp_path / "site" / "tierline" / "schemas"))
     assert stray == "[]"
+    migrations, models, prices, workload = bundled.split()
+    assert int(migrations) >= 4 and int(models) > 0
+    assert prices == workload == "True"
