@@ -76,6 +76,20 @@ class RouteRequest(BaseModel):
     reply_to: str | None = Field(default=None, pattern=TOPIC_NAME_PATTERN)
     created_at: datetime | None = None
 
+    @property
+    def key(self) -> str:
+        """The request's identity: ids are the client's, so they are unique per tenant only."""
+        return request_key(self.tenant, self.id)
+
     def prompt_text(self) -> str:
         """All message text, joined: what classifiers and token estimates read."""
         return "\n".join(message.text() for message in self.messages)
+
+
+#: between tenant and id in a request key; identifiers hold no control characters
+KEY_SEPARATOR = "\x1f"
+
+
+def request_key(tenant: str, request_id: str) -> str:
+    """The key a request is deduplicated by: (tenant, id), as one string."""
+    return f"{tenant}{KEY_SEPARATOR}{request_id}"

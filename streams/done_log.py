@@ -2,9 +2,10 @@
 
 A worker commits offsets only up to the oldest unfinished message, so after a
 crash or a rebalance some finished messages are delivered again; the router,
-after its own crash, may forward a request twice. Each finished request id is
-therefore written to `tierline.tier.<tier>.done`, partition for partition with
-the tier topic, and remembered in memory. When a worker is handed partitions it
+after its own crash, may forward a request twice. Each finished request's key
+(tenant and id: ids are unique per tenant only) is therefore written to
+`tierline.tier.<tier>.done`, partition for partition with the tier topic, and
+remembered in memory. When a worker is handed partitions it
 reads their recent done records first, and skips any request it finds there.
 """
 
@@ -23,7 +24,7 @@ DONE_LOOKBACK_S = 600.0
 
 
 class DoneSet:
-    """A bounded set of finished request ids; the oldest are forgotten first."""
+    """A bounded set of finished requests (`RouteRequest.key`); the oldest are forgotten first."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity

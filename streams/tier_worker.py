@@ -216,15 +216,17 @@ class TierWorker:
             # aiokafka may hand out records before the assignment callback has
             # finished loading the done log; dedupe only after it has
             await ready.wait()
-        request_id = routed.request.id
-        async with self._serving.turn(request_id):
-            if request_id in self.done:
+        # a tenant's ids are its own: another tenant's request with the same id is served
+        key = routed.request.key
+        async with self._serving.turn(key):
+            if key in self.done:
                 self.stats.duplicates += 1
+                log.info("worker %s: %s answered before, dropped", self.tier, routed.request.id)
                 return
             outcome = await self._serve(routed)
             sends = respond(routed, outcome, source, self.topics, self.tier, self._done_partitions)
             await self.sender.send(sends)
-            self.done.add(request_id)
+            self.done.add(key)
         if outcome.failed:
             self.stats.errors += 1
             self.stats.dead_letters += 1

@@ -45,14 +45,14 @@ def respond(
                 tenant=request.tenant,
             )
         )
-    sends.append(done_record(request.id, source, topics, tier, done_partitions))
+    sends.append(done_record(request.key, source, topics, tier, done_partitions))
     return sends
 
 
 def done_record(
-    request_id: str, source: Source, topics: Topics, tier: Tier, done_partitions: Collection[int]
+    request_key: str, source: Source, topics: Topics, tier: Tier, done_partitions: Collection[int]
 ) -> Outgoing:
-    """The record saying `request_id` is answered, for the done log of `tier`.
+    """The record saying the request (`RouteRequest.key`: tenant and id) is answered.
 
     It goes out with the answer and the bills, in the same produce batch, not
     after their acks: sent after, a crash between the two (measured: one in 400
@@ -65,4 +65,4 @@ def done_record(
     the partition (fewer partitions), the producer picks one by key.
     """
     partition = source.partition if source.partition in done_partitions else None
-    return Outgoing(topics.done(tier), request_id.encode(), b"", partition=partition)
+    return Outgoing(topics.done(tier), request_key.encode(), b"", partition=partition)

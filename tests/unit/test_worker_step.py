@@ -84,7 +84,7 @@ def test_an_answer_goes_out_with_its_bills_and_its_done_record() -> None:
     assert response.key == b"r1" and response.value == encode(outcome.response)
     assert [b.key for b in bills] == [b"acme", b"acme"]
     assert [CostRecord.model_validate_json(b.value) for b in bills] == outcome.costs
-    assert (done.key, done.value, done.partition) == (b"r1", b"", 2)
+    assert (done.key, done.value, done.partition) == (b"acme\x1fr1", b"", 2)  # ids are per tenant
     assert all(s.headers is None for s in sends)
 
 
