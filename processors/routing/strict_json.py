@@ -17,7 +17,19 @@ import orjson
 
 
 class StrictJSONError(ValueError):
-    """The input is not strict JSON; the message says where and why."""
+    """The input is not strict JSON; the message says where and why.
+
+    `value` is what a lenient reading gave (the last of duplicated keys winning), when
+    the only fault was a duplicate key; `ambiguous` names the top-level keys that
+    appear twice, whose values must not be trusted.
+    """
+
+    def __init__(
+        self, message: str, value: Any = None, ambiguous: frozenset[str] = frozenset()
+    ) -> None:
+        super().__init__(message)
+        self.value = value
+        self.ambiguous = ambiguous
 
 
 def loads_strict(raw: bytes) -> Any:
@@ -27,25 +39,38 @@ def loads_strict(raw: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         raise StrictJSONError(f"not JSON: {exc}") from None
     if isinstance(value, (dict, list)):
-        try:
-            json.loads(raw, object_pairs_hook=_unique_keys)
-        except _DuplicateKey as exc:
-            raise StrictJSONError(f"not strict JSON: key {exc.key!r} appears twice") from None
+        found = _Duplicates()
+        json.loads(raw, object_pairs_hook=found.hook)
+        if found.first is not None:
+            raise StrictJSONError(
+                f"not strict JSON: key {found.first[:64]!r} appears twice",
+                value,
+                found.outermost if isinstance(value, dict) else frozenset(),
+            )
     return value
 
 
-class _DuplicateKey(Exception):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key[:64]
+class _Duplicates:
+    """Collects duplicated keys while the standard library decodes the text.
 
+    The decoder calls the hook as each object closes, innermost first, so the last
+    call is the outermost object's: its duplicates are the top-level ones.
+    """
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
-            seen.add(key)
-    return result
+    def __init__(self) -> None:
+        self.first: str | None = None
+        self.outermost: frozenset[str] = frozenset()
+
+    def hook(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(pairs)
+        twice: set[str] = set()
+        if len(result) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    twice.add(key)
+                    if self.first is None:
+                        self.first = key
+                seen.add(key)
+        self.outermost = frozenset(twice)
+        return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from tierline.processors.routing.intake import Rejection, admit
 from tierline.schemas import ErrorType, RouteRequest
@@ -85,3 +86,42 @@ def test_a_rejection_with_an_id_answers_with_a_typed_error_response() -> None:
 def test_a_rejection_without_an_id_has_no_response() -> None:
     result = admit(b"[1, 2]", 10_000)
     assert isinstance(result, Rejection) and result.response() is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"id": "q1", "tenant": "acme", "messages": [{"role": "us',  # truncated
+        b'{"id": "q1", "tenant": "acme", "messages": [], "x": NaN}',
+        b'{"id": "q1", "tenant": "acme", "messages": [{"role": "user", "content": "\xff"}]}',
+        b'{"id": "q1", "tenant": "acme", "messages": [], "messages": []}',
+        b'{"id": "q1", "tenant": "acme", "params": {"top_p": 1e999}}',
+    ],
+)
+def test_broken_json_whose_id_reads_plainly_still_gets_an_answer(raw: bytes) -> None:
+    rejected = admit(raw, 1_000_000)
+    assert isinstance(rejected, Rejection)
+    assert (rejected.request_id, rejected.tenant) == ("q1", "acme")
+    assert rejected.reply_to is None  # broken input is answered on the shared topic only
+    assert rejected.response() is not None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"id": "a", "id": "b", "tenant": "acme", "messages": []}',  # which id?
+        b'{"id": "q\\t1", "tenant": "acme", "messages": []}',  # not an identifier
+        b'{"id": " q1", "tenant": "acme", "messages": []}',
+        b'{"messages": [{"id": "x"}, {"id": "y"}], "broken',  # two ids: none is the id
+    ],
+)
+def test_an_ambiguous_or_invalid_id_is_not_answered(raw: bytes) -> None:
+    rejected = admit(raw, 1_000_000)
+    assert isinstance(rejected, Rejection)
+    assert rejected.request_id is None and rejected.response() is None
+
+
+def test_a_reply_to_in_broken_json_is_not_trusted() -> None:
+    raw = b'{"id": "q1", "tenant": "acme", "reply_to": "globex.replies", "x": NaN}'
+    rejected = admit(raw, 1_000_000)
+    assert isinstance(rejected, Rejection) and rejected.reply_to is None
