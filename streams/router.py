@@ -3,14 +3,16 @@
 Per message: admit (parse and validate), classify, decide the tier, attach the
 tier's candidates cheapest first, and forward to `tierline.tier.<tier>` keyed by
 tenant. Input that cannot be admitted goes to the DLQ byte for byte, and when
-its id can be read, the client also gets an error response. The agent never
-stops on bad input.
+its id can be read, the client also gets an error response. A `reply_to` is
+used only when the tenant may name it (`processors.routing.reply_topics`) and the
+broker has it (`streams.topic_directory`); else the request is refused on the
+shared response topic. The agent never stops on bad input.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import faust
 
@@ -21,11 +23,13 @@ from tierline.processors.routing.decide import route
 from tierline.processors.routing.intake import Rejection, admit
 from tierline.processors.routing.policy import Policy
 from tierline.processors.routing.policy_reload import PolicySource, as_source
+from tierline.processors.routing.reply_topics import rules_from
 from tierline.processors.routing.tier_rules import TierRules
 from tierline.schemas import ErrorInfo, ErrorType, encode
 from tierline.streams.config import Settings
 from tierline.streams.faust_transport import ShortWaitTransport
 from tierline.streams.outgoing import Outgoing, Source, dead_letter
+from tierline.streams.topic_directory import TopicDirectory
 from tierline.streams.topics import Topics
 
 log = logging.getLogger("tierline.router")
@@ -48,6 +52,7 @@ class RequestRouter:
         classifier: Classifier,
         policy: PolicySource | Policy | TierRules,
         catalog: Catalog,
+        directory: TopicDirectory,
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -55,20 +60,23 @@ class RequestRouter:
         self.policy = as_source(policy)
         self.catalog = catalog
         self.stats = RouterStats()
-        self._internal_topics = frozenset(topics.all())
+        self.directory = directory
+        replies = settings.replies
+        self.replies = rules_from(topics.prefix, topics.responses, replies.allowed, replies.tenants)
 
-    def decide(self, raw: bytes | None, source: tuple[str, int, int]) -> list[Outgoing]:
+    async def decide(self, raw: bytes | None, source: tuple[str, int, int]) -> list[Outgoing]:
         """What to send for one input message, read at `source` (topic, partition, offset)."""
         self.stats.received += 1
         read_at = Source(*source, raw)
         admitted = admit(raw, self.settings.router.max_request_bytes)
         if isinstance(admitted, Rejection):
-            return self._reject(admitted, read_at)
-        if admitted.reply_to in self._internal_topics:
-            error = ErrorInfo(
-                type=ErrorType.INVALID_REQUEST,
-                message=f"reply_to may not name tierline's own topic {admitted.reply_to}",
+            usable = await self._reply_refusal(admitted.tenant, admitted.reply_to) is None
+            return self._reject(
+                replace(admitted, reply_to=admitted.reply_to if usable else None), read_at
             )
+        refusal = await self._reply_refusal(admitted.tenant, admitted.reply_to)
+        if refusal is not None:
+            error = ErrorInfo(type=ErrorType.INVALID_REQUEST, message=refusal)
             return self._reject(Rejection(error, admitted.id, admitted.tenant), read_at)
         try:
             routed = route(admitted, self.classifier, self.policy.current(), self.catalog)
@@ -85,6 +93,17 @@ class RequestRouter:
         self.stats.routed += 1
         tier_topic = self.topics.tier(routed.decision.tier)
         return [Outgoing(tier_topic, admitted.tenant.encode(), encode(routed))]
+
+    async def _reply_refusal(self, tenant: str | None, reply_to: str | None) -> str | None:
+        """Why a request may not be answered on `reply_to`; None when it may (or names none)."""
+        if reply_to is None:
+            return None
+        if tenant is None:
+            return "reply_to needs a readable tenant"
+        refusal = self.replies.refusal(tenant, reply_to)
+        if refusal is None and not await self.directory.exists(reply_to):
+            refusal = f"reply_to {reply_to!r} does not exist (tierline never creates reply topics)"
+        return refusal
 
     def _reject(self, rejection: Rejection, source: Source) -> list[Outgoing]:
         """The input to the DLQ as it came; and an error response when its id is known."""
@@ -144,7 +163,7 @@ def build_router_app(router: RequestRouter, bootstrap: str, settings: Settings) 
     async def route_requests(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
-            for send in router.decide(
+            for send in await router.decide(
                 event.value, (message.topic, message.partition, message.offset)
             ):
                 # faust's own producer, not `streams.sender`: faust flushes it before it

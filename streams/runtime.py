@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tierline.processors.pricing.catalog import Catalog, load_catalog
 from tierline.processors.providers.http_client import provider_client
@@ -31,6 +32,7 @@ from tierline.streams.embedded import EmbeddedBroker
 from tierline.streams.feedback_sink import FeedbackSink
 from tierline.streams.router import RequestRouter, build_router_app
 from tierline.streams.tier_worker import TierWorker
+from tierline.streams.topic_directory import TopicDirectory
 from tierline.streams.topics import Topics, ensure_topics
 
 log = logging.getLogger("tierline")
@@ -198,8 +200,16 @@ async def _start(
             check_every_s=settings.router.policy_check_s,
             catalog=catalog,
         )
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+        await admin.start()
+        stack.push_async_callback(admin.close)
         router = RequestRouter(
-            settings, topics, load_classifier(settings.router.classifier), policy, catalog
+            settings,
+            topics,
+            load_classifier(settings.router.classifier),
+            policy,
+            catalog,
+            TopicDirectory(admin.list_topics),
         )
         pipeline.router = router
         app = build_router_app(router, bootstrap, settings)

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tierline.streams.config import (
     ClickHouseSettings,
@@ -100,3 +101,23 @@ async def wait_until(check: Any, timeout_s: float, every_s: float = 0.3) -> bool
             return True
         await asyncio.sleep(every_s)
     return False
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int = 2) -> str:
+    """Create a topic the way an operator would before naming it as a reply_to."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+    return name
+
+
+async def list_topics(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()

@@ -10,6 +10,7 @@ from clickhouse_connect.driver.client import Client
 
 from tests.integration.support import (
     collect,
+    create_topic,
     make_settings,
     produce,
     request_body,
@@ -103,9 +104,8 @@ async def test_unanswerable_request_gets_an_error_response_and_a_dead_letter(
     try:
         responses = await tail_consumer(kafka_bootstrap, pipeline.topics.responses)
         dlq = await tail_consumer(kafka_bootstrap, pipeline.topics.dlq)
-        body = request_body(
-            "doomed", "Translate 'cat' to German [sim:error=500]", reply_to=f"{topic_prefix}mine"
-        )
+        mine = await create_topic(kafka_bootstrap, f"acme.{topic_prefix}mine")
+        body = request_body("doomed", "Translate 'cat' to German [sim:error=500]", reply_to=mine)
         await produce(kafka_bootstrap, pipeline.topics.requests, [body])
         letters = await collect(dlq, 1, timeout_s=60)
         assert len(letters) == 1
@@ -115,13 +115,13 @@ async def test_unanswerable_request_gets_an_error_response_and_a_dead_letter(
         assert letter.source_topic.startswith(f"{topic_prefix}tier.")
         assert b"doomed" in letters[0].value  # the routed request, whole
         assert await collect(responses, 1, timeout_s=2) == []  # it went to its reply_to topic
-        mine = await tail_consumer(kafka_bootstrap, f"{topic_prefix}mine", from_start=True)
-        replies = await collect(mine, 1, timeout_s=30)
+        replies_consumer = await tail_consumer(kafka_bootstrap, mine, from_start=True)
+        replies = await collect(replies_consumer, 1, timeout_s=30)
         assert len(replies) == 1
         reply = RouteResponse.model_validate(orjson.loads(replies[0].value))
         assert reply.status == "error" and reply.error is not None
         assert reply.error.type == ErrorType.SERVER_ERROR and reply.attempts >= 2
-        for consumer in (responses, dlq, mine):
+        for consumer in (responses, dlq, replies_consumer):
             await consumer.stop()
     finally:
         await asyncio.wait_for(pipeline.stop(), timeout=60)

@@ -11,11 +11,17 @@ from tierline.schemas import DeadLetter, RoutedRequest, RouteResponse, Tier
 from tierline.streams.config import Settings
 from tierline.streams.done_log import DoneSet
 from tierline.streams.router import RequestRouter
+from tierline.streams.topic_directory import TopicDirectory
 from tierline.streams.topics import Topics
 
 
-def router() -> RequestRouter:
-    return RequestRouter(Settings(), Topics("t."), RulesClassifier(), TierRules(), load_catalog())
+def router(*existing: str) -> RequestRouter:
+    """A router step on a broker that has `existing` topics besides tierline's own."""
+    topics = Topics("t.")
+    directory = TopicDirectory.fixed([*topics.all(), *existing])
+    return RequestRouter(
+        Settings(), topics, RulesClassifier(), TierRules(), load_catalog(), directory
+    )
 
 
 def body(**overrides: object) -> bytes:
@@ -28,8 +34,8 @@ def body(**overrides: object) -> bytes:
     return orjson.dumps(base)
 
 
-def test_a_valid_request_goes_to_its_tier_keyed_by_tenant() -> None:
-    sends = router().decide(body(hints={"min_tier": "premium"}), ("t.requests", 0, 7))
+async def test_a_valid_request_goes_to_its_tier_keyed_by_tenant() -> None:
+    sends = await router().decide(body(hints={"min_tier": "premium"}), ("t.requests", 0, 7))
     assert len(sends) == 1
     assert sends[0].topic == "t.tier.premium"
     assert sends[0].key == b"acme"
@@ -39,10 +45,10 @@ def test_a_valid_request_goes_to_its_tier_keyed_by_tenant() -> None:
     assert any("min_tier" in r for r in routed.decision.reasons)
 
 
-def test_bad_input_with_an_id_gets_a_dead_letter_and_an_error_response() -> None:
-    step = router()
+async def test_bad_input_with_an_id_gets_a_dead_letter_and_an_error_response() -> None:
+    step = router("acme.replies")
     raw = body(params={"temperature": "hot"}, reply_to="acme.replies")
-    sends = step.decide(raw, ("t.requests", 2, 40))
+    sends = await step.decide(raw, ("t.requests", 2, 40))
     assert [s.topic for s in sends] == ["t.dlq", "acme.replies"]
     assert (sends[0].key, sends[1].key) == (None, b"r1")
     assert sends[0].value == raw
@@ -55,8 +61,8 @@ def test_bad_input_with_an_id_gets_a_dead_letter_and_an_error_response() -> None
     assert step.stats.rejected == 1 and step.stats.routed == 0
 
 
-def test_garbage_gets_only_a_dead_letter() -> None:
-    sends = router().decide(b"\xff\xfe", ("t.requests", 0, 1))
+async def test_garbage_gets_only_a_dead_letter() -> None:
+    sends = await router().decide(b"\xff\xfe", ("t.requests", 0, 1))
     assert [s.topic for s in sends] == ["t.dlq"]
     assert sends[0].value == b"\xff\xfe"
 
@@ -73,8 +79,8 @@ def test_done_set_forgets_the_oldest_first() -> None:
     assert len(done) == 3
 
 
-def test_reply_to_may_not_name_an_internal_topic() -> None:
-    sends = router().decide(body(reply_to="t.requests"), ("t.requests", 0, 3))
+async def test_reply_to_may_not_name_an_internal_topic() -> None:
+    sends = await router().decide(body(reply_to="t.requests"), ("t.requests", 0, 3))
     assert [s.topic for s in sends] == ["t.dlq", "t.responses"]
     response = RouteResponse.model_validate(orjson.loads(sends[1].value))
     assert response.error is not None and "reply_to" in response.error.message
@@ -87,10 +93,37 @@ class _Broken:
         raise ZeroDivisionError("a bug of ours")
 
 
-def test_a_bug_in_routing_still_answers_with_an_internal_error() -> None:
-    step = RequestRouter(Settings(), Topics("t."), _Broken(), TierRules(), load_catalog())  # type: ignore[arg-type]
-    sends = step.decide(body(), ("t.requests", 0, 9))
+async def test_a_bug_in_routing_still_answers_with_an_internal_error() -> None:
+    step = router()
+    step.classifier = _Broken()  # type: ignore[assignment]
+    sends = await step.decide(body(), ("t.requests", 0, 9))
     assert [s.topic for s in sends] == ["t.dlq", "t.responses"]
     response = RouteResponse.model_validate(orjson.loads(sends[1].value))
     assert response.error is not None and response.error.type == "internal"
     assert "ZeroDivisionError" in response.error.message
+
+
+async def test_reply_to_of_another_tenant_a_missing_topic_or_an_internal_one_is_refused() -> None:
+    step = router("acme.replies", "globex.replies", "__consumer_offsets")
+    for reply_to, why in [
+        ("globex.replies", "not one of tenant 'acme'"),
+        ("acme.missing", "does not exist"),
+        ("__consumer_offsets", "internal"),
+        ("__transaction_state", "internal"),
+    ]:
+        sends = await step.decide(body(reply_to=reply_to), ("t.requests", 0, 5))
+        assert [s.topic for s in sends] == ["t.dlq", "t.responses"], reply_to
+        response = RouteResponse.model_validate(orjson.loads(sends[1].value))
+        assert response.error is not None and response.error.type == "invalid_request"
+        assert why in response.error.message
+    sends = await step.decide(body(reply_to="acme.replies"), ("t.requests", 0, 6))
+    assert [s.topic for s in sends] == ["t.tier.economy"]
+
+
+async def test_a_rejected_request_is_answered_on_its_reply_to_only_if_that_is_allowed() -> None:
+    step = router("acme.replies", "globex.replies")
+    bad = {"params": {"temperature": "hot"}}
+    allowed = await step.decide(body(reply_to="acme.replies", **bad), ("t.requests", 0, 1))
+    assert [s.topic for s in allowed] == ["t.dlq", "acme.replies"]
+    other = await step.decide(body(reply_to="globex.replies", **bad), ("t.requests", 0, 2))
+    assert [s.topic for s in other] == ["t.dlq", "t.responses"]
