@@ -5,7 +5,7 @@ score, an "edited by the user" label — keyed by the request id, so it can be
 joined to what the request cost and where it was routed (the `decisions`
 view in ClickHouse). A signal carries a `score` in [0, 1], a `label`, or both.
 
-Identity: one current signal per (request id, source). A redelivered signal is
+Identity: one current signal per (tenant, request id, source). A redelivered signal is
 stored once; a newer signal from the same source replaces the older one (the
 table keeps the latest `created_at`). Sources that give several independent
 signals per request use distinct source names ("rater:alice", "rater:bob").
@@ -26,7 +26,8 @@ class Feedback(BaseModel):
 
     schema_version: Literal[1] = 1
     request_id: Identifier
-    tenant: Identifier | None = None
+    #: request ids are unique per tenant only, so a signal names the request's tenant too
+    tenant: Identifier
     #: quality in [0, 1], 1 = as good as it gets
     score: float | None = Field(default=None, ge=0, le=1)
     #: a categorical verdict, e.g. "accepted", "edited", "wrong_label"

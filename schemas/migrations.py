@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from importlib import resources
 
@@ -11,6 +12,13 @@ class Migration:
     version: int
     name: str
     sql: str
+
+    def statements(self) -> list[str]:
+        """The migration's statements: ClickHouse takes one per request. A statement ends
+        with a `;` at the end of a line; comment lines are dropped."""
+        lines = [line for line in self.sql.splitlines() if not line.lstrip().startswith("--")]
+        parts = re.split(r";[ \t]*(?:\n|$)", "\n".join(lines))
+        return [part.strip() for part in parts if part.strip()]
 
 
 def migrations() -> list[Migration]:

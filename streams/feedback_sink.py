@@ -33,7 +33,7 @@ class FeedbackSink(BatchSink[Feedback]):
         return f"{self.settings.kafka.topic_prefix}feedback-sink"
 
     def key(self, record: Feedback) -> str:
-        return f"{record.request_id}\x00{record.source}"
+        return f"{record.tenant}\x00{record.request_id}\x00{record.source}"
 
     def keep(self, held: Feedback, arriving: Feedback) -> bool:
         """The newest signal per request and source wins, whatever order they arrive in."""

@@ -48,7 +48,8 @@ def migrate(client: Client) -> list[str]:
     for migration in migrations():
         if migration.version in done:
             continue
-        client.command(migration.sql)
+        for statement in migration.statements():
+            client.command(statement)
         client.insert(
             "tierline_migrations",
             [[migration.version, migration.name, datetime.now(UTC).replace(tzinfo=None)]],

@@ -43,7 +43,8 @@ def spend_sql(by: str, since: timedelta | None = None, where: str = "") -> str:
         filters.append(where)
     clause = f"WHERE {' AND '.join(filters)}\n" if filters else ""
     return (
-        f"SELECT {DIMENSIONS[by]} AS {by}, uniqExact(request_id) AS requests, count() AS calls,\n"
+        f"SELECT {DIMENSIONS[by]} AS {by}, uniqExact(tenant, request_id) AS requests,\n"
+        "       count() AS calls,\n"
         "       sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,\n"
         "       sum(cost_usd) AS cost_usd\n"
         "FROM costs FINAL\n"

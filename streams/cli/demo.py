@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
+from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -19,7 +22,9 @@ from tierline.streams.cli.common import (
 from tierline.streams.config import Settings
 
 if TYPE_CHECKING:
-    from tierline.streams.demo import DemoReport
+    from rich.console import Console
+
+    from tierline.streams.demo import DemoProgress, DemoReport
 
 
 @click.command("demo")
@@ -50,7 +55,14 @@ def command(
     setup_logging(log_level)
     if n < 1:
         raise click.BadParameter("must be at least 1", param_hint="--requests")
-    report = asyncio.run(_demo(load(config_path), n, seed, timeout, quiet=as_json))
+    show = wants_progress(as_json, sys.stdout.isatty())
+    report = asyncio.run(_demo(load(config_path), n, seed, timeout, show_progress=show))
+    if report.billing_incomplete:
+        say(
+            f"warning: ClickHouse holds {report.billed_rows} billed rows "
+            f"(${report.billed_usd:.6f}) of this run, not yet all of its "
+            f"${report.cost_usd:.6f}; see the sink's warnings above"
+        )
     if as_json:
         echo_json(report.as_json())
     else:
@@ -59,25 +71,105 @@ def command(
         raise SystemExit(1)
 
 
-async def _demo(settings: Settings, n: int, seed: int, wait_s: float, quiet: bool) -> DemoReport:
-    from rich.progress import Progress
+async def _demo(
+    settings: Settings, n: int, seed: int, wait_s: float, show_progress: bool
+) -> DemoReport:
+    from rich.console import Console
 
     from tierline.streams.demo import run_demo
     from tierline.streams.runtime import start_pipeline
     from tierline.streams.workload import demo_requests
 
-    pipeline = await start_pipeline(settings, say=say)
-    try:
-        with Progress(transient=True, disable=quiet, console=None) as bar:
-            task = bar.add_task("requests answered", total=n)
+    # the bar starts before the pipeline does: starting it is the longest quiet part
+    bar = DemoProgressBar(Console(stderr=True)) if show_progress else None
+    with bar if bar is not None else nullcontext():
+        pipeline = await start_pipeline(settings, say=bar.say if bar is not None else say)
+        try:
             return await run_demo(
                 pipeline,
                 demo_requests(n, seed),
                 timeout_s=wait_s,
-                progress=lambda done, total: bar.update(task, completed=done),
+                progress=bar if bar is not None else _ignore,
             )
-    finally:
-        await pipeline.stop()
+        finally:
+            await pipeline.stop()
+
+
+def _ignore(snapshot: DemoProgress) -> None:
+    pass
+
+
+def wants_progress(as_json: bool, stdout_is_tty: bool) -> bool:
+    """A progress bar only for a person watching: never with --json, never into a pipe or file."""
+    return stdout_is_tty and not as_json
+
+
+class DemoProgressBar:
+    """The demo's progress as a rich bar: answered of total, with sent, errors and spend so far.
+
+    Call it with each `DemoProgress`. Use it as a context manager: while it
+    is live, log records go through its console, above the bar, instead of
+    tearing it; lines meant for the user go through `say` (click's stderr
+    may bypass rich's redirection, so they must not take `common.say`).
+    """
+
+    def __init__(self, console: Console, *, auto_refresh: bool = True) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        from tierline.streams.demo import describe_progress
+
+        self._describe = describe_progress
+        self.progress = Progress(
+            SpinnerColumn(finished_text="✓"),
+            TextColumn("[bold]{task.fields[phase]:<9}[/bold]"),
+            BarColumn(bar_width=30),
+            TextColumn("{task.description}", markup=False),
+            TimeElapsedColumn(),
+            console=console,
+            auto_refresh=auto_refresh,
+            redirect_stdout=False,
+        )
+        self._task = self.progress.add_task(
+            "the router, tier workers and cost sink", total=None, phase="starting"
+        )
+        self._moved: list[tuple[logging.StreamHandler[TextIO], TextIO]] = []
+
+    def __call__(self, snapshot: DemoProgress) -> None:
+        self.progress.update(
+            self._task,
+            total=snapshot.total,
+            completed=snapshot.answered,
+            description=self._describe(snapshot),
+            phase=snapshot.phase,
+        )
+        if snapshot.phase == "done":
+            self.progress.stop_task(self._task)
+
+    def say(self, text: str) -> None:
+        """A line for the person at the terminal, printed above the bar (stderr, as `say`)."""
+        self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def __enter__(self) -> DemoProgressBar:
+        before = sys.stderr
+        self.progress.start()
+        if sys.stderr is not before:  # rich took stderr over: logs follow it
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, logging.StreamHandler) and handler.stream is before:
+                    handler.setStream(sys.stderr)
+                    self._moved.append((handler, before))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handler, stream in self._moved:
+            handler.setStream(stream)
+        self._moved.clear()
+        self.progress.stop()
 
 
 def _print(report: DemoReport) -> None:

@@ -98,6 +98,29 @@ def test_spend_command_reports_exact_sums(chdb_url: str, clickhouse: Client) -> 
     assert bad.exit_code != 0 and "--since" in bad.output
 
 
+def test_spend_command_csv_and_long_model_names(chdb_url: str, clickhouse: Client) -> None:
+    long_model = "openrouter/meta-llama/llama-3.3-70b-instruct:free-with-a-long-routing-suffix"
+    migrate(clickhouse)
+    insert_costs(
+        clickhouse,
+        [
+            record("spend-csv-a", 1, "0.000000007", tenant="spend-csv", model=long_model),
+            record("spend-csv-a", 2, "0.100000000", tenant="spend-csv", model=long_model),
+        ],
+    )
+    env = {"TIERLINE_CLICKHOUSE_URL": chdb_url}
+    result = CliRunner().invoke(
+        main, ["spend", "--by", "model", "--since", "all", "--format", "csv"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "model,requests,calls,input_tokens,output_tokens,cost_usd"
+    assert f"{long_model},1,2,200,40,0.100000007" in lines
+    table = CliRunner().invoke(main, ["spend", "--by", "model", "--since", "all"], env=env)
+    assert table.exit_code == 0, table.output
+    assert "…" not in table.output  # folded onto more lines, not cut at 80 columns
+
+
 async def test_sink_keeps_records_while_clickhouse_refuses_them(
     kafka_bootstrap: str,
     topic_prefix: str,

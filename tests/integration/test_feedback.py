@@ -54,15 +54,30 @@ def cost(
     )
 
 
-def signal(rid: str, source: str = "thumbs", seconds: int = 0, **values: object) -> Feedback:
+def signal(
+    rid: str, source: str = "thumbs", seconds: int = 0, tenant: str = "fb", **values: object
+) -> Feedback:
     return Feedback.model_validate(
         {
             "request_id": rid,
+            "tenant": tenant,
             "source": source,
             "created_at": NOW + timedelta(seconds=seconds),
             **values,
         }
     )
+
+
+def test_feedback_joins_the_request_of_its_own_tenant_only(clickhouse: Client) -> None:
+    migrate(clickhouse)
+    insert_costs(clickhouse, [cost("iso-1", 1, "0.1", tenant="iso-a")])
+    insert_costs(clickhouse, [cost("iso-1", 1, "0.2", tenant="iso-b")])
+    insert_feedback(clickhouse, [signal("iso-1", score=0.0, tenant="iso-b")])
+    rows = clickhouse.query(
+        "SELECT tenant, cost_usd, feedback_signals, feedback_score FROM decisions "
+        "WHERE request_id = 'iso-1' ORDER BY tenant"
+    ).result_rows
+    assert rows == [("iso-a", Decimal("0.1"), 0, None), ("iso-b", Decimal("0.2"), 1, 0.0)]
 
 
 def test_the_migrations_add_feedback_and_decisions(clickhouse: Client) -> None:
@@ -72,7 +87,7 @@ def test_the_migrations_add_feedback_and_decisions(clickhouse: Client) -> None:
     versions = {
         r[0] for r in clickhouse.query("SELECT version FROM tierline_migrations").result_rows
     }
-    assert {3, 4} <= versions
+    assert {3, 4, 5} <= versions
 
 
 def test_decisions_join_costs_to_feedback_counting_each_signal_once(
@@ -156,7 +171,7 @@ def test_train_from_clickhouse_writes_floors(
             records.append(
                 cost(rid, 1, "0.001", tenant="train-t", task="code", feature="pr", tier=tier)
             )
-            signals.append(signal(rid, score=score))
+            signals.append(signal(rid, score=score, tenant="train-t"))
     insert_costs(clickhouse, records)
     insert_feedback(clickhouse, signals)
     out = tmp_path / "floors.toml"

@@ -85,7 +85,10 @@ async def test_policy_file_end_to_end(
         await produce(
             kafka_bootstrap,
             pipeline.topics.feedback,
-            [encode(Feedback(request_id=f"{p}tr-{i}", score=1.0, source="t")) for i in range(10)],
+            [
+                encode(Feedback(request_id=f"{p}tr-{i}", tenant="acme", score=1.0, source="t"))
+                for i in range(10)
+            ],
         )
 
         async def joined() -> bool:

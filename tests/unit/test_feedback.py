@@ -14,12 +14,16 @@ from tierline.schemas.export import TOPIC_MODELS
 
 
 def test_a_signal_needs_a_score_or_a_label() -> None:
-    scored = Feedback.model_validate({"request_id": "r1", "score": 0.8, "source": "thumbs"})
+    scored = Feedback.model_validate(
+        {"request_id": "r1", "tenant": "acme", "score": 0.8, "source": "thumbs"}
+    )
     assert scored.label is None and isinstance(scored.created_at, datetime)
-    labelled = Feedback.model_validate({"request_id": "r1", "label": "edited", "source": "ui"})
+    labelled = Feedback.model_validate(
+        {"request_id": "r1", "tenant": "acme", "label": "edited", "source": "ui"}
+    )
     assert labelled.score is None
     with pytest.raises(ValidationError, match="score, a label"):
-        Feedback.model_validate({"request_id": "r1", "source": "thumbs"})
+        Feedback.model_validate({"request_id": "r1", "tenant": "acme", "source": "thumbs"})
 
 
 @pytest.mark.parametrize(
@@ -133,8 +137,10 @@ def test_the_feedback_sink_keeps_the_newest_signal_whatever_the_arrival_order() 
     from tierline.streams.feedback_sink import FeedbackSink
 
     now = datetime.now(UTC)
-    newer = Feedback(request_id="r", source="s", score=1.0, created_at=now)
-    older = Feedback(request_id="r", source="s", score=0.0, created_at=now - timedelta(minutes=5))
+    newer = Feedback(request_id="r", tenant="t", source="s", score=1.0, created_at=now)
+    older = Feedback(
+        request_id="r", tenant="t", source="s", score=0.0, created_at=now - timedelta(minutes=5)
+    )
     keep = FeedbackSink.keep
     assert keep(None, held=older, arriving=newer)  # type: ignore[arg-type]
     assert not keep(None, held=newer, arriving=older)  # type: ignore[arg-type]

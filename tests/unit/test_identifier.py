@@ -55,7 +55,7 @@ def test_too_long_is_refused() -> None:
 
 def test_feedback_ids_follow_the_same_rule() -> None:
     with pytest.raises(ValidationError):
-        Feedback(request_id="r\t1", source="thumbs", score=1.0)
+        Feedback(request_id="r\t1", tenant="acme", source="thumbs", score=1.0)
 
 
 @given(st.text(max_size=40))

@@ -17,7 +17,7 @@ from tests.corpus.malformed import CORPUS, Case
 from tierline.processors.pricing.catalog import load_catalog
 from tierline.processors.routing.classifiers.rules import RulesClassifier
 from tierline.processors.routing.tier_rules import TierRules
-from tierline.schemas import DeadLetter, RouteResponse
+from tierline.schemas import DeadLetter, RouteResponse, Tier
 from tierline.streams.config import RouterSettings, Settings
 from tierline.streams.outgoing import Outgoing
 from tierline.streams.router import RequestRouter
@@ -33,7 +33,7 @@ STEP = RequestRouter(
     load_catalog(),
     TopicDirectory.fixed([*TOPICS.all(), "acme.replies"]),
 )
-TIER_TOPICS = {TOPICS.tier(t) for t in ("economy", "standard", "premium", "batch")}
+TIER_TOPICS = {TOPICS.tier(t) for t in Tier}
 
 
 def check_outcome(raw: bytes | None, sends: list[Outgoing]) -> str:
