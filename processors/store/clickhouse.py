@@ -37,8 +37,21 @@ def connect(url: str) -> Client:
     return clickhouse_connect.get_client(dsn=url)
 
 
+_migrating = threading.Lock()
+
+
 def migrate(client: Client) -> list[str]:
-    """Apply the migrations not yet applied; return their names."""
+    """Apply the migrations not yet applied; return their names.
+
+    One at a time in a process: the cost and feedback sinks both migrate at start, and a
+    migration that rebuilds a table must not run twice at once. Separate processes that
+    start together against an old schema should run `tierline db migrate` first.
+    """
+    with _migrating:
+        return _migrate(client)
+
+
+def _migrate(client: Client) -> list[str]:
     client.command(
         "CREATE TABLE IF NOT EXISTS tierline_migrations "
         "(version UInt32, name String, applied_at DateTime) ENGINE = MergeTree ORDER BY version"

@@ -94,7 +94,7 @@ def test_route_refuses_rather_than_fall_back() -> None:
     routed = route(make_request("reach me: jane@example.com"), Fixed(score=0.5), policy, CATALOG)
     assert routed.candidates == ["s1"]  # s2 is mistral: not approved for pii
     with pytest.raises(PolicyError) as caught:
-        route(make_request("my key: AKIAIOSFODNN7EXAMPLE"), Fixed(), policy, CATALOG)
+        route(make_request("my key: AKIAZ7QW3RT5YU2IOP4L"), Fixed(), policy, CATALOG)
     assert caught.value.error_type is ErrorType.POLICY_DENIED
     clean = route(make_request("what is 2+2?"), Fixed(score=0.5), policy, CATALOG)
     assert clean.candidates == list(CATALOG.candidates(Tier.STANDARD))
