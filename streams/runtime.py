@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from tierline.processors.pricing.catalog import Catalog, load_catalog
 from tierline.processors.providers.http_client import provider_client
@@ -91,12 +92,33 @@ async def start_pipeline(
     *,
     say: Callable[[str], None] = lambda _: None,
 ) -> Pipeline:
+    """Start `roles` in this process; on any failure, stop what had started and raise.
+
+    Raises `StartupError` (one line that says what could not start and why) for the
+    failures an operator can fix: an unreachable broker, a state directory that cannot
+    be made, a bad classifier path.
+    """
     stack = AsyncExitStack()
     try:
+        try:
+            settings.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot create the state directory {settings.state_dir}: {exc}"
+            ) from None
         return await _start(settings, roles, say, stack)
+    except (KafkaError, OSError, ValueError) as exc:
+        await stack.aclose()
+        where = settings.kafka.bootstrap or "the embedded broker"
+        why = str(exc) if type(exc).__name__ in str(exc) else f"{type(exc).__name__}: {exc}"
+        raise StartupError(f"could not start {', '.join(roles)} (Kafka: {where}): {why}") from exc
     except BaseException:
         await stack.aclose()
         raise
+
+
+class StartupError(RuntimeError):
+    """A role could not start, for a reason the operator can fix; the message says which."""
 
 
 async def _start(

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from tierline.streams.cli.common import config_option, load, log_level_option, say, setup_logging
-from tierline.streams.runtime import ROLES, start_pipeline
+from tierline.streams.runtime import ROLES, StartupError, start_pipeline
 
 
 @click.command("run")
@@ -69,7 +69,10 @@ async def _run(settings: object, roles: tuple[str, ...], status_every: float) ->
 
     assert isinstance(settings, Settings)
     say(f"tierline: starting {', '.join(roles)} (config: {settings.source})")
-    pipeline = await start_pipeline(settings, roles, say=say)
+    try:
+        pipeline = await start_pipeline(settings, roles, say=say)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
     say(
         f"tierline: running on Kafka {pipeline.bootstrap}; "
         f"requests go to {pipeline.topics.requests}. Ctrl-C stops."
