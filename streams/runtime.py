@@ -124,21 +124,61 @@ class StartupError(RuntimeError):
 async def _start(
     settings: Settings, roles: tuple[str, ...], say: Callable[[str], None], stack: AsyncExitStack
 ) -> Pipeline:
-    bootstrap = settings.kafka.bootstrap
-    if not bootstrap:
-        # the embedded broker holds every fetch for its full wait: keep it short
-        settings.kafka.fetch_max_wait_ms = min(
-            settings.kafka.fetch_max_wait_ms, EMBEDDED_FETCH_MAX_WAIT_MS
-        )
-        broker = EmbeddedBroker(settings.state_dir)
-        bootstrap = await broker.start()
-        stack.callback(broker.stop)
-        say(
-            f"No Kafka configured: started the EMBEDDED broker on {bootstrap} "
-            "(memory only, for dev and demo; set TIERLINE_KAFKA_BOOTSTRAP for real Kafka)"
-        )
+    """Broker, topics, providers, then each role asked for, in the order they depend."""
+    bootstrap = await _kafka(settings, say, stack)
     topics = await ensure_topics(settings.kafka, bootstrap)
+    catalog, keys, simulator_url = _providers(settings, roles, say, stack)
+    if "sink" in roles and not settings.clickhouse.url:
+        say(f"No ClickHouse configured: costs go to embedded chDB at {settings.clickhouse_url}")
 
+    pipeline = Pipeline(settings, bootstrap, topics, catalog, simulator_url, _stack=stack)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=settings.kafka.linger_ms,
+        max_request_size=settings.kafka.max_message_bytes,
+        # the embedded broker has no idempotent producer (InitProducerId)
+        enable_idempotence=not settings.embedded_kafka,
+        acks="all",
+    )
+    await producer.start()
+    stack.push_async_callback(producer.stop)
+    if "sink" in roles:
+        _start_sinks(pipeline, producer)
+    if "workers" in roles:
+        _start_workers(pipeline, producer, keys, stack)
+    if "router" in roles:
+        await _start_router(pipeline, stack)
+    if settings.prices.refresh_url and (pipeline.workers or pipeline.router):
+        _start_price_refresh(pipeline, settings, stack, say)
+    pipeline._stack = stack
+    return pipeline
+
+
+async def _kafka(settings: Settings, say: Callable[[str], None], stack: AsyncExitStack) -> str:
+    """The bootstrap address: the configured one, or an embedded broker started here."""
+    if settings.kafka.bootstrap:
+        return settings.kafka.bootstrap
+    # the embedded broker holds every fetch for its full wait: keep it short
+    settings.kafka.fetch_max_wait_ms = min(
+        settings.kafka.fetch_max_wait_ms, EMBEDDED_FETCH_MAX_WAIT_MS
+    )
+    broker = EmbeddedBroker(settings.state_dir)
+    bootstrap = await broker.start()
+    stack.callback(broker.stop)
+    say(
+        f"No Kafka configured: started the EMBEDDED broker on {bootstrap} "
+        "(memory only, for dev and demo; set TIERLINE_KAFKA_BOOTSTRAP for real Kafka)"
+    )
+    return bootstrap
+
+
+def _providers(
+    settings: Settings, roles: tuple[str, ...], say: Callable[[str], None], stack: AsyncExitStack
+) -> tuple[Catalog, KeyRing, str]:
+    """The catalog, the keys to call it with, and the simulator's URL when calls are faked.
+
+    With no key set at all (and workers to run), a simulator is spawned and says so.
+    """
     catalog = load_catalog(Path(settings.catalog) if settings.catalog else None)
     key_names = sorted({m.key_env for m in catalog.models.values() if m.key_env})
     env_keys = KeyRing.from_sources(key_names)  # environment, then $TIERLINE_SECRETS_FILE
@@ -160,87 +200,74 @@ async def _start(
             f"providers are SIMULATED at {sim.url}"
         )
     if simulator_url:
-        catalog = catalog.with_simulator(simulator_url)
-        keys = KeyRing({}, fallback=SIMULATOR_KEY)
-    else:
-        keys = env_keys
-        for name in env_keys.missing(key_names):
-            needing = sorted(m.name for m in catalog.models.values() if m.key_env == name)
-            say(f"warning: {name} is not set; skipping {', '.join(needing)}")
+        return (
+            catalog.with_simulator(simulator_url),
+            KeyRing({}, fallback=SIMULATOR_KEY),
+            simulator_url,
+        )
+    for name in env_keys.missing(key_names):
+        needing = sorted(m.name for m in catalog.models.values() if m.key_env == name)
+        say(f"warning: {name} is not set; skipping {', '.join(needing)}")
+    return catalog, env_keys, simulator_url
 
-    if "sink" in roles and not settings.clickhouse.url:
-        say(f"No ClickHouse configured: costs go to embedded chDB at {settings.clickhouse_url}")
 
-    pipeline = Pipeline(settings, bootstrap, topics, catalog, simulator_url, _stack=stack)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        linger_ms=settings.kafka.linger_ms,
-        max_request_size=settings.kafka.max_message_bytes,
-        # the embedded broker has no idempotent producer (InitProducerId)
-        enable_idempotence=not settings.embedded_kafka,
-        acks="all",
+def _start_sinks(pipeline: Pipeline, producer: AIOKafkaProducer) -> None:
+    settings, topics, bootstrap = pipeline.settings, pipeline.topics, pipeline.bootstrap
+    sink = CostSink(settings, topics, bootstrap, producer)
+    pipeline.sink = sink
+    pipeline._tasks.append(asyncio.create_task(sink.run(pipeline.stop_event), name="sink"))
+    feedback = FeedbackSink(settings, topics, bootstrap, producer)
+    pipeline.feedback_sink = feedback
+    pipeline._tasks.append(
+        asyncio.create_task(feedback.run(pipeline.stop_event), name="feedback_sink")
     )
-    await producer.start()
-    stack.push_async_callback(producer.stop)
 
-    if "sink" in roles:
-        sink = CostSink(settings, topics, bootstrap, producer)
-        pipeline.sink = sink
-        pipeline._tasks.append(asyncio.create_task(sink.run(pipeline.stop_event), name="sink"))
-        feedback = FeedbackSink(settings, topics, bootstrap, producer)
-        pipeline.feedback_sink = feedback
+
+def _start_workers(
+    pipeline: Pipeline, producer: AIOKafkaProducer, keys: KeyRing, stack: AsyncExitStack
+) -> None:
+    settings = pipeline.settings
+    client = provider_client(settings.worker.max_connections, settings.worker.call_timeout_s)
+    stack.push_async_callback(client.aclose)
+    retry = RetryPlan(
+        max_retries=settings.worker.max_retries, call_timeout_s=settings.worker.call_timeout_s
+    )
+    dispatcher = Dispatcher(pipeline.catalog, client, keys, retry)
+    for tier in settings.worker.tiers:
+        worker = TierWorker(
+            tier, settings, pipeline.topics, pipeline.bootstrap, dispatcher, producer
+        )
+        pipeline.workers[tier] = worker
         pipeline._tasks.append(
-            asyncio.create_task(feedback.run(pipeline.stop_event), name="feedback_sink")
+            asyncio.create_task(worker.run(pipeline.stop_event), name=f"worker.{tier}")
         )
 
-    if "workers" in roles:
-        client = provider_client(settings.worker.max_connections, settings.worker.call_timeout_s)
-        stack.push_async_callback(client.aclose)
-        dispatcher = Dispatcher(
-            catalog,
-            client,
-            keys,
-            RetryPlan(
-                max_retries=settings.worker.max_retries,
-                call_timeout_s=settings.worker.call_timeout_s,
-            ),
-        )
-        for tier in settings.worker.tiers:
-            worker = TierWorker(tier, settings, topics, bootstrap, dispatcher, producer)
-            pipeline.workers[tier] = worker
-            pipeline._tasks.append(
-                asyncio.create_task(worker.run(pipeline.stop_event), name=f"worker.{tier}")
-            )
 
-    if "router" in roles:
-        thresholds = Thresholds(
-            settings.router.standard_threshold, settings.router.premium_threshold
-        )
-        policy = open_policy_source(
-            settings.router.policy or None,
-            defaults=Policy(routing=TierRules(thresholds)),
-            check_every_s=settings.router.policy_check_s,
-            catalog=catalog,
-        )
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
-        await admin.start()
-        stack.push_async_callback(admin.close)
-        router = RequestRouter(
-            settings,
-            topics,
-            load_classifier(settings.router.classifier),
-            policy,
-            catalog,
-            TopicDirectory(admin.list_topics),
-        )
-        pipeline.router = router
-        app = build_router_app(router, bootstrap, settings)
-        await app.start()
-        stack.push_async_callback(app.stop)
-    if settings.prices.refresh_url and (pipeline.workers or pipeline.router):
-        _start_price_refresh(pipeline, settings, stack, say)
-    pipeline._stack = stack
-    return pipeline
+async def _start_router(pipeline: Pipeline, stack: AsyncExitStack) -> None:
+    settings = pipeline.settings
+    thresholds = Thresholds(settings.router.standard_threshold, settings.router.premium_threshold)
+    policy = open_policy_source(
+        settings.router.policy or None,
+        defaults=Policy(routing=TierRules(thresholds)),
+        check_every_s=settings.router.policy_check_s,
+        catalog=pipeline.catalog,
+    )
+    # the router asks the broker whether a reply_to exists; it never produces to a guess
+    admin = AIOKafkaAdminClient(bootstrap_servers=pipeline.bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    stack.push_async_callback(admin.close)
+    router = RequestRouter(
+        settings,
+        pipeline.topics,
+        load_classifier(settings.router.classifier),
+        policy,
+        pipeline.catalog,
+        TopicDirectory(admin.list_topics),
+    )
+    pipeline.router = router
+    app = build_router_app(router, pipeline.bootstrap, settings)
+    await app.start()
+    stack.push_async_callback(app.stop)
 
 
 def _start_price_refresh(
