@@ -12,6 +12,7 @@ from clickhouse_connect.driver.client import Client
 
 from tierline.processors.store.clickhouse import insert_costs
 from tierline.schemas import CostRecord
+from tierline.schemas.request import request_key
 from tierline.streams.batch_sink import BatchSink, SinkStats
 
 __all__ = ["CostSink", "SinkStats"]
@@ -31,7 +32,8 @@ class CostSink(BatchSink[CostRecord]):
         return f"{self.settings.kafka.topic_prefix}sink"
 
     def key(self, record: CostRecord) -> str:
-        return record.record_id
+        # record ids repeat across tenants (request ids are the clients'): key by both
+        return request_key(record.tenant, record.record_id)
 
     def insert(self, client: Client, records: Sequence[CostRecord]) -> None:
         insert_costs(client, records)

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import orjson
+from clickhouse_connect.driver.client import Client
 
 from tests.integration.support import (
     collect,
@@ -33,13 +34,14 @@ async def test_tenants_ids_reply_topics_and_secrets_are_kept_apart(
     topic_prefix: str,
     chdb_url: str,
     simulator: RunningSimulator,
+    clickhouse: Client,
     tmp_path: Path,
 ) -> None:
     settings = make_settings(kafka_bootstrap, topic_prefix, chdb_url, simulator.url, tmp_path)
     run = topic_prefix.strip(".")
     acme_replies = await create_topic(kafka_bootstrap, f"acme.{run}.replies")
     globex_replies = await create_topic(kafka_bootstrap, f"globex.{run}.replies")
-    pipeline = await start_pipeline(settings, roles=("router", "workers"))
+    pipeline = await start_pipeline(settings, roles=("router", "workers", "sink"))
     try:
         topics = pipeline.topics
         responses = await tail_consumer(kafka_bootstrap, topics.responses)
@@ -54,8 +56,8 @@ async def test_tenants_ids_reply_topics_and_secrets_are_kept_apart(
         }
         bodies = [
             # the same id from two tenants: both are answered
-            request_body("shared-id", "Say hello", tenant="acme", reply_to=acme_replies),
-            request_body("shared-id", "Say hello", tenant="globex"),
+            request_body(f"{run}-shared", "Say hello", tenant="acme", reply_to=acme_replies),
+            request_body(f"{run}-shared", "Say hello", tenant="globex"),
             request_body("with-key", f"Fix my deploy script:\n{PRIVATE_KEY}"),
             *(request_body(rid, "Say hi", reply_to=topic) for rid, topic in refused.items()),
         ]
@@ -65,7 +67,7 @@ async def test_tenants_ids_reply_topics_and_secrets_are_kept_apart(
         got = [RouteResponse.model_validate(orjson.loads(r.value)) for r in shared]
         by_id = {(r.tenant, r.id): r for r in got}
         assert len(by_id) == len(got) == len(refused) + 2  # each answered exactly once
-        assert by_id[("globex", "shared-id")].status == "ok"
+        assert by_id[("globex", f"{run}-shared")].status == "ok"
         secret = by_id[("acme", "with-key")]
         assert secret.status == "error" and secret.error is not None
         assert secret.error.type == ErrorType.POLICY_DENIED
@@ -79,6 +81,21 @@ async def test_tenants_ids_reply_topics_and_secrets_are_kept_apart(
         existing = await list_topics(kafka_bootstrap)
         assert missing not in existing and f"__{run}" not in existing  # nothing auto-created
         assert secret.attempts == 0 and secret.cost_usd == 0  # refused by the router: never sent
+
+        async def billed() -> list[tuple[str, int]]:
+            return [
+                (str(tenant), int(rows))
+                for tenant, rows in clickhouse.query(
+                    "SELECT tenant, count() FROM costs FINAL WHERE request_id = "
+                    f"'{run}-shared' GROUP BY tenant ORDER BY tenant"
+                ).result_rows
+            ]
+
+        for _ in range(100):  # the sink flushes every 0.2 s; chDB answers once it has
+            if len(await billed()) == 2:
+                break
+            await asyncio.sleep(0.2)
+        assert await billed() == [("acme", 1), ("globex", 1)]  # both billed, once each
         for consumer in (responses, acme):
             await consumer.stop()
     finally:
