@@ -174,7 +174,14 @@ async def measure_pipeline(
 class RoleProcesses:
     """`tierline run` subprocesses, one per role, on the bench's topics and simulator."""
 
-    def __init__(self, bootstrap: str, prefix: str, simulator_url: str, state_dir: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        simulator_url: str,
+        state_dir: str,
+        embedded: bool = False,
+    ) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.env = {
             **os.environ,
@@ -184,6 +191,7 @@ class RoleProcesses:
             "TIERLINE_STATE_DIR": state_dir,
             "TIERLINE_CLICKHOUSE_URL": f"chdb://{state_dir}/chdb",
             "TIERLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "TIERLINE_KAFKA_EMBEDDED": "true" if embedded else "false",
         }
         self.state_dir = state_dir
 
@@ -233,6 +241,7 @@ async def run_bench(
     rate: float,
     provider_latency_ms: float,
     *,
+    embedded: bool = False,
     say: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     prefix = f"bench{uuid.uuid4().hex[:6]}."
@@ -252,7 +261,7 @@ async def run_bench(
         say(f"simulator at {sim.url}, provider latency {provider_latency_ms} ms")
         say(f"baseline: {n} direct calls at {rate}/s")
         direct = await measure_direct(sim.url, requests, rate)
-        roles = RoleProcesses(bootstrap, prefix, sim.url, state_dir)
+        roles = RoleProcesses(bootstrap, prefix, sim.url, state_dir, embedded)
         roles.start(["router", "workers", "sink"])
         try:
             say("tierline: warming up (group joins)")

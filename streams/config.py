@@ -30,6 +30,9 @@ EMBEDDED_FETCH_MAX_WAIT_MS = 5
 class KafkaSettings(BaseModel):
     #: empty = start the embedded broker (dev and demo only)
     bootstrap: str = ""
+    #: the bootstrap is an embedded broker another process started (the bench's roles):
+    #: no idempotent producer (it has no InitProducerId), short fetch waits
+    embedded: bool = False
     topic_prefix: str = "tierline."
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
@@ -111,7 +114,7 @@ class Settings(BaseModel):
 
     @property
     def embedded_kafka(self) -> bool:
-        return not self.kafka.bootstrap
+        return not self.kafka.bootstrap or self.kafka.embedded
 
     @property
     def clickhouse_url(self) -> str:

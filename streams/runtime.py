@@ -157,6 +157,10 @@ async def _start(
 async def _kafka(settings: Settings, say: Callable[[str], None], stack: AsyncExitStack) -> str:
     """The bootstrap address: the configured one, or an embedded broker started here."""
     if settings.kafka.bootstrap:
+        if settings.kafka.embedded:
+            settings.kafka.fetch_max_wait_ms = min(
+                settings.kafka.fetch_max_wait_ms, EMBEDDED_FETCH_MAX_WAIT_MS
+            )
         return settings.kafka.bootstrap
     # the embedded broker holds every fetch for its full wait: keep it short
     settings.kafka.fetch_max_wait_ms = min(

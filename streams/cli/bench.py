@@ -60,7 +60,7 @@ async def _bench(settings: object, n: int, rate: float, latency: float) -> dict[
             "which is not representative. Set TIERLINE_KAFKA_BOOTSTRAP."
         )
     try:
-        return await run_bench(bootstrap, n, rate, latency, say=say)
+        return await run_bench(bootstrap, n, rate, latency, embedded=broker is not None, say=say)
     finally:
         if broker is not None:
             broker.stop()

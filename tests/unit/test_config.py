@@ -61,3 +61,10 @@ def test_reply_topic_patterns_from_file_and_environment(tmp_path: Path) -> None:
     assert settings.replies.tenants == {"acme": ["acme-replies"]}
     env = {"TIERLINE_REPLIES_ALLOWED": "{tenant}.*, shared-replies"}
     assert load_settings(env=env).replies.allowed == ["{tenant}.*", "shared-replies"]
+
+
+def test_a_bootstrap_can_be_marked_as_an_embedded_broker() -> None:
+    real = load_settings(env={"TIERLINE_KAFKA_BOOTSTRAP": "127.0.0.1:9092"})
+    assert not real.embedded_kafka  # idempotent producer on
+    env = {"TIERLINE_KAFKA_BOOTSTRAP": "127.0.0.1:5000", "TIERLINE_KAFKA_EMBEDDED": "true"}
+    assert load_settings(env=env).embedded_kafka
