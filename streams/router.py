@@ -2,7 +2,7 @@
 
 Per message: admit (parse and validate), classify, decide the tier, attach the
 tier's candidates cheapest first, and forward to `tierline.tier.<tier>` keyed by
-tenant. Input that cannot be admitted goes to the DLQ byte for byte, and when
+request (tenant and id). Input that cannot be admitted goes to the DLQ byte for byte, and when
 its id can be read, the client also gets an error response. A `reply_to` is
 used only when the tenant may name it (`processors.routing.reply_topics`) and the
 broker has it (`streams.topic_directory`); else the request is refused on the
@@ -92,7 +92,10 @@ class RequestRouter:
             return self._reject(rejection, read_at)
         self.stats.routed += 1
         tier_topic = self.topics.tier(routed.decision.tier)
-        return [Outgoing(tier_topic, admitted.tenant.encode(), encode(routed))]
+        # keyed by request, not tenant: a few big tenants would pin a tier to a few
+        # partitions and so to one workers process; the same request always hashes to the
+        # same partition, whose done log catches a copy the router forwarded twice
+        return [Outgoing(tier_topic, admitted.key.encode(), encode(routed))]
 
     async def _reply_refusal(self, tenant: str | None, reply_to: str | None) -> str | None:
         """Why a request may not be answered on `reply_to`; None when it may (or names none)."""

@@ -161,6 +161,13 @@ async def test_sink_keeps_records_while_clickhouse_refuses_them(
             return int(rows[0][0]) == len(ids)
 
         assert await wait_until(landed, timeout_s=60)
+
+        # the rows are visible once chDB has them; the sink counts them a moment later,
+        # when its insert call returns (reading the counter at once was this test's race)
+        async def counted() -> bool:
+            return sink.stats.inserted >= len(ids)
+
+        assert await wait_until(counted, timeout_s=10)
         assert sink.stats.inserted == len(ids)
     finally:
         stop.set()

@@ -34,11 +34,11 @@ def body(**overrides: object) -> bytes:
     return orjson.dumps(base)
 
 
-async def test_a_valid_request_goes_to_its_tier_keyed_by_tenant() -> None:
+async def test_a_valid_request_goes_to_its_tier_keyed_by_request() -> None:
     sends = await router().decide(body(hints={"min_tier": "premium"}), ("t.requests", 0, 7))
     assert len(sends) == 1
     assert sends[0].topic == "t.tier.premium"
-    assert sends[0].key == b"acme"
+    assert sends[0].key == b"acme\x1fr1"  # by request (tenant and id), for even spread
     routed = RoutedRequest.model_validate(orjson.loads(sends[0].value))
     assert routed.decision.tier == Tier.PREMIUM
     assert routed.candidates == list(load_catalog().candidates(Tier.PREMIUM))
