@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from tierline.processors.providers.http_client import provider_client
 from tierline.processors.simulator import SimulatorProfile, spawn_simulator
 from tierline.schemas import RouteRequest, encode
 from tierline.streams.config import KafkaSettings
+from tierline.streams.cpu_clock import cpu_seconds
 from tierline.streams.tail import tail_consumer
 from tierline.streams.topics import ensure_topics
 from tierline.streams.workload import demo_requests
@@ -120,10 +122,18 @@ async def measure_direct(url: str, requests: list[RouteRequest], rate: float) ->
 
 
 async def measure_pipeline(
-    bootstrap: str, prefix: str, requests: list[RouteRequest], rate: float, timeout_s: float
+    bootstrap: str,
+    prefix: str,
+    requests: list[RouteRequest],
+    rate: float,
+    timeout_s: float,
+    *,
+    stage: str = "",
 ) -> Measurement:
+    """Send `requests` to `<prefix><stage>requests` at `rate`; time each answer on
+    `<prefix><stage>responses` (tierline's answers, or the floor's relayed requests)."""
     m = Measurement(sent=len(requests))
-    responses = await tail_consumer(bootstrap, prefix + "responses")
+    responses = await tail_consumer(bootstrap, f"{prefix}{stage}responses")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
     await producer.start()
     sent_at: dict[str, float] = {}
@@ -141,7 +151,7 @@ async def measure_pipeline(
                         continue
                     m.ids[rid] += 1
                     if m.ids[rid] == 1:
-                        if data["status"] == "ok":
+                        if data.get("status", "ok") == "ok":  # the floor relays requests
                             m.latencies_ms.append((now - sent_at[rid]) * 1000)
                         else:
                             m.errors += 1
@@ -154,7 +164,9 @@ async def measure_pipeline(
     async def send(i: int) -> None:
         request = requests[i]
         sent_at[request.id] = time.monotonic()
-        await producer.send(prefix + "requests", encode(request), key=request.tenant.encode())
+        await producer.send(
+            f"{prefix}{stage}requests", encode(request), key=request.tenant.encode()
+        )
 
     try:
         m.started = time.monotonic()
@@ -183,6 +195,7 @@ class RoleProcesses:
         embedded: bool = False,
     ) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.roles: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.env = {
             **os.environ,
             "TIERLINE_KAFKA_BOOTSTRAP": bootstrap,
@@ -196,26 +209,27 @@ class RoleProcesses:
         self.state_dir = state_dir
 
     def start(self, roles: list[str]) -> None:
+        cli = [sys.executable, "-m", "tierline.streams.cli", "run", "--status-every", "3600"]
         for role in roles:
-            log = open(os.path.join(self.state_dir, f"{role}.log"), "ab")  # noqa: SIM115
-            self.procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "tierline.streams.cli",
-                        "run",
-                        "--role",
-                        role,
-                        "--status-every",
-                        "3600",
-                    ],
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-            log.close()
+            self.spawn(role, [*cli, "--role", role])
+
+    def spawn(self, role: str, command: list[str]) -> None:
+        """Start `command` as one of `role`'s processes, its output in the state dir."""
+        index = sum(1 for r, _ in self.roles if r == role)
+        log = open(os.path.join(self.state_dir, f"{role}.{index}.log"), "ab")  # noqa: SIM115
+        proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.procs.append(proc)
+        self.roles.append((role, proc))
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far, summed per role."""
+        used: dict[str, float] = {}
+        for role, proc in self.roles:
+            seconds = cpu_seconds(proc.pid)
+            if seconds is not None:
+                used[role] = used.get(role, 0.0) + seconds
+        return used
 
     def check(self) -> None:
         for proc in self.procs:
@@ -235,58 +249,160 @@ class RoleProcesses:
                 proc.wait()
 
 
+FLOOR_STAGES = ("requests", "middle", "responses")
+
+
 async def run_bench(
     bootstrap: str,
     n: int,
-    rate: float,
+    rates: list[float],
     provider_latency_ms: float,
     *,
+    workers_processes: int = 1,
     embedded: bool = False,
     say: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
+    """The baseline, the floor and tierline at each rate; one result per rate."""
     prefix = f"bench{uuid.uuid4().hex[:6]}."
-    await ensure_topics(KafkaSettings(topic_prefix=prefix), bootstrap)
+    kafka = KafkaSettings(topic_prefix=prefix)
+    await ensure_topics(kafka, bootstrap)
+    await _create_floor_topics(bootstrap, prefix, kafka.partitions)
     profile = SimulatorProfile(seed=7, latency_ms=provider_latency_ms, output_tokens=(16, 64))
-    requests = [
-        r.model_copy(update={"id": f"{prefix}{i}"}) for i, r in enumerate(demo_requests(n, seed=3))
-    ]
-    warmup = [
-        r.model_copy(update={"id": f"{prefix}warm{i}"})
-        for i, r in enumerate(demo_requests(40, seed=4))
-    ]
+    warmup = _requests(prefix, "warm", 40, seed=4)
+    runs: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="tierline-bench-") as state_dir,
         spawn_simulator(profile) as sim,
     ):
         say(f"simulator at {sim.url}, provider latency {provider_latency_ms} ms")
-        say(f"baseline: {n} direct calls at {rate}/s")
-        direct = await measure_direct(sim.url, requests, rate)
         roles = RoleProcesses(bootstrap, prefix, sim.url, state_dir, embedded)
-        roles.start(["router", "workers", "sink"])
+        floor = RoleProcesses(bootstrap, prefix, sim.url, state_dir, embedded)
+        wait_ms = "5" if embedded else "100"
+        for stage, (source, target) in enumerate(itertools.pairwise(FLOOR_STAGES)):
+            floor.spawn(
+                "floor",
+                [sys.executable, "-m", "tierline.streams.bench_floor"]
+                + [f"{prefix}floor.{source}", f"{prefix}floor.{target}"]
+                + ["--bootstrap", bootstrap, "--group", f"{prefix}floor{stage}"]
+                + ["--fetch-max-wait-ms", wait_ms],
+            )
+        roles.start(["router", *(["workers"] * workers_processes), "sink"])
         try:
-            say("tierline: warming up (group joins)")
+            say("warming up (group joins)")
+            await measure_pipeline(bootstrap, prefix, warmup, 20, timeout_s=90, stage="floor.")
             await measure_pipeline(bootstrap, prefix, warmup, 20, timeout_s=90)
             roles.check()
-            say(f"tierline: {n} requests at {rate}/s through Kafka")
-            piped = await measure_pipeline(
-                bootstrap, prefix, requests, rate, timeout_s=n / rate + 60
-            )
-            roles.check()
+            for rate in rates:
+                run = await _one_rate(
+                    bootstrap, prefix, sim.url, n, rate, roles, floor, say, provider_latency_ms
+                )
+                runs.append(run | {"provider_latency_ms": provider_latency_ms})
         finally:
             roles.stop()
-    return {
+            floor.stop()
+    if embedded:
+        for run in runs:
+            run["note"] = "EMBEDDED broker: not representative; use Apache Kafka for figures"
+    return runs[0] if len(runs) == 1 else {"runs": runs}
+
+
+def _requests(prefix: str, tag: str, n: int, seed: int) -> list[RouteRequest]:
+    return [
+        r.model_copy(update={"id": f"{prefix}{tag}{i}"})
+        for i, r in enumerate(demo_requests(n, seed=seed))
+    ]
+
+
+async def _one_rate(
+    bootstrap: str,
+    prefix: str,
+    simulator_url: str,
+    n: int,
+    rate: float,
+    roles: RoleProcesses,
+    floor: RoleProcesses,
+    say: Callable[[str], None],
+    latency: float,
+) -> dict[str, Any]:
+    """Baseline, floor and tierline at one rate; overhead = latency - the provider's `latency`
+    (the floor calls no provider: its overhead is its whole latency)."""
+    tag = f"r{rate:g}-"
+    say(f"baseline: {n} direct calls at {rate}/s")
+    direct = await measure_direct(simulator_url, _requests(prefix, tag + "d", n, 3), rate)
+    say(f"floor: {n} messages at {rate}/s through two bare aiokafka stages")
+    before = floor.cpu()
+    bare = await measure_pipeline(
+        bootstrap, prefix, _requests(prefix, tag + "f", n, 3), rate, n / rate + 60, stage="floor."
+    )
+    floor_cpu = _per_answer(before, floor.cpu(), len(bare.ids))
+    say(f"tierline: {n} requests at {rate}/s through Kafka")
+    before = roles.cpu()
+    piped = await measure_pipeline(
+        bootstrap, prefix, _requests(prefix, tag + "t", n, 3), rate, n / rate + 60
+    )
+    roles.check()
+    tierline_cpu = _per_answer(before, roles.cpu(), len(piped.ids))
+    result: dict[str, Any] = {
+        "rate": rate,
+        "requests": n,
         "throughput_rps": piped.throughput_rps,
-        "overhead_ms": piped.overhead(provider_latency_ms),
+        "overhead_ms": piped.overhead(latency),
         "lost": piped.lost,
         "duplicates": piped.duplicates,
         "errors": piped.errors,
-        "requests": n,
-        "rate": rate,
-        "provider_latency_ms": provider_latency_ms,
+        "cpu_ms_per_request": tierline_cpu,
+        "floor": {
+            "throughput_rps": bare.throughput_rps,
+            "overhead_ms": bare.overhead(0.0),
+            "lost": bare.lost,
+            "cpu_ms_per_message": floor_cpu,
+        },
         "baseline": {
             "throughput_rps": direct.throughput_rps,
-            "overhead_ms": direct.overhead(provider_latency_ms),
+            "overhead_ms": direct.overhead(latency),
             "lost": direct.lost,
             "errors": direct.errors,
         },
     }
+    result["vs_floor"] = _ratios(result)
+    return result
+
+
+def _per_answer(
+    before: dict[str, float], after: dict[str, float], answered: int
+) -> dict[str, float]:
+    """CPU milliseconds per answered message, per role and in total."""
+    if answered == 0:
+        return {}
+    used = {role: (after[role] - before.get(role, 0.0)) * 1000 / answered for role in after}
+    used["total"] = sum(used.values())
+    return {role: round(ms, 3) for role, ms in used.items()}
+
+
+def _ratios(result: dict[str, Any]) -> dict[str, float | None]:
+    """tierline over the floor: latency added (p50, p99) and CPU per message."""
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a is not None and b else None
+
+    floor = result["floor"]
+    return {
+        "overhead_p50": ratio(result["overhead_ms"]["p50"], floor["overhead_ms"]["p50"]),
+        "overhead_p99": ratio(result["overhead_ms"]["p99"], floor["overhead_ms"]["p99"]),
+        "cpu": ratio(
+            result["cpu_ms_per_request"].get("total"), floor["cpu_ms_per_message"].get("total")
+        ),
+    }
+
+
+async def _create_floor_topics(bootstrap: str, prefix: str, partitions: int) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(f"{prefix}floor.{stage}", partitions, 1) for stage in FLOOR_STAGES]
+        )
+    finally:
+        await admin.close()
