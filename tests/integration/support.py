@@ -104,11 +104,18 @@ async def wait_until(check: Any, timeout_s: float, every_s: float = 0.3) -> bool
 
 
 async def create_topic(bootstrap: str, name: str, partitions: int = 2) -> str:
-    """Create a topic the way an operator would before naming it as a reply_to."""
+    """Create a topic the way an operator would, and wait until its partitions have leaders."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            described = await admin.describe_topics([name])
+            ready = [p for t in described if t.get("error_code") == 0 for p in t["partitions"]]
+            if len(ready) == partitions and all(p["leader"] >= 0 for p in ready):
+                break
+            await asyncio.sleep(0.1)
     finally:
         await admin.close()
     return name

@@ -1,0 +1,32 @@
+"""The bench's arithmetic: CPU per answered message, and tierline's ratios to the floor."""
+
+from __future__ import annotations
+
+import os
+
+from tierline.streams.bench import _per_answer, _ratios
+from tierline.streams.cpu_clock import cpu_seconds
+
+
+def test_cpu_seconds_of_this_process_grow_with_work() -> None:
+    before = cpu_seconds(os.getpid())
+    assert before is not None
+    sum(i * i for i in range(2_000_000))
+    after = cpu_seconds(os.getpid())
+    assert after is not None and after > before
+    assert cpu_seconds(2**22 + 12345) is None  # no such process
+
+
+def test_cpu_per_answer_is_per_role_and_in_total() -> None:
+    used = _per_answer({"router": 1.0, "workers": 2.0}, {"router": 1.5, "workers": 3.0}, 500)
+    assert used == {"router": 1.0, "workers": 2.0, "total": 3.0}
+    assert _per_answer({}, {"router": 1.0}, 0) == {}
+
+
+def test_ratios_to_the_floor() -> None:
+    result = {
+        "overhead_ms": {"p50": 12.0, "p99": 40.0},
+        "cpu_ms_per_request": {"total": 2.4},
+        "floor": {"overhead_ms": {"p50": 6.0, "p99": 0.0}, "cpu_ms_per_message": {"total": 1.5}},
+    }
+    assert _ratios(result) == {"overhead_p50": 2.0, "overhead_p99": None, "cpu": 1.6}
