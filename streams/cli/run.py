@@ -12,6 +12,7 @@ import click
 
 from tierline.streams.cli.common import config_option, load, log_level_option, say, setup_logging
 from tierline.streams.runtime import ROLES, StartupError, start_pipeline
+from tierline.streams.supervisor import child_commands, supervise
 
 
 @click.command("run")
@@ -36,12 +37,21 @@ from tierline.streams.runtime import ROLES, StartupError, start_pipeline
     help="Let aiokafka and faust log at --log-level too (their DEBUG lines print whole "
     "records, prompts included); otherwise they are held to warnings.",
 )
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Run the roles in this many processes (one per core; the sink runs once). "
+    "Needs real Kafka.",
+)
 def command(
     config_path: Path | None,
     roles: tuple[str, ...],
     status_every: float,
     log_level: str,
     debug_kafka: bool,
+    processes: int,
 ) -> None:
     """Run the router, the tier workers and the cost sink until Ctrl-C.
 
@@ -53,14 +63,27 @@ def command(
       TIERLINE_CLICKHOUSE_URL=http://default:@clickhouse:8123/default \\
       OPENAI_API_KEY=... tierline run
     \b
-    Run one role per process to scale them apart:
+    Run one role per process to scale them apart, or several processes of one:
       tierline run --role router
-      tierline run --role workers
+      tierline run --role workers --processes 2
       tierline run --role sink
     """
     setup_logging(log_level, debug_kafka)
     settings = load(config_path)
     chosen = ROLES if "all" in roles else tuple(r for r in ROLES if r in roles)
+    if processes > 1:
+        if settings.embedded_kafka:
+            raise click.ClickException(
+                "--processes needs real Kafka (TIERLINE_KAFKA_BOOTSTRAP): each process "
+                "would otherwise start an embedded broker of its own"
+            )
+        passthrough = ["--status-every", str(status_every), "--log-level", log_level]
+        if config_path is not None:
+            passthrough += ["--config", str(config_path)]
+        if debug_kafka:
+            passthrough.append("--debug-kafka")
+        code = supervise(child_commands(chosen, processes, passthrough), say)
+        raise SystemExit(code)
     asyncio.run(_run(settings, chosen, status_every))
 
 
