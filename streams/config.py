@@ -68,6 +68,9 @@ class WorkerSettings(BaseModel):
     tiers: list[Tier] = Field(default_factory=lambda: list(Tier))
     #: requests in flight per tier worker; partitions pause at this bound
     max_in_flight: int = Field(default=512, ge=1)
+    #: lower the bound while the event loop lags (streams/adaptive_bound.py), so that past
+    #: saturation throughput levels off instead of falling
+    adaptive_in_flight: bool = True
     call_timeout_s: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=2, ge=0)
     commit_interval_s: float = Field(default=0.5, gt=0)

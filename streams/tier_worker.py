@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from tierline.processors.serving.serve import serve
 from tierline.processors.serving.walk import Dispatcher, ServeOutcome
 from tierline.schemas import RoutedRequest, Tier
+from tierline.streams.adaptive_bound import AdaptiveBound, watch_lag
 from tierline.streams.commit_gap import CommitGap
 from tierline.streams.config import Settings
 from tierline.streams.done_log import DoneSet, load_done, since_ms_for
@@ -92,6 +93,9 @@ class TierWorker:
         self.producer = producer
         self.group_id = f"{settings.kafka.topic_prefix}worker.{tier}"
         self.max_in_flight = settings.worker.max_in_flight
+        self.bound = AdaptiveBound(
+            settings.worker.max_in_flight, enabled=settings.worker.adaptive_in_flight
+        )
         self.stats = WorkerStats()
         self.gap: CommitGap[TopicPartition] = CommitGap()
         self.done = DoneSet(settings.worker.dedupe_capacity)
@@ -120,9 +124,10 @@ class TierWorker:
             self.group_id,
         )
         next_commit = time.monotonic() + self.settings.worker.commit_interval_s
+        watcher = asyncio.create_task(watch_lag(self.bound, stop), name=f"lag.{self.tier}")
         try:
             while not stop.is_set():
-                room = self.max_in_flight - self.in_flight
+                room = self.bound.limit - self.in_flight
                 if room <= 0:
                     await self._wait_for_room(consumer, stop)
                     continue
@@ -134,6 +139,7 @@ class TierWorker:
                     await self._commit(consumer)
                     next_commit = time.monotonic() + self.settings.worker.commit_interval_s
         finally:
+            watcher.cancel()
             await self._stop(consumer)
 
     def _new_consumer(self) -> AIOKafkaConsumer:
@@ -166,7 +172,7 @@ class TierWorker:
         self.stats.paused += 1
         self._room.clear()
         try:
-            while self.in_flight >= self.max_in_flight and not stop.is_set():
+            while self.in_flight >= self.bound.limit and not stop.is_set():
                 try:
                     await asyncio.wait_for(self._room.wait(), timeout=0.5)
                 except TimeoutError:

@@ -68,3 +68,9 @@ def test_a_bootstrap_can_be_marked_as_an_embedded_broker() -> None:
     assert not real.embedded_kafka  # idempotent producer on
     env = {"TIERLINE_KAFKA_BOOTSTRAP": "127.0.0.1:5000", "TIERLINE_KAFKA_EMBEDDED": "true"}
     assert load_settings(env=env).embedded_kafka
+
+
+def test_the_adaptive_in_flight_bound_can_be_turned_off() -> None:
+    assert load_settings(env={}).worker.adaptive_in_flight
+    env = {"TIERLINE_WORKER_ADAPTIVE_IN_FLIGHT": "false"}
+    assert not load_settings(env=env).worker.adaptive_in_flight
