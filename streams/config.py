@@ -17,7 +17,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -62,6 +62,9 @@ class RouterSettings(BaseModel):
     policy: str = ""
     #: how often the router checks the policy file for changes
     policy_check_s: float = Field(default=5.0, gt=0)
+    #: "faust" (its agent; tables for per-tenant state) or "aiokafka" (a plain loop, measured
+    #: against it by `tierline bench`)
+    engine: Literal["faust", "aiokafka"] = "faust"
 
 
 class WorkerSettings(BaseModel):

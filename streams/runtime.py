@@ -32,6 +32,7 @@ from tierline.streams.cost_sink import CostSink
 from tierline.streams.embedded import EmbeddedBroker
 from tierline.streams.feedback_sink import FeedbackSink
 from tierline.streams.router import RequestRouter, build_router_app
+from tierline.streams.router_loop import PlainRouterLoop
 from tierline.streams.tier_worker import TierWorker
 from tierline.streams.topic_directory import TopicDirectory
 from tierline.streams.topics import Topics, ensure_topics
@@ -147,7 +148,7 @@ async def _start(
     if "workers" in roles:
         _start_workers(pipeline, producer, keys, stack)
     if "router" in roles:
-        await _start_router(pipeline, stack)
+        await _start_router(pipeline, stack, producer)
     if settings.prices.refresh_url and (pipeline.workers or pipeline.router):
         _start_price_refresh(pipeline, settings, stack, say)
     pipeline._stack = stack
@@ -247,7 +248,9 @@ def _start_workers(
         )
 
 
-async def _start_router(pipeline: Pipeline, stack: AsyncExitStack) -> None:
+async def _start_router(
+    pipeline: Pipeline, stack: AsyncExitStack, producer: AIOKafkaProducer
+) -> None:
     settings = pipeline.settings
     thresholds = Thresholds(settings.router.standard_threshold, settings.router.premium_threshold)
     policy = open_policy_source(
@@ -269,6 +272,10 @@ async def _start_router(pipeline: Pipeline, stack: AsyncExitStack) -> None:
         TopicDirectory(admin.list_topics),
     )
     pipeline.router = router
+    if settings.router.engine == "aiokafka":
+        loop = PlainRouterLoop(router, pipeline.bootstrap, producer)
+        pipeline._tasks.append(asyncio.create_task(loop.run(pipeline.stop_event), name="router"))
+        return
     app = build_router_app(router, pipeline.bootstrap, settings)
     await app.start()
     stack.push_async_callback(app.stop)
