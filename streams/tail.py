@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tierline.streams.topics import partition_ids
 
 
 async def tail_consumer(
-    bootstrap: str, topic: str, *, from_start: bool = False
+    bootstrap: str, topic: str, *, from_start: bool = False, wait_s: float = 10.0
 ) -> AIOKafkaConsumer:
-    """A group-less consumer on every partition of `topic`, at its end (or its start)."""
+    """A group-less consumer on every partition of `topic`, at its end (or its start).
+
+    A topic created a moment ago may not show its partitions yet: they are waited for,
+    up to `wait_s`, before the topic is said not to exist.
+    """
+    deadline = time.monotonic() + wait_s
+    # no event says that a new topic's partitions are ready: ask the broker again
+    while not (ids := await partition_ids(bootstrap, topic)) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    if not ids:
+        raise RuntimeError(f"topic {topic} does not exist")
+    partitions = [TopicPartition(topic, p) for p in ids]
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         fetch_max_wait_ms=10,
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
-    partitions = [TopicPartition(topic, p) for p in await partition_ids(bootstrap, topic)]
     await consumer.start()
-    if not partitions:
-        await consumer.stop()
-        raise RuntimeError(f"topic {topic} does not exist")
     consumer.assign(partitions)
     if from_start:
         await consumer.seek_to_beginning(*partitions)
