@@ -194,7 +194,6 @@ class RoleProcesses:
         state_dir: str,
         embedded: bool = False,
     ) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
         self.roles: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.env = {
             **os.environ,
@@ -219,8 +218,11 @@ class RoleProcesses:
         log = open(os.path.join(self.state_dir, f"{role}.{index}.log"), "ab")  # noqa: SIM115
         proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        self.procs.append(proc)
         self.roles.append((role, proc))
+
+    @property
+    def procs(self) -> list[subprocess.Popen[bytes]]:
+        return [proc for _, proc in self.roles]
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far, summed per role."""

@@ -141,10 +141,12 @@ class DemoTally:
         report = self.report
         report.latencies_ms.append((now - self._sent_at[response.id]) * 1000)
         report.responses += 1
+        # an error answer may carry billed attempts (a refusal, a failed cascade): they
+        # are spend, and ClickHouse holds them, which the billing wait compares against
+        report.cost_usd += response.cost_usd
         if response.status == "error":
             report.errors += 1
             return True
-        report.cost_usd += response.cost_usd
         report.by_tier[str(response.tier)] += 1
         report.by_provider[response.provider or "?"] += 1
         report.baseline_cost_usd += cost_of(_uncached(response.usage), self._premium_price)

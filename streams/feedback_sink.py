@@ -16,6 +16,7 @@ from clickhouse_connect.driver.client import Client
 
 from tierline.processors.store.clickhouse import insert_feedback
 from tierline.schemas import Feedback
+from tierline.schemas.request import request_key
 from tierline.streams.batch_sink import BatchSink
 
 
@@ -33,7 +34,7 @@ class FeedbackSink(BatchSink[Feedback]):
         return f"{self.settings.kafka.topic_prefix}feedback-sink"
 
     def key(self, record: Feedback) -> str:
-        return f"{record.tenant}\x00{record.request_id}\x00{record.source}"
+        return f"{request_key(record.tenant, record.request_id)}\x00{record.source}"
 
     def keep(self, held: Feedback, arriving: Feedback) -> bool:
         """The newest signal per request and source wins, whatever order they arrive in."""

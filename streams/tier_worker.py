@@ -92,7 +92,6 @@ class TierWorker:
         self.dispatcher = dispatcher
         self.producer = producer
         self.group_id = f"{settings.kafka.topic_prefix}worker.{tier}"
-        self.max_in_flight = settings.worker.max_in_flight
         self.bound = AdaptiveBound(
             settings.worker.max_in_flight, enabled=settings.worker.adaptive_in_flight
         )

@@ -100,7 +100,6 @@ def _readable(raw: bytes, error: StrictJSONError) -> dict[str, Any]:
     """
     if isinstance(error.value, dict):
         return {k: v for k, v in error.value.items() if k not in error.ambiguous}
-    text = raw[:_SCAN_CHARS].decode("utf-8", "replace")
     try:
         lenient = json.loads(raw.decode("utf-8", "replace"))
     except ValueError:
@@ -108,7 +107,7 @@ def _readable(raw: bytes, error: StrictJSONError) -> dict[str, Any]:
     if isinstance(lenient, dict):
         return lenient
     found: dict[str, list[str]] = {}
-    for name, value in _MEMBER.findall(text):
+    for name, value in _MEMBER.findall(raw[:_SCAN_CHARS].decode("utf-8", "replace")):
         found.setdefault(name, []).append(value)
     return {name: values[0] for name, values in found.items() if len(values) == 1}
 

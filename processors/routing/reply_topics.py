@@ -23,9 +23,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from tierline.schemas.request import TOPIC_NAME_PATTERN
+
 DEFAULT_PATTERNS: tuple[str, ...] = ("{tenant}.*",)
-#: Kafka's own rule for topic names
-_LEGAL = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_LEGAL = re.compile(TOPIC_NAME_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)

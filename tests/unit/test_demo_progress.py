@@ -124,8 +124,8 @@ def test_tally_counts_only_our_responses_once_and_sums_exactly() -> None:
 
     snap = tally.snapshot("answering")
     assert (snap.sent, snap.answered, snap.errors) == (4, 4, 1)
-    # exact: a float sum would be 0.30000000100000004
-    assert snap.cost_usd == Decimal("0.300000001")
+    # exact, and the error answer's billed attempts count too: ClickHouse holds them
+    assert snap.cost_usd == Decimal("1.000000001")
     assert report.cost_usd == snap.cost_usd  # the progress and the final report agree
     assert report.responses == 4 and report.errors == 1
     assert report.by_tier == {"economy": 2, "premium": 1}
