@@ -7,14 +7,20 @@ one, and tests keep their rows apart by request-id prefix.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
+from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from clickhouse_connect.driver.client import Client
 
+from tierline.schemas import RouteResponse
 from tierline.streams.config import (
     ClickHouseSettings,
     KafkaSettings,
@@ -128,3 +134,45 @@ async def list_topics(bootstrap: str) -> set[str]:
         return set(await admin.list_topics())
     finally:
         await admin.close()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def start_role(role: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`tierline run --role ROLE` in a process of its own, as a deployment runs it."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tierline.streams.cli", "run", "--role", role]
+            + ["--status-every", "1", "--log-level", "info"],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def answered_once(records: list[Any], ids: list[str]) -> list[RouteResponse]:
+    """The responses in `records`, asserted to be exactly one ok answer per id in `ids`."""
+    got = [RouteResponse.model_validate(orjson.loads(r.value)) for r in records]
+    ok_per_id = Counter(r.id for r in got if r.status == "ok")
+    assert set(ok_per_id) == set(ids), f"lost {len(set(ids) - set(ok_per_id))}"
+    assert max(ok_per_id.values()) == 1, [i for i, c in ok_per_id.items() if c > 1][:5]
+    assert len(got) == len(ids)  # and nothing else: no error answers
+    return got
+
+
+async def billed_once(clickhouse: Client, id_prefix: str, answers: list[RouteResponse]) -> None:
+    """ClickHouse holds one bill per answer, and its sum is the answers' sum, exactly."""
+    where = f"request_id LIKE '{id_prefix}%'"
+
+    async def billed() -> bool:
+        rows = clickhouse.query(f"SELECT count() FROM costs FINAL WHERE {where}").result_rows
+        return int(rows[0][0]) >= len(answers)
+
+    assert await wait_until(billed, timeout_s=60)
+    count, distinct, spent = clickhouse.query(
+        f"SELECT count(), uniqExact(request_id), sum(cost_usd) FROM costs FINAL WHERE {where}"
+    ).result_rows[0]
+    assert (count, distinct) == (len(answers), len(answers))
+    assert Decimal(spent) == sum((r.cost_usd for r in answers), Decimal(0))

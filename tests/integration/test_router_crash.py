@@ -6,33 +6,22 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
-from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 
-import orjson
 from clickhouse_connect.driver.client import Client
 
-from tests.integration.support import collect, make_settings, produce, request_body, wait_until
+from tests.integration.support import (
+    answered_once,
+    billed_once,
+    collect,
+    make_settings,
+    produce,
+    request_body,
+    start_role,
+)
 from tierline.processors.simulator import RunningSimulator
-from tierline.schemas import RouteResponse
 from tierline.streams.runtime import start_pipeline
 from tierline.streams.tail import tail_consumer
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def start_router(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tierline.streams.cli", "run", "--role", "router"]
-            + ["--status-every", "1", "--log-level", "info"],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 async def test_killed_router_restarts_without_losing_or_doubling(
@@ -54,7 +43,7 @@ async def test_killed_router_restarts_without_losing_or_doubling(
         "TIERLINE_STATE_DIR": str(tmp_path / "router"),
     }
     log = tmp_path / "router.log"
-    router = start_router(env, log)
+    router = start_role("router", env, log)
     restarted: subprocess.Popen[bytes] | None = None
     try:
         responses = await tail_consumer(kafka_bootstrap, pipeline.topics.responses)
@@ -75,26 +64,10 @@ async def test_killed_router_restarts_without_losing_or_doubling(
         router.send_signal(signal.SIGKILL)  # offsets since its last commit are routed again
         router.wait()
         await sending
-        restarted = start_router(env, log)
+        restarted = start_role("router", env, log)
         after = await collect(responses, n - len(before), timeout_s=120, settle_s=3)
-        got = [RouteResponse.model_validate(orjson.loads(r.value)) for r in before + after]
-
-        ok_per_id = Counter(r.id for r in got if r.status == "ok")
-        assert set(ok_per_id) == set(ids), f"lost {len(set(ids) - set(ok_per_id))}"
-        assert max(ok_per_id.values()) == 1  # answered once
-        assert len(got) == n  # and nothing else: no error answers
-        where = f"request_id LIKE '{topic_prefix}rk-%'"
-
-        async def billed() -> bool:
-            rows = clickhouse.query(f"SELECT count() FROM costs FINAL WHERE {where}").result_rows
-            return int(rows[0][0]) >= n
-
-        assert await wait_until(billed, timeout_s=60)
-        count, distinct, spent = clickhouse.query(
-            f"SELECT count(), uniqExact(request_id), sum(cost_usd) FROM costs FINAL WHERE {where}"
-        ).result_rows[0]
-        assert (count, distinct) == (n, n)  # billed once
-        assert Decimal(spent) == sum((r.cost_usd for r in got), Decimal(0))
+        got = answered_once(before + after, ids)
+        await billed_once(clickhouse, f"{topic_prefix}rk-", got)
         await responses.stop()
     finally:
         for proc in (router, restarted):
