@@ -113,6 +113,8 @@ class BatchSink(Generic[R]):
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # bills and feedback are published in transactions: read only committed ones
+            isolation_level=self.settings.isolation_level,
             fetch_max_wait_ms=max(kafka.fetch_max_wait_ms, 50),
             session_timeout_ms=kafka.session_timeout_ms,
             heartbeat_interval_ms=max(300, kafka.session_timeout_ms // 5),

@@ -129,11 +129,16 @@ async def measure_pipeline(
     timeout_s: float,
     *,
     stage: str = "",
+    embedded: bool = False,
 ) -> Measurement:
     """Send `requests` to `<prefix><stage>requests` at `rate`; time each answer on
-    `<prefix><stage>responses` (tierline's answers, or the floor's relayed requests)."""
+    `<prefix><stage>responses` (tierline's answers, or the floor's relayed requests),
+    read as a client should: committed transactions only (the embedded broker has none)."""
     m = Measurement(sent=len(requests))
-    responses = await tail_consumer(bootstrap, f"{prefix}{stage}responses")
+    isolation = "read_uncommitted" if embedded else "read_committed"
+    responses = await tail_consumer(
+        bootstrap, f"{prefix}{stage}responses", isolation_level=isolation
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
     await producer.start()
     sent_at: dict[str, float] = {}
@@ -195,6 +200,7 @@ class RoleProcesses:
         embedded: bool = False,
     ) -> None:
         self.roles: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.embedded = embedded
         self.env = {
             **os.environ,
             "TIERLINE_KAFKA_BOOTSTRAP": bootstrap,
@@ -291,8 +297,10 @@ async def run_bench(
         roles.start(["router", *(["workers"] * workers_processes), "sink"])
         try:
             say("warming up (group joins)")
-            await measure_pipeline(bootstrap, prefix, warmup, 20, timeout_s=90, stage="floor.")
-            await measure_pipeline(bootstrap, prefix, warmup, 20, timeout_s=90)
+            await measure_pipeline(
+                bootstrap, prefix, warmup, 20, timeout_s=90, stage="floor.", embedded=embedded
+            )
+            await measure_pipeline(bootstrap, prefix, warmup, 20, timeout_s=90, embedded=embedded)
             roles.check()
             for rate in rates:
                 run = await _one_rate(
@@ -334,13 +342,24 @@ async def _one_rate(
     say(f"floor: {n} messages at {rate}/s through two bare aiokafka stages")
     before = floor.cpu()
     bare = await measure_pipeline(
-        bootstrap, prefix, _requests(prefix, tag + "f", n, 3), rate, n / rate + 60, stage="floor."
+        bootstrap,
+        prefix,
+        _requests(prefix, tag + "f", n, 3),
+        rate,
+        n / rate + 60,
+        stage="floor.",
+        embedded=roles.embedded,
     )
     floor_cpu = _per_answer(before, floor.cpu(), len(bare.ids))
     say(f"tierline: {n} requests at {rate}/s through Kafka")
     before = roles.cpu()
     piped = await measure_pipeline(
-        bootstrap, prefix, _requests(prefix, tag + "t", n, 3), rate, n / rate + 60
+        bootstrap,
+        prefix,
+        _requests(prefix, tag + "t", n, 3),
+        rate,
+        n / rate + 60,
+        embedded=roles.embedded,
     )
     roles.check()
     tierline_cpu = _per_answer(before, roles.cpu(), len(piped.ids))

@@ -44,6 +44,14 @@ class KafkaSettings(BaseModel):
     #: not, so it gets EMBEDDED_FETCH_MAX_WAIT_MS
     fetch_max_wait_ms: int = Field(default=100, ge=0)
     linger_ms: int = Field(default=2, ge=0)
+    #: exactly once on Kafka transactions (streams/partition_outbox.py): "auto" = on for a
+    #: real Kafka, off for the embedded broker (which has none; the done log is used there)
+    transactions: Literal["auto", "on", "off"] = "auto"
+    #: how long answers gather before a transaction publishes them (one commit per batch)
+    transaction_linger_ms: int = Field(default=5, ge=0)
+    #: the broker aborts a transaction left open this long (a crashed owner's, if no one
+    #: takes its partition over sooner: a new owner aborts it at once)
+    transaction_timeout_ms: int = Field(default=30_000, ge=1000)
 
 
 class ClickHouseSettings(BaseModel):
@@ -121,6 +129,17 @@ class Settings(BaseModel):
     @property
     def embedded_kafka(self) -> bool:
         return not self.kafka.bootstrap or self.kafka.embedded
+
+    @property
+    def transactional(self) -> bool:
+        """Whether the roles publish in Kafka transactions (else: at least once + done log)."""
+        mode = self.kafka.transactions
+        return mode == "on" or (mode == "auto" and not self.embedded_kafka)
+
+    @property
+    def isolation_level(self) -> str:
+        """How tierline's own consumers read: only committed transactions, when there are any."""
+        return "read_committed" if self.transactional else "read_uncommitted"
 
     @property
     def clickhouse_url(self) -> str:

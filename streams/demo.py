@@ -186,8 +186,9 @@ async def run_demo(
     premium = pipeline.catalog.model(pipeline.catalog.candidates(Tier.PREMIUM)[0])
     tally = DemoTally(report, premium.price)
     topics = pipeline.topics
-    responses = await tail_consumer(pipeline.bootstrap, topics.responses)
-    dead = await tail_consumer(pipeline.bootstrap, topics.dlq)
+    isolation = pipeline.settings.isolation_level
+    responses = await tail_consumer(pipeline.bootstrap, topics.responses, isolation_level=isolation)
+    dead = await tail_consumer(pipeline.bootstrap, topics.dlq, isolation_level=isolation)
     producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap, linger_ms=5)
     await producer.start()
     try:

@@ -151,6 +151,8 @@ def build_router_app(router: RequestRouter, bootstrap: str, settings: Settings) 
         producer_max_request_size=kafka.max_message_bytes,
         consumer_max_fetch_size=kafka.max_message_bytes,
         stream_wait_empty=False,
+        # faust's own transactions, one producer per input partition, as in partition_outbox
+        processing_guarantee="exactly_once" if settings.transactional else "at_least_once",
     )
     app.fetch_max_wait_ms = kafka.fetch_max_wait_ms  # type: ignore[attr-defined]
     app.transport = ShortWaitTransport(app.conf.broker_consumer, app)

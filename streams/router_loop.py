@@ -1,11 +1,14 @@
 """The router step on a plain aiokafka loop: the default, measured against the faust agent.
 
-Same step (`RequestRouter.decide`), same guarantee: each polled batch is decided, its
-sends are acknowledged, and only then are its offsets committed, so a crash repeats
-work (deduplicated downstream) and never skips it. What it leaves out is faust: no
-second thread and event loop for the consumer, and no tables. Measured with `tierline
-bench` (Apache Kafka, 250 req/s): 1.18 ms of router CPU per request against faust's
-1.90. `router.engine = "faust"` runs the agent instead, for state kept in faust tables.
+Same step (`RequestRouter.decide`) either way. On a Kafka with transactions each
+input partition's forwards and its commit point go out in one transaction
+(`partition_outbox`), so a crash forwards a request once or not at all. Without
+them (the embedded broker), each polled batch is decided, its sends are
+acknowledged, and only then are its offsets committed: a crash repeats work
+(deduplicated by the workers' done log) and never skips it. What it leaves out is
+faust: no second thread and event loop for the consumer, and no tables. Measured
+with `tierline bench` (Apache Kafka, 250 req/s): 1.18 ms of router CPU per request
+against faust's 1.90. `router.engine = "faust"` runs the agent instead.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
+from tierline.streams.outgoing import Outgoing
+from tierline.streams.partition_outbox import Outboxes, commit_reader, transactional_producers
 from tierline.streams.router import RequestRouter
 from tierline.streams.sender import Sender
 
@@ -26,32 +32,97 @@ class PlainRouterLoop:
         self.router = router
         self.bootstrap = bootstrap
         self.sender = Sender(producer, router.topics, "router", log)
+        self.group_id = f"{router.settings.kafka.topic_prefix}router"
+        self.outboxes: Outboxes | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        kafka = self.router.settings.kafka
+        settings = self.router.settings
+        kafka = settings.kafka
         consumer = AIOKafkaConsumer(
-            self.router.topics.requests,
             bootstrap_servers=self.bootstrap,
-            group_id=f"{kafka.topic_prefix}router",
+            group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level=settings.isolation_level,
             fetch_max_wait_ms=kafka.fetch_max_wait_ms,
             session_timeout_ms=kafka.session_timeout_ms,
             heartbeat_interval_ms=max(300, kafka.session_timeout_ms // 5),
             max_partition_fetch_bytes=kafka.max_message_bytes,
         )
+        admin: AIOKafkaAdminClient | None = None
+        if settings.transactional:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=30_000)
+            await admin.start()
+            self.outboxes = Outboxes(
+                self.group_id,
+                transactional_producers(self.bootstrap, kafka),
+                commit_reader(admin, self.group_id),
+                self.router.topics,
+                linger_s=0,  # the loop hands over a whole polled batch at once
+                who="router",
+                log=log,
+                seek=consumer.seek,
+            )
+            consumer.subscribe([self.router.topics.requests], listener=_Rebalance(self.outboxes))
+        else:
+            consumer.subscribe([self.router.topics.requests])
         await consumer.start()
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100, max_records=500)
                 if not batch:
                     continue
-                sends = []
-                for records in batch.values():
-                    for record in records:
-                        where = (record.topic, record.partition, record.offset)
-                        sends += await self.router.decide(record.value, where)
-                await self.sender.send(sends)
-                await consumer.commit()
+                if self.outboxes is not None:
+                    await self._forward_in_transactions(batch)
+                else:
+                    await self._forward(batch)
+                    await consumer.commit()
         finally:
+            if self.outboxes is not None:
+                await self.outboxes.close()
             await consumer.stop()
+            if admin is not None:
+                await admin.close()
+
+    async def _forward(self, batch: dict[TopicPartition, list[object]]) -> None:
+        sends: list[Outgoing] = []
+        for records in batch.values():
+            for record in records:
+                sends += await self.router.decide(*_read(record))
+        await self.sender.send(sends)
+
+    async def _forward_in_transactions(self, batch: dict[TopicPartition, list[object]]) -> None:
+        """Each partition's forwards with its commit point; a partition that moved is skipped."""
+        assert self.outboxes is not None
+        published: list[asyncio.Future[bool]] = []
+        for tp, records in batch.items():
+            taken = [(self.outboxes.take(tp, _offset(r)), r) for r in records]
+            for box, record in taken:
+                offset = _offset(record)
+                if await box.ready() and box.must_serve(offset):
+                    published.append(box.publish(offset, await self.router.decide(*_read(record))))
+        # False: the partition moved or its producer was lost; its next owner forwards them
+        await asyncio.gather(*published)
+
+
+def _offset(record: object) -> int:
+    offset: int = record.offset  # type: ignore[attr-defined]
+    return offset
+
+
+def _read(record: object) -> tuple[bytes | None, tuple[str, int, int]]:
+    value: bytes | None = record.value  # type: ignore[attr-defined]
+    where = (record.topic, record.partition, record.offset)  # type: ignore[attr-defined]
+    return value, where
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, outboxes: Outboxes) -> None:
+        self.outboxes = outboxes
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # the loop awaits each batch's transactions before polling again: nothing is in flight
+        await self.outboxes.revoke(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.outboxes.assign(assigned)

@@ -126,6 +126,11 @@ async def _start(
     settings: Settings, roles: tuple[str, ...], say: Callable[[str], None], stack: AsyncExitStack
 ) -> Pipeline:
     """Broker, topics, providers, then each role asked for, in the order they depend."""
+    if settings.kafka.transactions == "on" and settings.embedded_kafka:
+        raise StartupError(
+            "kafka.transactions = on needs a Kafka with transactions; the embedded broker "
+            "has none (set TIERLINE_KAFKA_BOOTSTRAP, or transactions = auto)"
+        )
     bootstrap = await _kafka(settings, say, stack)
     topics = await ensure_topics(settings.kafka, bootstrap)
     catalog, keys, simulator_url = _providers(settings, roles, say, stack)

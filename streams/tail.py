@@ -11,9 +11,17 @@ from tierline.streams.topics import partition_ids
 
 
 async def tail_consumer(
-    bootstrap: str, topic: str, *, from_start: bool = False, wait_s: float = 10.0
+    bootstrap: str,
+    topic: str,
+    *,
+    from_start: bool = False,
+    wait_s: float = 10.0,
+    isolation_level: str = "read_committed",
 ) -> AIOKafkaConsumer:
     """A group-less consumer on every partition of `topic`, at its end (or its start).
+
+    It reads committed transactions only, as any client of tierline's topics should
+    (`Settings.isolation_level` says what tierline's own consumers use).
 
     A topic created a moment ago may not show its partitions yet: they are waited for,
     up to `wait_s`, before the topic is said not to exist.
@@ -28,6 +36,7 @@ async def tail_consumer(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
+        isolation_level=isolation_level,
         fetch_max_wait_ms=10,
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )

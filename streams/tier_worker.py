@@ -3,10 +3,15 @@
 Backpressure is a sack of `max_in_flight` slots. Each message taken off the
 topic holds a slot until its response is published; when the sack is empty the
 worker pauses its partitions (requests wait in Kafka, durably), and resumes
-them as slots come back. Offsets are committed only up to the oldest
-unfinished message (see `commit_gap`), and a message finished twice is
-answered once (see `done_log`). What to publish for a served request is the
-pure step `worker_step.respond`; this module is the loop around it.
+them as slots come back. What to publish for a served request is the pure step
+`worker_step.respond`; this module is the loop around it.
+
+Exactly once, two ways. On a Kafka with transactions (the default there), each
+partition's answers and its commit point go out in one transaction
+(`partition_outbox`): an answer and the record that it was given land together
+or not at all. Without them (the embedded broker), offsets are committed up to
+the oldest unfinished message (`commit_gap`) and a done log drops redeliveries
+(`done_log`): at least once, deduplicated, with a narrow window under a crash.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
@@ -29,10 +35,16 @@ from tierline.streams.adaptive_bound import AdaptiveBound, watch_lag
 from tierline.streams.commit_gap import CommitGap
 from tierline.streams.config import Settings
 from tierline.streams.done_log import DoneSet, load_done, since_ms_for
-from tierline.streams.outgoing import Source, unreadable
+from tierline.streams.outgoing import Outgoing, Source, unreadable
+from tierline.streams.partition_outbox import (
+    Outboxes,
+    PartitionOutbox,
+    commit_reader,
+    transactional_producers,
+)
 from tierline.streams.sender import Sender
 from tierline.streams.topics import Topics, partition_ids
-from tierline.streams.worker_step import respond
+from tierline.streams.worker_step import done_record, respond
 
 log = logging.getLogger("tierline.worker")
 
@@ -44,6 +56,8 @@ class WorkerStats:
     errors: int = 0
     dead_letters: int = 0
     duplicates: int = 0
+    #: answers not published because the partition moved or its producer was lost
+    handed_back: int = 0
     paused: int = 0
     started_at: float = field(default_factory=time.monotonic)
 
@@ -106,6 +120,9 @@ class TierWorker:
         self._ready: dict[TopicPartition, asyncio.Event] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._done_partitions: frozenset[int] = frozenset()
+        self.transactional = settings.transactional
+        self.outboxes: Outboxes | None = None
+        self._admin: AIOKafkaAdminClient | None = None
 
     @property
     def in_flight(self) -> int:
@@ -114,13 +131,16 @@ class TierWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Take messages while slots are free, until `stop`; then finish or hand back the rest."""
         consumer = self._consumer = self._new_consumer()
+        if self.transactional:
+            await self._open_outboxes(consumer)
         consumer.subscribe([self.topics.tier(self.tier)], listener=_Rebalance(self))
         await consumer.start()
         log.info(
-            "worker %s: consuming %s as group %s",
+            "worker %s: consuming %s as group %s (%s)",
             self.tier,
             self.topics.tier(self.tier),
             self.group_id,
+            "transactions" if self.transactional else "done log",
         )
         next_commit = time.monotonic() + self.settings.worker.commit_interval_s
         watcher = asyncio.create_task(watch_lag(self.bound, stop), name=f"lag.{self.tier}")
@@ -134,12 +154,29 @@ class TierWorker:
                 for tp, messages in batch.items():
                     for message in messages:
                         self._take(tp, message)
-                if time.monotonic() >= next_commit:
+                if not self.transactional and time.monotonic() >= next_commit:
                     await self._commit(consumer)
                     next_commit = time.monotonic() + self.settings.worker.commit_interval_s
         finally:
             watcher.cancel()
             await self._stop(consumer)
+
+    async def _open_outboxes(self, consumer: AIOKafkaConsumer) -> None:
+        admin = self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap, request_timeout_ms=30_000
+        )
+        await admin.start()
+        kafka = self.settings.kafka
+        self.outboxes = Outboxes(
+            self.group_id,
+            transactional_producers(self.bootstrap, kafka),
+            commit_reader(admin, self.group_id),
+            self.topics,
+            linger_s=kafka.transaction_linger_ms / 1000,
+            who=f"worker {self.tier}",
+            log=log,
+            seek=consumer.seek,
+        )
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         kafka = self.settings.kafka
@@ -148,6 +185,8 @@ class TierWorker:
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # the router forwards in transactions: serve only what it committed
+            isolation_level=self.settings.isolation_level,
             fetch_max_wait_ms=kafka.fetch_max_wait_ms,
             session_timeout_ms=kafka.session_timeout_ms,
             heartbeat_interval_ms=max(300, kafka.session_timeout_ms // 5),
@@ -161,8 +200,13 @@ class TierWorker:
         for task in list(self._tasks):  # still running: redelivered after restart
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._commit(consumer)
+        if self.outboxes is not None:
+            await self.outboxes.close()
+        else:
+            await self._commit(consumer)
         await consumer.stop()
+        if self._admin is not None:
+            await self._admin.close()
 
     async def _wait_for_room(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         """The sack is empty: pause every partition until a slot comes back."""
@@ -175,7 +219,8 @@ class TierWorker:
                 try:
                     await asyncio.wait_for(self._room.wait(), timeout=0.5)
                 except TimeoutError:
-                    await self._commit(consumer)
+                    if not self.transactional:
+                        await self._commit(consumer)
                 self._room.clear()
         finally:
             consumer.resume(*consumer.assignment())
@@ -184,7 +229,8 @@ class TierWorker:
         self.stats.received += 1
         offset: int = message.offset  # type: ignore[attr-defined]
         self.gap.start(tp, offset)
-        task = asyncio.create_task(self._handle(tp, message))
+        box = self.outboxes.take(tp, offset) if self.outboxes is not None else None
+        task = asyncio.create_task(self._handle(tp, message, box))
         self._tasks.add(task)
         task.add_done_callback(self._finished)
 
@@ -194,11 +240,18 @@ class TierWorker:
             log.error("worker %s: task failed", self.tier, exc_info=task.exception())
         self._room.set()
 
-    async def _handle(self, tp: TopicPartition, message: object) -> None:
+    async def _handle(
+        self, tp: TopicPartition, message: object, box: PartitionOutbox | None
+    ) -> None:
         offset: int = message.offset  # type: ignore[attr-defined]
         raw: bytes = message.value  # type: ignore[attr-defined]
         try:
-            await self._serve_message(tp, offset, raw)
+            if box is None:
+                await self._serve_message(tp, offset, raw, self._send_with_done)
+            elif await box.ready() and box.must_serve(offset):
+                await self._serve_message(tp, offset, raw, box.publish)
+            else:
+                self.stats.duplicates += 1
         except asyncio.CancelledError:
             # stopped mid-flight (shutdown past its drain time): the offset stays
             # unfinished, so the request is delivered again rather than answered wrongly
@@ -208,13 +261,24 @@ class TierWorker:
             raise
         self.gap.finish(tp, offset)
 
-    async def _serve_message(self, tp: TopicPartition, offset: int, raw: bytes) -> None:
+    async def _send_with_done(self, offset: int, sends: list[Outgoing]) -> bool:
+        """The done-log path: the answers and, when there are any, their done record."""
+        await self.sender.send(sends)
+        return True
+
+    async def _serve_message(
+        self,
+        tp: TopicPartition,
+        offset: int,
+        raw: bytes,
+        publish: Callable[[int, list[Outgoing]], Awaitable[bool]],
+    ) -> None:
         source = Source(tp.topic, tp.partition, offset, raw)
         try:
             routed = RoutedRequest.model_validate_json(raw)
         except (ValidationError, TypeError, ValueError) as exc:
-            await self.sender.send([unreadable(self.topics.dlq, source, "routed request", exc)])
-            self.stats.dead_letters += 1
+            if await publish(offset, [unreadable(self.topics.dlq, source, "routed request", exc)]):
+                self.stats.dead_letters += 1
             return
         ready = self._ready.get(tp)
         if ready is not None:
@@ -227,10 +291,16 @@ class TierWorker:
             if key in self.done:
                 self.stats.duplicates += 1
                 log.info("worker %s: %s answered before, dropped", self.tier, routed.request.id)
+                await publish(offset, [])  # the offset is answered: a commit may pass it
                 return
             outcome = await self._serve(routed)
-            sends = respond(routed, outcome, source, self.topics, self.tier, self._done_partitions)
-            await self.sender.send(sends)
+            sends = respond(routed, outcome, source, self.topics)
+            if not self.transactional:
+                done = done_record(key, source, self.topics, self.tier, self._done_partitions)
+                sends.append(done)
+            if not await publish(offset, sends):
+                self.stats.handed_back += 1
+                return
             self.done.add(key)
         if outcome.failed:
             self.stats.errors += 1
@@ -272,17 +342,28 @@ class TierWorker:
                 "worker %s: revoked partitions still have work in flight; committing below it",
                 self.tier,
             )
-        offsets = self.gap.to_commit(revoked)
-        if offsets:
-            try:
-                await consumer.commit(offsets)  # type: ignore[arg-type]
-            except KafkaError as exc:
-                log.warning("worker %s: commit on revoke failed: %s", self.tier, exc)
+        if self.outboxes is not None:
+            await self.outboxes.revoke(revoked)
+        else:
+            offsets = self.gap.to_commit(revoked)
+            if offsets:
+                try:
+                    await consumer.commit(offsets)  # type: ignore[arg-type]
+                except KafkaError as exc:
+                    log.warning("worker %s: commit on revoke failed: %s", self.tier, exc)
         self.gap.forget(revoked)
         for tp in revoked:
             self._ready.pop(tp, None)
 
     async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.outboxes is not None:
+            await self.outboxes.assign(assigned)
+            log.info(
+                "worker %s: assigned %d partitions, previous owners fenced",
+                self.tier,
+                len(assigned),
+            )
+            return
         events = {tp: asyncio.Event() for tp in assigned}
         self._ready.update(events)
         loaded = 0

@@ -18,10 +18,8 @@ def respond(
     outcome: ServeOutcome,
     source: Source,
     topics: Topics,
-    tier: Tier,
-    done_partitions: Collection[int] = (),
 ) -> list[Outgoing]:
-    """The response, the bills, a dead letter if unanswered, and the done record.
+    """The response, the bills, and a dead letter if unanswered.
 
     The response goes to the request's reply_to, else the shared response topic,
     keyed by request id; each billed attempt to the cost topic keyed by tenant.
@@ -45,7 +43,6 @@ def respond(
                 tenant=request.tenant,
             )
         )
-    sends.append(done_record(request.key, source, topics, tier, done_partitions))
     return sends
 
 
@@ -53,6 +50,9 @@ def done_record(
     request_key: str, source: Source, topics: Topics, tier: Tier, done_partitions: Collection[int]
 ) -> Outgoing:
     """The record saying the request (`RouteRequest.key`: tenant and id) is answered.
+
+    Only without transactions (the embedded broker): on the transactional path the
+    commit point says which messages are answered (`streams.offset_ledger`).
 
     It goes out with the answer and the bills, in the same produce batch, not
     after their acks: sent after, a crash between the two (measured: one in 400

@@ -29,6 +29,7 @@ from tierline.schemas import (
 )
 from tierline.streams import demo
 from tierline.streams.cli.demo import DemoProgressBar, wants_progress
+from tierline.streams.config import Settings
 from tierline.streams.demo import (
     DemoProgress,
     DemoReport,
@@ -224,7 +225,7 @@ class FakeBroker:
     def producer(self, **_: Any) -> FakeProducer:
         return FakeProducer(self)
 
-    async def tail(self, bootstrap: str, topic: str) -> FakeConsumer:
+    async def tail(self, bootstrap: str, topic: str, **_: str) -> FakeConsumer:
         return FakeConsumer(self, answers=topic.endswith("responses"))
 
 
@@ -267,7 +268,11 @@ async def test_run_demo_reports_progress_through_its_callback(
     monkeypatch.setattr(demo, "AIOKafkaProducer", broker.producer)
     monkeypatch.setattr(demo, "tail_consumer", broker.tail)
     pipeline: Any = SimpleNamespace(
-        topics=Topics(), bootstrap="fake:9092", catalog=load_catalog(), sink=None
+        topics=Topics(),
+        bootstrap="fake:9092",
+        catalog=load_catalog(),
+        sink=None,
+        settings=Settings(),
     )
     requests = [
         RouteRequest(id=f"q{i}", tenant="acme", messages=[ChatMessage(role="user", content="hi")])

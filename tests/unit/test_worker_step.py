@@ -24,7 +24,7 @@ from tierline.schemas import (
 )
 from tierline.streams.outgoing import Source, unreadable
 from tierline.streams.topics import Topics
-from tierline.streams.worker_step import respond
+from tierline.streams.worker_step import done_record, respond
 
 TOPICS = Topics("t.")
 
@@ -75,39 +75,44 @@ def unanswered() -> ServeOutcome:
     return ServeOutcome(RouteResponse.from_error("r1", "acme", error, attempts=1), [cost(1)])
 
 
-def test_an_answer_goes_out_with_its_bills_and_its_done_record() -> None:
+def test_an_answer_goes_out_with_its_bills() -> None:
     request = routed()
     outcome = answered(costs=2)
-    sends = respond(request, outcome, source(request), TOPICS, Tier.ECONOMY, {0, 1, 2})
-    assert [s.topic for s in sends] == ["t.responses", "t.costs", "t.costs", "t.tier.economy.done"]
-    response, *bills, done = sends
+    sends = respond(request, outcome, source(request), TOPICS)
+    assert [s.topic for s in sends] == ["t.responses", "t.costs", "t.costs"]
+    response, *bills = sends
     assert response.key == b"r1" and response.value == encode(outcome.response)
     assert [b.key for b in bills] == [b"acme", b"acme"]
     assert [CostRecord.model_validate_json(b.value) for b in bills] == outcome.costs
-    assert (done.key, done.value, done.partition) == (b"acme\x1fr1", b"", 2)  # ids are per tenant
     assert all(s.headers is None for s in sends)
+
+
+def test_the_done_record_names_the_request_per_tenant_on_the_partition_it_came_from() -> None:
+    request = routed()
+    done = done_record(request.request.key, source(request), TOPICS, Tier.ECONOMY, {0, 1, 2})
+    assert done.topic == "t.tier.economy.done"
+    assert (done.key, done.value, done.partition) == (b"acme\x1fr1", b"", 2)  # ids are per tenant
 
 
 def test_the_response_goes_to_reply_to_when_the_request_names_one() -> None:
     request = routed(reply_to="acme.replies")
-    sends = respond(request, answered(1), source(request), TOPICS, Tier.ECONOMY, {2})
+    sends = respond(request, answered(1), source(request), TOPICS)
     assert sends[0].topic == "acme.replies"
 
 
 def test_the_done_record_lets_the_producer_pick_a_partition_the_done_log_lacks() -> None:
     request = routed()
-    sends = respond(request, answered(1), source(request, partition=5), TOPICS, Tier.ECONOMY, {0})
-    assert sends[-1].partition is None
-    assert (
-        respond(request, answered(1), source(request), TOPICS, Tier.ECONOMY)[-1].partition is None
-    )
+    key = request.request.key
+    elsewhere = source(request, partition=5)
+    assert done_record(key, elsewhere, TOPICS, Tier.ECONOMY, {0}).partition is None
+    assert done_record(key, source(request), TOPICS, Tier.ECONOMY, ()).partition is None
 
 
 def test_when_every_candidate_failed_the_routed_request_is_dead_lettered_too() -> None:
     request = routed()
     read = source(request)
-    sends = respond(request, unanswered(), read, TOPICS, Tier.ECONOMY, {2})
-    assert [s.topic for s in sends] == ["t.responses", "t.costs", "t.dlq", "t.tier.economy.done"]
+    sends = respond(request, unanswered(), read, TOPICS)
+    assert [s.topic for s in sends] == ["t.responses", "t.costs", "t.dlq"]
     letter = sends[2]
     assert letter.key == b"r1" and letter.value == read.value  # byte for byte
     assert letter.headers is not None

@@ -1,0 +1,449 @@
+"""Exactly once on Kafka transactions: one transactional producer per input partition.
+
+Each input partition a role owns gets an outbox: a producer whose
+`transactional_id` names the group, topic and partition. Answers for the
+partition's messages queue in it; a loop takes what has queued (group commit:
+one transaction while the next batch gathers, after a linger of a few ms) and
+publishes it in one transaction together with the partition's commit point (the
+committed offset, and the out-of-order answers above it, see `offset_ledger`).
+Either the answers and the commit land together, or neither does.
+
+Why one producer per partition and not one per process: starting a producer with
+a transactional id fences every older producer with that id, and ends its open
+transaction at once. So when a partition moves (a rebalance, a SIGKILLed worker's
+partitions handed to another), the new owner's first act fences the old owner
+and aborts whatever it left half-done; only then does it read the commit point,
+which is final by then. With one id per process, a dead process's open
+transaction would block `read_committed` readers until its timeout, and a live
+but stalled one (a zombie) could still commit.
+
+A producer that turns fatal (fenced, or a transaction the coordinator timed out
+during a long broker outage) loses its generation: its queued answers are
+dropped, not published, and `on_lost` restarts the partition from the broker's
+commit point, so those messages are read and served again. Epochs serialise the
+owners: whoever commits holds the newest epoch, and read the commit point after
+every earlier epoch's last transaction ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.structs import OffsetAndMetadata
+
+from tierline.streams.config import KafkaSettings
+from tierline.streams.offset_ledger import OffsetLedger
+from tierline.streams.outgoing import Outgoing, reroute
+from tierline.streams.topics import Topics
+
+#: reads the group's committed offset and metadata for a partition (-1 when none)
+CommitReader = Callable[[TopicPartition], Awaitable[tuple[int, str]]]
+ProducerFactory = Callable[[str], AIOKafkaProducer]
+
+
+def transactional_producers(bootstrap: str, kafka: KafkaSettings) -> ProducerFactory:
+    """Makes the producer for a transactional id, with tierline's client settings."""
+
+    def new(transactional_id: str) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            transactional_id=transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=kafka.linger_ms,
+            max_request_size=kafka.max_message_bytes,
+            transaction_timeout_ms=kafka.transaction_timeout_ms,
+        )
+
+    return new
+
+
+def commit_reader(admin: AIOKafkaAdminClient, group_id: str) -> CommitReader:
+    """Reads `group_id`'s committed offset and metadata for a partition, from the broker."""
+
+    async def read(tp: TopicPartition) -> tuple[int, str]:
+        found = await admin.list_consumer_group_offsets(group_id, partitions=[tp])
+        committed = found.get(tp)
+        if committed is None or committed.offset < 0:
+            return -1, ""
+        return committed.offset, committed.metadata or ""
+
+    return read
+
+
+@dataclass
+class _Item:
+    offset: int
+    sends: Sequence[Outgoing]
+    published: asyncio.Future[bool] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def _txn_state(producer: AIOKafkaProducer) -> tuple[bool, bool]:
+    """(in a transaction or its abortable error, fatal): aiokafka has no public accessor."""
+    manager = producer._txn_manager
+    state = manager.state.name
+    return state in ("IN_TRANSACTION", "ABORTABLE_ERROR"), bool(manager.is_fatal_error())
+
+
+class PartitionOutbox:
+    """One input partition's transactional producer, its ledger, and its queue of answers."""
+
+    def __init__(
+        self,
+        tp: TopicPartition,
+        group_id: str,
+        new_producer: ProducerFactory,
+        topics: Topics,
+        *,
+        linger_s: float,
+        who: str,
+        log: logging.Logger,
+        on_lost: Callable[[PartitionOutbox], None],
+    ) -> None:
+        self.tp = tp
+        self.group_id = group_id
+        self.transactional_id = f"{group_id}.{tp.topic}.{tp.partition}"
+        self.topics = topics
+        self.linger_s = linger_s
+        self.who = who
+        self.log = log
+        self.on_lost = on_lost
+        self.ledger: OffsetLedger | None = None
+        self.lost = False
+        #: `open` has begun (a box made by an early record waits for its assignment)
+        self.opening = False
+        self.transactions = 0
+        self._new_producer = new_producer
+        self._producer: AIOKafkaProducer | None = None
+        self._early: set[int] = set()
+        self._queue: list[_Item] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._opened = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def open(self, read_commit: CommitReader) -> None:
+        """Fence the partition's previous owner, then read where it left off."""
+        delay = 0.2
+        while True:
+            producer = self._new_producer(self.transactional_id)
+            try:
+                await producer.start()
+                break
+            except KafkaError as exc:
+                await producer.stop()
+                self.log.warning(
+                    "%s: transactional producer for %s failed to start (%s); retrying",
+                    self.who,
+                    self.tp,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._producer = producer
+        while True:
+            try:
+                offset, metadata = await read_commit(self.tp)
+                break
+            except KafkaError as exc:
+                self.log.warning(
+                    "%s: could not read the commit point of %s (%s); retrying",
+                    self.who,
+                    self.tp,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        ledger = OffsetLedger.from_commit(offset, metadata)
+        for early in sorted(self._early):
+            ledger.take(early)
+        self._early.clear()
+        self.ledger = ledger
+        self.log.info(
+            "%s: %s resumes at offset %d, %d answered above it",
+            self.who,
+            self.tp,
+            ledger.base,
+            sum(1 for o in range(ledger.base, ledger.end) if ledger.answered(o)),
+        )
+        self._task = asyncio.create_task(self._run(), name=f"outbox.{self.transactional_id}")
+        self._opened.set()
+
+    async def ready(self, timeout_s: float = 120.0) -> bool:
+        """Wait for `open`; False if it did not happen in time (the partition never came)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._opened.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def take(self, offset: int) -> None:
+        """The message at `offset` was read; before `open` ends, it is decided then."""
+        if self.ledger is None:
+            self._early.add(offset)
+        else:
+            self.ledger.take(offset)
+
+    def must_serve(self, offset: int) -> bool:
+        """After `ready`: whether the message at `offset` still needs an answer."""
+        return self.ledger is not None and not self.lost and offset in self.ledger.unfinished
+
+    def publish(self, offset: int, sends: Sequence[Outgoing]) -> asyncio.Future[bool]:
+        """Queue the answers to the message at `offset`; resolves True once committed.
+
+        False means they were not published and never will be by this owner: the
+        partition moved or its producer was lost, and the message is served again.
+        """
+        item = _Item(offset, sends)
+        if self.lost or self._task is None or self._task.done():
+            item.published.set_result(False)
+            return item.published
+        self._queue.append(item)
+        self._idle.clear()
+        self._wake.set()
+        return item.published
+
+    async def close(self, timeout_s: float = 30.0) -> None:
+        """Publish what has queued (for up to `timeout_s`), then stop the producer."""
+        if self._task is not None and not self.lost:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._idle.wait()
+            except TimeoutError:
+                self.log.warning("%s: %s closed with answers unpublished", self.who, self.tp)
+        self._discard()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    def _discard(self) -> None:
+        self.lost = True
+        if self._task is not None:
+            self._task.cancel()
+        for item in self._queue:
+            if not item.published.done():
+                item.published.set_result(False)
+        self._queue.clear()
+        self._idle.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._queue:
+                self._idle.set()
+                continue
+            if self.linger_s:
+                await asyncio.sleep(self.linger_s)
+            assert self.ledger is not None
+            batch, self._queue = self._queue, []
+            offsets, held = self.ledger.admissible(item.offset for item in batch)
+            keep = set(offsets)
+            taken = [item for item in batch if item.offset in keep]
+            self._queue[:0] = [item for item in batch if item.offset not in keep]
+            if held:
+                self.log.info("%s: %s holds %d answers back a turn", self.who, self.tp, len(held))
+            if not await self._transact(taken):
+                return
+            if self._queue:
+                self._wake.set()
+            else:
+                self._idle.set()
+
+    async def _transact(self, items: list[_Item]) -> bool:
+        """Publish `items` and the commit point in one transaction; False: the producer is lost."""
+        producer, ledger = self._producer, self.ledger
+        assert producer is not None and ledger is not None
+        sends = [send for item in items for send in item.sends]
+        tries, delay = 0, 0.1
+        while True:
+            try:
+                await producer.begin_transaction()
+                results = await asyncio.gather(*(self._send_one(producer, s) for s in sends))
+                failed = {i: r for i, r in enumerate(results) if r is not None}
+                if failed:
+                    raise _SendsFailed(failed)
+                point = ledger.commit(item.offset for item in items)
+                await producer.send_offsets_to_transaction(
+                    {self.tp: OffsetAndMetadata(point.offset, point.metadata)}, self.group_id
+                )
+                await producer.commit_transaction()
+            except (KafkaError, _SendsFailed) as exc:
+                if not await self._recover(producer, exc):
+                    return False
+                if isinstance(exc, _SendsFailed):
+                    tries += 1
+                    sends = self._rerouted(sends, exc.failed, tries)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.transactions += 1
+            for item in items:
+                if not item.published.done():
+                    item.published.set_result(True)
+            return True
+
+    async def _recover(self, producer: AIOKafkaProducer, error: Exception) -> bool:
+        """Abort the failed transaction; False when the producer is lost (and say so)."""
+        in_txn, fatal = _txn_state(producer)
+        if not fatal and in_txn:
+            try:
+                await producer.abort_transaction()
+            except KafkaError as exc:
+                error = exc
+            in_txn, fatal = _txn_state(producer)
+        if fatal or in_txn:
+            self.log.warning(
+                "%s: producer for %s lost (%s); %s restarts from its commit point",
+                self.who,
+                self.tp,
+                error,
+                self.tp,
+            )
+            self._discard()
+            self.on_lost(self)
+            return False
+        self.log.warning("%s: transaction for %s failed (%s); retrying", self.who, self.tp, error)
+        return True
+
+    @staticmethod
+    async def _send_one(producer: AIOKafkaProducer, send: Outgoing) -> BaseException | None:
+        try:
+            future = await producer.send(
+                send.topic,
+                send.value,
+                key=send.key,
+                headers=send.header_list(),
+                partition=send.partition,
+            )
+            await future
+        except KafkaError as exc:
+            error: BaseException = exc
+            return error
+        return None
+
+    def _rerouted(
+        self, sends: list[Outgoing], failed: dict[int, BaseException], tries: int
+    ) -> list[Outgoing]:
+        out = []
+        for i, send in enumerate(sends):
+            error = failed.get(i)
+            if error is None:
+                out.append(send)
+                continue
+            instead = reroute(send, tries, isinstance(error, MessageSizeTooLargeError), self.topics)
+            if instead.topic != send.topic:
+                self.log.warning(
+                    "%s: reply_to %s refuses; answering on %s", self.who, send.topic, instead.topic
+                )
+            out.append(instead)
+        return out
+
+
+class _SendsFailed(Exception):
+    def __init__(self, failed: dict[int, BaseException]) -> None:
+        super().__init__(f"{len(failed)} sends failed: {next(iter(failed.values()))}")
+        self.failed = failed
+
+
+class Outboxes:
+    """The outboxes of the partitions a consumer owns, opened on assignment, closed on revoke.
+
+    `seek` moves the consumer: a partition whose producer was lost restarts
+    from the commit point the broker holds.
+    """
+
+    def __init__(
+        self,
+        group_id: str,
+        new_producer: ProducerFactory,
+        read_commit: CommitReader,
+        topics: Topics,
+        *,
+        linger_s: float,
+        who: str,
+        log: logging.Logger,
+        seek: Callable[[TopicPartition, int], None],
+    ) -> None:
+        self.group_id = group_id
+        self.new_producer = new_producer
+        self.read_commit = read_commit
+        self.topics = topics
+        self.linger_s = linger_s
+        self.who = who
+        self.log = log
+        self.seek = seek
+        self.boxes: dict[TopicPartition, PartitionOutbox] = {}
+        self.restarts = 0
+        self._restarting: set[asyncio.Task[None]] = set()
+
+    def _box(self, tp: TopicPartition) -> PartitionOutbox:
+        return PartitionOutbox(
+            tp,
+            self.group_id,
+            self.new_producer,
+            self.topics,
+            linger_s=self.linger_s,
+            who=self.who,
+            log=self.log,
+            on_lost=self._lost,
+        )
+
+    async def assign(self, partitions: Iterable[TopicPartition]) -> None:
+        """Open an outbox per partition: fence old owners, read their commit points."""
+        fresh = [tp for tp in partitions if tp not in self.boxes or not self.boxes[tp].opening]
+        for tp in fresh:
+            box = self.boxes.setdefault(tp, self._box(tp))
+            box.opening = True
+        await asyncio.gather(*(self.boxes[tp].open(self.read_commit) for tp in fresh))
+
+    async def revoke(self, partitions: Iterable[TopicPartition], timeout_s: float = 30.0) -> None:
+        boxes = [self.boxes.pop(tp) for tp in partitions if tp in self.boxes]
+        await asyncio.gather(*(box.close(timeout_s) for box in boxes))
+
+    def take(self, tp: TopicPartition, offset: int) -> PartitionOutbox:
+        """Note the read of `offset`, and say which outbox its answers go to.
+
+        A record may come a moment before its partition's assignment callback
+        runs: its outbox is made here and opened by `assign`.
+        """
+        box = self.boxes.get(tp)
+        if box is None:
+            box = self.boxes[tp] = self._box(tp)
+        box.take(offset)
+        return box
+
+    async def close(self) -> None:
+        for task in list(self._restarting):
+            task.cancel()
+        await self.revoke(list(self.boxes))
+
+    @property
+    def transactions(self) -> int:
+        return sum(box.transactions for box in self.boxes.values())
+
+    def _lost(self, box: PartitionOutbox) -> None:
+        task = asyncio.create_task(self._restart(box), name=f"outbox.restart.{box.tp}")
+        self._restarting.add(task)
+        task.add_done_callback(self._restarting.discard)
+
+    async def _restart(self, lost: PartitionOutbox) -> None:
+        """A new generation for a lost partition: fence, read the commit point, read from it."""
+        if self.boxes.get(lost.tp) is not lost:
+            return  # revoked meanwhile, or already restarted
+        await lost.close(timeout_s=0)
+        box = self.boxes[lost.tp] = self._box(lost.tp)
+        box.opening = True
+        await box.open(self.read_commit)
+        assert box.ledger is not None
+        self.restarts += 1
+        self.seek(lost.tp, box.ledger.base)
