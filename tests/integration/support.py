@@ -7,6 +7,7 @@ one, and tests keep their rows apart by request-id prefix.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -176,3 +177,116 @@ async def billed_once(clickhouse: Client, id_prefix: str, answers: list[RouteRes
     ).result_rows[0]
     assert (count, distinct) == (len(answers), len(answers))
     assert Decimal(spent) == sum((r.cost_usd for r in answers), Decimal(0))
+
+
+# --- role processes under faults (broker restart, workers joining and leaving) -------------
+
+
+def role_env(
+    bootstrap: str, prefix: str, state_dir: Path, simulator_url: str = "", **extra: str
+) -> dict[str, str]:
+    """The environment of a `tierline run --role ...` process under test: this broker and
+    prefix, 3 partitions, short sessions; `extra` as TIERLINE_<NAME> (upper-cased)."""
+    env = {
+        **os.environ,
+        "TIERLINE_KAFKA_BOOTSTRAP": bootstrap,
+        "TIERLINE_KAFKA_TOPIC_PREFIX": prefix,
+        "TIERLINE_KAFKA_PARTITIONS": "3",
+        "TIERLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "TIERLINE_STATE_DIR": str(state_dir),
+    }
+    if simulator_url:
+        env["TIERLINE_SIMULATOR_URL"] = simulator_url
+    env.update({f"TIERLINE_{name.upper()}": value for name, value in extra.items()})
+    return env
+
+
+def log_tail(log: Path, chars: int = 4000) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.exists() else f"({log} is missing)"
+
+
+def assert_running(procs: dict[str, tuple[subprocess.Popen[bytes], Path]]) -> None:
+    """Every named role process is still alive; else its exit code and its log's end."""
+    for name, (proc, log) in procs.items():
+        code = proc.poll()
+        assert code is None, f"{name} exited with {code}:\n{log_tail(log)}"
+
+
+def stop_roles(*procs: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM each process still running (a graceful stop), SIGKILL one that hangs."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        if proc is None:
+            continue
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Trickle:
+    """Sends `bodies` to `topic` at a steady pace: `chunk` records, their acks, a pause.
+
+    One idempotent producer for the whole stream, patient enough (`request_timeout_ms`) to
+    wait out a broker restart: a send the broker was slow to acknowledge is retried, never
+    written twice. `sent` counts the acknowledged records.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        bodies: list[bytes],
+        chunk: int = 10,
+        every_s: float = 0.2,
+        key: bytes = b"acme",
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.bodies = bodies
+        self.chunk = chunk
+        self.every_s = every_s
+        self.key = key
+        self.sent = 0
+
+    async def run(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            linger_ms=5,
+            acks="all",
+            enable_idempotence=True,
+            request_timeout_ms=120_000,
+        )
+        await producer.start()
+        try:
+            for start in range(0, len(self.bodies), self.chunk):
+                part = self.bodies[start : start + self.chunk]
+                acks = [await producer.send(self.topic, v, key=self.key) for v in part]
+                await asyncio.gather(*acks)
+                self.sent += len(part)
+                await asyncio.sleep(self.every_s)
+        finally:
+            await producer.stop()
+
+    async def until_sent(self, n: int, timeout_s: float) -> None:
+        async def enough() -> bool:
+            return self.sent >= n
+
+        assert await wait_until(enough, timeout_s, every_s=0.05), (self.sent, n)
+
+
+async def sent_once(bootstrap: str, topic: str, ids: list[str]) -> None:
+    """The request topic holds each of `ids` exactly once: a count of answers then measures
+    tierline, not a test producer that wrote a request twice (or never)."""
+    from tierline.streams.tail import tail_consumer
+
+    consumer = await tail_consumer(bootstrap, topic, from_start=True)
+    try:
+        records = await collect(consumer, len(ids), timeout_s=60, settle_s=1)
+    finally:
+        await consumer.stop()
+    per_id = Counter(orjson.loads(r.value)["id"] for r in records)
+    assert per_id == Counter(ids), (len(records), len(ids))
