@@ -93,6 +93,15 @@ def _txn_state(producer: AIOKafkaProducer) -> tuple[bool, bool]:
     return state in ("IN_TRANSACTION", "ABORTABLE_ERROR"), bool(manager.is_fatal_error())
 
 
+def _retrieve_failure(producer: AIOKafkaProducer) -> None:
+    """Mark a lost producer's failed futures as seen: nobody will await them, and asyncio
+    would log each at garbage collection (aiokafka keeps them private)."""
+    futures = [producer._txn_manager._transaction_waiter, producer._sender.sender_task]
+    for future in futures:
+        if future is not None and future.done() and not future.cancelled():
+            future.exception()
+
+
 class PartitionOutbox:
     """One input partition's transactional producer, its ledger, and its queue of answers."""
 
@@ -279,6 +288,9 @@ class PartitionOutbox:
                 await producer.commit_transaction()
             except (KafkaError, _SendsFailed) as exc:
                 if not await self._recover(producer, exc):
+                    for item in items:
+                        if not item.published.done():
+                            item.published.set_result(False)
                     return False
                 if isinstance(exc, _SendsFailed):
                     tries += 1
@@ -302,8 +314,9 @@ class PartitionOutbox:
                 error = exc
             in_txn, fatal = _txn_state(producer)
         if fatal or in_txn:
+            _retrieve_failure(producer)
             self.log.warning(
-                "%s: producer for %s lost (%s); %s restarts from its commit point",
+                "%s: producer for %s lost (%s); %s restarts from its commit point if still ours",
                 self.who,
                 self.tp,
                 error,
@@ -358,8 +371,10 @@ class _SendsFailed(Exception):
 class Outboxes:
     """The outboxes of the partitions a consumer owns, opened on assignment, closed on revoke.
 
-    `seek` moves the consumer: a partition whose producer was lost restarts
-    from the commit point the broker holds.
+    A partition whose producer was lost restarts from the commit point the
+    broker holds (`seek` moves the consumer there), after `restart_delay_s` and
+    only if `owns` still says the consumer has it: a fenced zombie learns of its
+    revocation within a session timeout, and must not fence the new owner back.
     """
 
     def __init__(
@@ -373,8 +388,12 @@ class Outboxes:
         who: str,
         log: logging.Logger,
         seek: Callable[[TopicPartition, int], None],
+        owns: Callable[[TopicPartition], bool],
+        restart_delay_s: float,
     ) -> None:
         self.group_id = group_id
+        self.owns = owns
+        self.restart_delay_s = restart_delay_s
         self.new_producer = new_producer
         self.read_commit = read_commit
         self.topics = topics
@@ -438,9 +457,14 @@ class Outboxes:
 
     async def _restart(self, lost: PartitionOutbox) -> None:
         """A new generation for a lost partition: fence, read the commit point, read from it."""
+        await lost.close(timeout_s=0)
+        await asyncio.sleep(self.restart_delay_s)
         if self.boxes.get(lost.tp) is not lost:
             return  # revoked meanwhile, or already restarted
-        await lost.close(timeout_s=0)
+        if not self.owns(lost.tp):
+            self.log.info("%s: %s is no longer ours; not restarting it", self.who, lost.tp)
+            del self.boxes[lost.tp]
+            return
         box = self.boxes[lost.tp] = self._box(lost.tp)
         box.opening = True
         await box.open(self.read_commit)

@@ -62,6 +62,8 @@ class PlainRouterLoop:
                 who="router",
                 log=log,
                 seek=consumer.seek,
+                owns=lambda tp: tp in consumer.assignment(),
+                restart_delay_s=kafka.session_timeout_ms / 1000,
             )
             consumer.subscribe([self.router.topics.requests], listener=_Rebalance(self.outboxes))
         else:

@@ -176,6 +176,8 @@ class TierWorker:
             who=f"worker {self.tier}",
             log=log,
             seek=consumer.seek,
+            owns=lambda tp: tp in consumer.assignment(),
+            restart_delay_s=kafka.session_timeout_ms / 1000,
         )
 
     def _new_consumer(self) -> AIOKafkaConsumer:
