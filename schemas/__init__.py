@@ -3,6 +3,7 @@
 The bottom layer: imports nothing of ours.
 """
 
+from tierline.schemas.attempt import Attempt
 from tierline.schemas.codec import decode, encode
 from tierline.schemas.cost import CostRecord
 from tierline.schemas.dead_letter import DeadLetter
@@ -15,6 +16,7 @@ from tierline.schemas.routed import Escalation, RoutedRequest
 from tierline.schemas.tier import LatencyClass, Tier
 
 __all__ = [
+    "Attempt",
     "ChatMessage",
     "CostRecord",
     "DeadLetter",

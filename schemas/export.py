@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tierline.schemas.attempt import Attempt
 from tierline.schemas.cost import CostRecord
 from tierline.schemas.feedback import Feedback
 from tierline.schemas.request import RouteRequest
@@ -25,6 +26,7 @@ TOPIC_MODELS: dict[str, type[BaseModel]] = {
     "tierline.responses": RouteResponse,
     "tierline.costs": CostRecord,
     "tierline.feedback": Feedback,
+    "tierline.attempts": Attempt,
 }
 OUT_DIR = Path(__file__).parent / "jsonschema"
 

@@ -27,6 +27,8 @@ from tierline.processors.routing.policy_reload import open_policy_source
 from tierline.processors.routing.tier_rules import Thresholds, TierRules
 from tierline.processors.serving.walk import Dispatcher, RetryPlan
 from tierline.schemas import Tier
+from tierline.streams.attempt_log import attempt_recorder
+from tierline.streams.attempt_sink import AttemptSink
 from tierline.streams.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings
 from tierline.streams.cost_sink import CostSink
 from tierline.streams.embedded import EmbeddedBroker
@@ -67,6 +69,7 @@ class Pipeline:
     workers: dict[Tier, TierWorker] = field(default_factory=dict)
     sink: CostSink | None = None
     feedback_sink: FeedbackSink | None = None
+    attempt_sink: AttemptSink | None = None
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     notices: list[str] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -231,6 +234,11 @@ def _start_sinks(pipeline: Pipeline, producer: AIOKafkaProducer) -> None:
     pipeline._tasks.append(
         asyncio.create_task(feedback.run(pipeline.stop_event), name="feedback_sink")
     )
+    attempts = AttemptSink(settings, topics, bootstrap, producer)
+    pipeline.attempt_sink = attempts
+    pipeline._tasks.append(
+        asyncio.create_task(attempts.run(pipeline.stop_event), name="attempt_sink")
+    )
 
 
 def _start_workers(
@@ -242,7 +250,8 @@ def _start_workers(
     retry = RetryPlan(
         max_retries=settings.worker.max_retries, call_timeout_s=settings.worker.call_timeout_s
     )
-    dispatcher = Dispatcher(pipeline.catalog, client, keys, retry)
+    on_attempt = attempt_recorder(producer, pipeline.topics)
+    dispatcher = Dispatcher(pipeline.catalog, client, keys, retry, on_attempt=on_attempt)
     for tier in settings.worker.tiers:
         worker = TierWorker(
             tier, settings, pipeline.topics, pipeline.bootstrap, dispatcher, producer

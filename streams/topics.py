@@ -36,6 +36,11 @@ class Topics:
     def feedback(self) -> str:
         return self.prefix + "feedback"
 
+    @property
+    def attempts(self) -> str:
+        """Every provider call, `started` before it and `settled` with its answer."""
+        return self.prefix + "attempts"
+
     def tier(self, tier: Tier) -> str:
         return f"{self.prefix}tier.{tier}"
 
@@ -44,7 +49,7 @@ class Topics:
         return f"{self.prefix}tier.{tier}.done"
 
     def all(self) -> list[str]:
-        names = [self.requests, self.responses, self.costs, self.dlq, self.feedback]
+        names = [self.requests, self.responses, self.costs, self.dlq, self.feedback, self.attempts]
         for tier in Tier:
             names += [self.tier(tier), self.done(tier)]
         return names

@@ -19,7 +19,7 @@ def respond(
     source: Source,
     topics: Topics,
 ) -> list[Outgoing]:
-    """The response, the bills, and a dead letter if unanswered.
+    """The response, the bills, the settled attempts, and a dead letter if unanswered.
 
     The response goes to the request's reply_to, else the shared response topic,
     keyed by request id; each billed attempt to the cost topic keyed by tenant.
@@ -29,7 +29,9 @@ def respond(
     request = routed.request
     key = request.id.encode()
     sends = [Outgoing(request.reply_to or topics.responses, key, encode(outcome.response))]
-    sends += [Outgoing(topics.costs, request.tenant.encode(), encode(c)) for c in outcome.costs]
+    tenant = request.tenant.encode()
+    sends += [Outgoing(topics.costs, tenant, encode(c)) for c in outcome.costs]
+    sends += [Outgoing(topics.attempts, tenant, encode(a)) for a in outcome.attempts]
     if outcome.failed:
         error = outcome.response.error
         sends.append(

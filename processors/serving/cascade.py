@@ -83,7 +83,7 @@ def merge(first: ServeOutcome, second: ServeOutcome, latency_ms: float) -> Serve
             "latency_ms": latency_ms,
         }
     )
-    return ServeOutcome(response, costs)
+    return ServeOutcome(response, costs, first.attempts + second.attempts)
 
 
 def renumber(record: CostRecord, offset: int) -> CostRecord:

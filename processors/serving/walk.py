@@ -5,6 +5,10 @@ retried with backoff while its failures are retryable (timeouts, 429s, 5xx) and
 retries remain; then the walk steps to the next rung, if another model can
 help. The first success ends the walk. Every attempt that consumed tokens is
 billed, in its own `CostRecord`; the response carries the total.
+
+Before each call the dispatcher's `on_attempt` hears of it (an `Attempt` in state
+`started`, with its estimated cost), and the outcome lists every attempt again as
+`settled`: published with the answer, they show which calls a crash cut off.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,8 +32,10 @@ from tierline.processors.providers.call import call_model
 from tierline.processors.providers.keys import KeyRing
 from tierline.processors.providers.registry import adapter_for
 from tierline.processors.providers.tokens import count_prompt_tokens, fits
+from tierline.processors.routing.cost_cap import estimate
 from tierline.processors.serving.backoff import Backoff
 from tierline.schemas import (
+    Attempt,
     CostRecord,
     ErrorInfo,
     ErrorType,
@@ -53,6 +60,8 @@ class ServeOutcome:
 
     response: RouteResponse
     costs: list[CostRecord]
+    #: every provider call made, as `settled` (see the module docstring)
+    attempts: list[Attempt] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -60,6 +69,8 @@ class ServeOutcome:
 
 
 Sleep = Callable[[float], Awaitable[None]]
+#: told of each provider call before it is made; returns once the record is durable
+AttemptHook = Callable[[Attempt], Awaitable[None]]
 
 
 class Dispatcher:
@@ -74,6 +85,7 @@ class Dispatcher:
         *,
         seed: int | None = None,
         sleep: Sleep = asyncio.sleep,
+        on_attempt: AttemptHook | None = None,
     ) -> None:
         self.catalog = catalog
         self.client = client
@@ -81,6 +93,7 @@ class Dispatcher:
         self.retry = retry or RetryPlan()
         self._rng = random.Random(seed)
         self._sleep = sleep
+        self.on_attempt = on_attempt
 
     async def serve(self, routed: RoutedRequest) -> ServeOutcome:
         """Walk the candidates; never raises: a bug of ours becomes an `internal` error response."""
@@ -148,6 +161,9 @@ class Dispatcher:
         adapter = adapter_for(model.provider)
         key = self.keys.get(model.key_env)
         for nth in range(self.retry.max_retries + 1):
+            attempt = walk.attempt(model)
+            if self.on_attempt is not None:
+                await self.on_attempt(attempt)
             call_started = time.monotonic()
             try:
                 reply = await call_model(
@@ -189,6 +205,26 @@ class _Walk:
         self.usage = Usage()
         self.last_error: ProviderError | None = None
         self.notes: list[TierlineError] = []
+        #: this serving's nonce: a request served again after a crash gets new attempt ids
+        self.serving = uuid.uuid4().hex[:12]
+        self.settled: list[Attempt] = []
+
+    def attempt(self, model: ModelSpec) -> Attempt:
+        """The next call, as `started`; its `settled` twin is kept for the outcome."""
+        request = self.routed.request
+        started = Attempt(
+            attempt_id=f"{request.id}#{len(self.settled) + 1}@{self.serving}",
+            request_id=request.id,
+            tenant=request.tenant,
+            tier=self.routed.decision.tier,
+            model=model.name,
+            provider=model.provider,
+            state="started",
+            estimated_cost_usd=estimate(request, model),
+            created_at=datetime.now(UTC),
+        )
+        self.settled.append(started.model_copy(update={"state": "settled"}))
+        return started
 
     def note(self, error: TierlineError) -> None:
         self.notes.append(error)
@@ -234,6 +270,10 @@ class _Walk:
             )
         )
 
+    def _settled_now(self) -> list[Attempt]:
+        now = datetime.now(UTC)
+        return [a.model_copy(update={"created_at": now}) for a in self.settled]
+
     def total_cost(self) -> Decimal:
         return sum((c.cost_usd for c in self.costs), Decimal(0))
 
@@ -255,7 +295,7 @@ class _Walk:
             decision=self.routed.decision,
             created_at=datetime.now(UTC),
         )
-        return ServeOutcome(response, self.costs)
+        return ServeOutcome(response, self.costs, self._settled_now())
 
     def failure(self, latency_ms: float, redact: Callable[[str], str]) -> ServeOutcome:
         request = self.routed.request
@@ -277,4 +317,4 @@ class _Walk:
             decision=self.routed.decision,
             created_at=datetime.now(UTC),
         )
-        return ServeOutcome(response, self.costs)
+        return ServeOutcome(response, self.costs, self._settled_now())

@@ -71,3 +71,41 @@ def query_spend(
         SpendRow(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), quantize(Decimal(r[5])))
         for r in rows
     ]
+
+
+#: an attempt younger than this may still be in flight, not cut off
+UNCONFIRMED_GRACE_S = 300
+
+
+@dataclass(frozen=True)
+class Unconfirmed:
+    """Provider calls cut off by a crash: the provider may have billed them; no bill says so."""
+
+    calls: int
+    estimated_usd: Decimal
+
+
+def unconfirmed_sql(
+    since: timedelta | None = None, grace_s: int = UNCONFIRMED_GRACE_S, where: str = ""
+) -> str:
+    """Attempts whose newest row is still `started` well after it was made (FINAL keeps it)."""
+    filters = ["state = 'started'", f"created_at < now64(3) - INTERVAL {int(grace_s)} SECOND"]
+    if where:
+        filters.append(where)
+    if since is not None:
+        filters.append(f"created_at >= now64(3) - INTERVAL {int(since.total_seconds())} SECOND")
+    return (
+        "SELECT count() AS calls, sum(estimated_cost_usd) AS estimated_usd\n"
+        "FROM attempts FINAL\n"
+        f"WHERE {' AND '.join(filters)}"
+    )
+
+
+def query_unconfirmed(
+    client: Client,
+    since: timedelta | None = None,
+    grace_s: int = UNCONFIRMED_GRACE_S,
+    where: str = "",
+) -> Unconfirmed:
+    calls, estimated = client.query(unconfirmed_sql(since, grace_s, where)).result_rows[0]
+    return Unconfirmed(int(calls), quantize(Decimal(estimated or 0)))

@@ -16,6 +16,7 @@ from tierline.processors.store.spend import (
     SpendRow,
     parse_since,
     query_spend,
+    query_unconfirmed,
     spend_sql,
 )
 from tierline.streams.cli.common import config_option, load
@@ -78,7 +79,14 @@ def command(config_path: Path | None, by: str, since: str, fmt: str, show_sql: b
         from rich.console import Console
 
         title = f"spend by {by}" + ("" if window is None else f", last {since}")
-        Console().print(spend_table(rows, by, title))
+        console = Console()
+        console.print(spend_table(rows, by, title))
+        cut_off = query_unconfirmed(connect(settings.clickhouse_url), window)
+        if cut_off.calls:
+            console.print(
+                f"possibly billed by providers, unconfirmed: {cut_off.calls} calls cut off by "
+                f"a crash, estimated up to ${_usd(cut_off.estimated_usd)} (not in the totals)"
+            )
 
 
 def _usd(amount: Decimal) -> str:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,10 @@ from tests.integration.support import (
     produce,
     request_body,
     start_role,
+    wait_until,
 )
 from tierline.processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
+from tierline.processors.store.spend import Unconfirmed, query_unconfirmed
 from tierline.streams.runtime import start_pipeline
 from tierline.streams.tail import tail_consumer
 
@@ -79,6 +82,18 @@ async def test_killed_worker_restarts_without_losing_or_doubling(
 
         got = answered_once(records, ids)
         await billed_once(clickhouse, f"{topic_prefix}crash-", got)
+        # the calls the kill cut off: made (their `started` record is durable), never settled
+        cut_off = Unconfirmed(0, Decimal(0))
+
+        async def cut_off_seen() -> bool:
+            nonlocal cut_off
+            mine = f"request_id LIKE '{topic_prefix}crash-%'"
+            cut_off = query_unconfirmed(clickhouse, grace_s=0, where=mine)
+            return cut_off.calls > 0
+
+        assert await wait_until(cut_off_seen, 30), "no call was cut off by the kill"
+        assert cut_off.calls <= 40  # at most one call per request in flight at the kill
+        assert cut_off.estimated_usd > 0
         await responses.stop()
     finally:
         for proc in (worker, restarted):

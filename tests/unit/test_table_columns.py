@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import pytest
 from pydantic import BaseModel
 
-from tierline.schemas import CostRecord, Feedback, Tier
+from tierline.schemas import Attempt, CostRecord, Feedback, Tier
 from tierline.schemas.rows import columns, row
 
 _CREATE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\s*\((.*?)\n\)", re.S)
@@ -71,7 +71,9 @@ def holds(ch_type: str, annotation: Any) -> bool:
     return bool(kinds)
 
 
-@pytest.mark.parametrize(("table", "model"), [("costs", CostRecord), ("feedback", Feedback)])
+@pytest.mark.parametrize(
+    ("table", "model"), [("costs", CostRecord), ("feedback", Feedback), ("attempts", Attempt)]
+)
 def test_every_model_field_is_a_column_of_its_table(table: str, model: type[BaseModel]) -> None:
     ddl = ddl_columns(table)
     assert set(columns(model)) == set(ddl)
