@@ -1,8 +1,10 @@
 """`Attempt`: a provider call as the worker makes it, produced to `tierline.attempts`.
 
 A provider bills a call it answered even if the caller died before reading the
-answer. So before each call a worker publishes the attempt as `started`, with its
-estimated cost, and waits for the broker's ack; with the answer (in the same
+answer. So as each call starts a worker publishes the attempt as `started`, with
+its estimated cost, and uses the call's outcome only once the broker has acked it
+(the ack takes milliseconds, the call hundreds: a crash inside that first window
+can hide a call); with the answer (in the same
 transaction as the response and the bills) it publishes the same attempt as
 `settled`. An attempt that stays `started` was cut off (a crash, a kill, a lost
 transaction): the provider may have billed it and tierline never saw the bill.

@@ -1,9 +1,9 @@
-"""Publishing each provider call's `started` record before the call is made.
+"""Publishing each provider call's `started` record as the call is made.
 
-It goes out on the process's plain (idempotent, not transactional) producer and
-is awaited: it must survive exactly the crash that aborts the transaction the
-call's answer would have been in. Its `settled` twin rides in that transaction
-(`worker_step.respond`).
+It goes out on the process's plain (idempotent, not transactional) producer, and
+the call's outcome waits for its ack: it must survive exactly the crash that
+aborts the transaction the call's answer would have been in. Its `settled` twin
+rides in that transaction (`worker_step.respond`).
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ retries remain; then the walk steps to the next rung, if another model can
 help. The first success ends the walk. Every attempt that consumed tokens is
 billed, in its own `CostRecord`; the response carries the total.
 
-Before each call the dispatcher's `on_attempt` hears of it (an `Attempt` in state
-`started`, with its estimated cost), and the outcome lists every attempt again as
-`settled`: published with the answer, they show which calls a crash cut off.
+With each call the dispatcher's `on_attempt` hears of it (an `Attempt` in state
+`started`, with its estimated cost; sent as the call starts, and awaited before the
+call's outcome is used), and the outcome lists every attempt again as `settled`:
+published with the answer, they show which calls a crash cut off.
 """
 
 from __future__ import annotations
@@ -162,14 +163,17 @@ class Dispatcher:
         key = self.keys.get(model.key_env)
         for nth in range(self.retry.max_retries + 1):
             attempt = walk.attempt(model)
-            if self.on_attempt is not None:
-                await self.on_attempt(attempt)
+            # the record and the call go out together; the call's outcome is used only
+            # once the record is durable (its ack takes ms, the call hundreds)
+            recorded = asyncio.ensure_future(self.on_attempt(attempt)) if self.on_attempt else None
             call_started = time.monotonic()
             try:
                 reply = await call_model(
                     self.client, adapter, model, routed.request, key, self.retry.call_timeout_s
                 )
             except ProviderError as exc:
+                if recorded is not None:
+                    await recorded
                 if isinstance(exc, BilledReplyError):
                     # refused or empty, but the provider charged for the tokens: bill them
                     walk.billed_attempt(model, exc.usage, _ms_since(call_started), error=exc)
@@ -181,6 +185,12 @@ class Dispatcher:
                     return None
                 await self._sleep(self.retry.backoff.delay(nth, self._rng, exc.retry_after_s))
                 continue
+            except BaseException:
+                if recorded is not None:
+                    recorded.cancel()
+                raise
+            if recorded is not None:
+                await recorded
             walk.billed_attempt(model, reply.usage, _ms_since(call_started))
             return reply
         return None

@@ -15,7 +15,14 @@ from tierline.processors.providers.keys import KeyRing
 from tierline.processors.serving.backoff import Backoff
 from tierline.processors.serving.walk import Dispatcher, RetryPlan
 from tierline.processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
-from tierline.schemas import ErrorType, RoutedRequest, RouteRequest, RoutingDecision, Tier
+from tierline.schemas import (
+    Attempt,
+    ErrorType,
+    RoutedRequest,
+    RouteRequest,
+    RoutingDecision,
+    Tier,
+)
 
 CATALOG = {
     "models": {
@@ -178,3 +185,24 @@ async def test_internal_failure_is_one_typed_error_response(dispatcher: Dispatch
     assert outcome.response.id == "boom"
     assert outcome.response.error is not None
     assert outcome.response.error.type == ErrorType.INTERNAL
+
+
+async def test_every_call_is_announced_as_started_and_settled_with_the_outcome(
+    dispatcher: Dispatcher,
+) -> None:
+    started: list[Attempt] = []
+
+    async def record(attempt: Attempt) -> None:
+        started.append(attempt)
+
+    dispatcher.on_attempt = record
+    outcome = await dispatcher.serve(routed("hello [sim:fail_first=2]", rid="r9"))
+    assert outcome.response.status == "ok"
+    assert [a.state for a in started] == ["started"] * 3  # failed calls too: they may bill
+    assert [a.attempt_id for a in outcome.attempts] == [a.attempt_id for a in started]
+    assert {a.state for a in outcome.attempts} == {"settled"}
+    assert all(a.request_id == "r9" and a.model == "small" for a in started)
+    assert all(a.estimated_cost_usd > 0 for a in started)
+    first = {a.attempt_id for a in started}
+    again = await dispatcher.serve(routed("hello", rid="r9"))  # the same request, served again
+    assert len(again.attempts) == 1 and not {a.attempt_id for a in again.attempts} & first
