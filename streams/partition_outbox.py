@@ -32,14 +32,15 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from tierline.streams.config import KafkaSettings
 from tierline.streams.offset_ledger import OffsetLedger
-from tierline.streams.outgoing import Outgoing, reroute
+from tierline.streams.outgoing import Outgoing
+from tierline.streams.sender import instead, send_one
 from tierline.streams.topics import Topics
 
 #: reads the group's committed offset and metadata for a partition (-1 when none)
@@ -277,7 +278,7 @@ class PartitionOutbox:
         while True:
             try:
                 await producer.begin_transaction()
-                results = await asyncio.gather(*(self._send_one(producer, s) for s in sends))
+                results = await asyncio.gather(*(send_one(producer, s) for s in sends))
                 failed = {i: r for i, r in enumerate(results) if r is not None}
                 if failed:
                     raise _SendsFailed(failed)
@@ -328,38 +329,16 @@ class PartitionOutbox:
         self.log.warning("%s: transaction for %s failed (%s); retrying", self.who, self.tp, error)
         return True
 
-    @staticmethod
-    async def _send_one(producer: AIOKafkaProducer, send: Outgoing) -> BaseException | None:
-        try:
-            future = await producer.send(
-                send.topic,
-                send.value,
-                key=send.key,
-                headers=send.header_list(),
-                partition=send.partition,
-            )
-            await future
-        except KafkaError as exc:
-            error: BaseException = exc
-            return error
-        return None
-
     def _rerouted(
         self, sends: list[Outgoing], failed: dict[int, BaseException], tries: int
     ) -> list[Outgoing]:
-        out = []
-        for i, send in enumerate(sends):
-            error = failed.get(i)
-            if error is None:
-                out.append(send)
-                continue
-            instead = reroute(send, tries, isinstance(error, MessageSizeTooLargeError), self.topics)
-            if instead.topic != send.topic:
-                self.log.warning(
-                    "%s: reply_to %s refuses; answering on %s", self.who, send.topic, instead.topic
-                )
-            out.append(instead)
-        return out
+        """All of `sends` again (the transaction aborted), each failed one as `instead` says."""
+        return [
+            send
+            if i not in failed
+            else instead(send, tries, failed[i], self.topics, self.who, self.log)
+            for i, send in enumerate(sends)
+        ]
 
 
 class _SendsFailed(Exception):
@@ -390,8 +369,10 @@ class Outboxes:
         seek: Callable[[TopicPartition, int], None],
         owns: Callable[[TopicPartition], bool],
         restart_delay_s: float,
+        on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.group_id = group_id
+        self.on_close = on_close
         self.owns = owns
         self.restart_delay_s = restart_delay_s
         self.new_producer = new_producer
@@ -402,7 +383,6 @@ class Outboxes:
         self.log = log
         self.seek = seek
         self.boxes: dict[TopicPartition, PartitionOutbox] = {}
-        self.restarts = 0
         self._restarting: set[asyncio.Task[None]] = set()
 
     def _box(self, tp: TopicPartition) -> PartitionOutbox:
@@ -445,10 +425,8 @@ class Outboxes:
         for task in list(self._restarting):
             task.cancel()
         await self.revoke(list(self.boxes))
-
-    @property
-    def transactions(self) -> int:
-        return sum(box.transactions for box in self.boxes.values())
+        if self.on_close is not None:
+            await self.on_close()
 
     def _lost(self, box: PartitionOutbox) -> None:
         task = asyncio.create_task(self._restart(box), name=f"outbox.restart.{box.tp}")
@@ -469,5 +447,34 @@ class Outboxes:
         box.opening = True
         await box.open(self.read_commit)
         assert box.ledger is not None
-        self.restarts += 1
         self.seek(lost.tp, box.ledger.base)
+
+
+async def consumer_outboxes(
+    consumer: AIOKafkaConsumer,
+    bootstrap: str,
+    group_id: str,
+    kafka: KafkaSettings,
+    topics: Topics,
+    *,
+    linger_s: float,
+    who: str,
+    log: logging.Logger,
+) -> Outboxes:
+    """The outboxes of `consumer`'s partitions, reading commit points with their own admin
+    client (closed with them); a lost partition restarts after a session timeout."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    return Outboxes(
+        group_id,
+        transactional_producers(bootstrap, kafka),
+        commit_reader(admin, group_id),
+        topics,
+        linger_s=linger_s,
+        who=who,
+        log=log,
+        seek=consumer.seek,
+        owns=lambda tp: tp in consumer.assignment(),
+        restart_delay_s=kafka.session_timeout_ms / 1000,
+        on_close=admin.close,
+    )

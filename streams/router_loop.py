@@ -17,10 +17,9 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from tierline.streams.outgoing import Outgoing
-from tierline.streams.partition_outbox import Outboxes, commit_reader, transactional_producers
+from tierline.streams.partition_outbox import Outboxes, consumer_outboxes
 from tierline.streams.router import RequestRouter
 from tierline.streams.sender import Sender
 
@@ -49,21 +48,16 @@ class PlainRouterLoop:
             heartbeat_interval_ms=max(300, kafka.session_timeout_ms // 5),
             max_partition_fetch_bytes=kafka.max_message_bytes,
         )
-        admin: AIOKafkaAdminClient | None = None
         if settings.transactional:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=30_000)
-            await admin.start()
-            self.outboxes = Outboxes(
+            self.outboxes = await consumer_outboxes(
+                consumer,
+                self.bootstrap,
                 self.group_id,
-                transactional_producers(self.bootstrap, kafka),
-                commit_reader(admin, self.group_id),
+                kafka,
                 self.router.topics,
                 linger_s=0,  # the loop hands over a whole polled batch at once
                 who="router",
                 log=log,
-                seek=consumer.seek,
-                owns=lambda tp: tp in consumer.assignment(),
-                restart_delay_s=kafka.session_timeout_ms / 1000,
             )
             consumer.subscribe([self.router.topics.requests], listener=_Rebalance(self.outboxes))
         else:
@@ -83,8 +77,6 @@ class PlainRouterLoop:
             if self.outboxes is not None:
                 await self.outboxes.close()
             await consumer.stop()
-            if admin is not None:
-                await admin.close()
 
     async def _forward(self, batch: dict[TopicPartition, list[object]]) -> None:
         sends: list[Outgoing] = []

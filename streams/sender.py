@@ -35,7 +35,7 @@ class Sender:
         delay, tries, pending = 0.1, 0, list(sends)
         while pending:
             results = await asyncio.gather(
-                *(self._send_one(send) for send in pending), return_exceptions=True
+                *(send_one(self.producer, send) for send in pending), return_exceptions=True
             )
             failed = [(send, r) for send, r in zip(pending, results, strict=True) if r is not None]
             for _, error in failed:
@@ -44,7 +44,10 @@ class Sender:
             if not failed:
                 return
             tries += 1
-            pending = [self._instead(send, tries, error) for send, error in failed]
+            pending = [
+                instead(send, tries, error, self.topics, self.who, self.log)
+                for send, error in failed
+            ]
             self.log.warning(
                 "%s: %d sends failed (%s); retrying in %.1fs",
                 self.who,
@@ -55,27 +58,34 @@ class Sender:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def _send_one(self, send: Outgoing) -> BaseException | None:
-        """Send and wait for the ack; the error instead of raising it, so others can finish."""
-        try:
-            future = await self.producer.send(
-                send.topic,
-                send.value,
-                key=send.key,
-                headers=send.header_list(),
-                partition=send.partition,
-            )
-            await future
-        except KafkaError as exc:
-            error: BaseException = exc
-            return error
-        return None
 
-    def _instead(self, send: Outgoing, tries: int, error: BaseException) -> Outgoing:
-        too_large = isinstance(error, MessageSizeTooLargeError)
-        instead = reroute(send, tries, too_large, self.topics)
-        if instead.topic != send.topic:
-            self.log.warning(
-                "%s: reply_to %s refuses; answering on %s", self.who, send.topic, instead.topic
-            )
-        return instead
+async def send_one(producer: AIOKafkaProducer, send: Outgoing) -> BaseException | None:
+    """Send and wait for the ack; the error instead of raising it, so others can finish."""
+    try:
+        future = await producer.send(
+            send.topic,
+            send.value,
+            key=send.key,
+            headers=send.header_list(),
+            partition=send.partition,
+        )
+        await future
+    except KafkaError as exc:
+        error: BaseException = exc
+        return error
+    return None
+
+
+def instead(
+    send: Outgoing,
+    tries: int,
+    error: BaseException,
+    topics: Topics,
+    who: str,
+    log: logging.Logger,
+) -> Outgoing:
+    """What to send after `send` failed with `error` (`outgoing.reroute`), said in the log."""
+    rerouted = reroute(send, tries, isinstance(error, MessageSizeTooLargeError), topics)
+    if rerouted.topic != send.topic:
+        log.warning("%s: reply_to %s refuses; answering on %s", who, send.topic, rerouted.topic)
+    return rerouted

@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
@@ -36,12 +35,7 @@ from tierline.streams.commit_gap import CommitGap
 from tierline.streams.config import Settings
 from tierline.streams.done_log import DoneSet, load_done, since_ms_for
 from tierline.streams.outgoing import Outgoing, Source, unreadable
-from tierline.streams.partition_outbox import (
-    Outboxes,
-    PartitionOutbox,
-    commit_reader,
-    transactional_producers,
-)
+from tierline.streams.partition_outbox import Outboxes, PartitionOutbox, consumer_outboxes
 from tierline.streams.sender import Sender
 from tierline.streams.topics import Topics, partition_ids
 from tierline.streams.worker_step import done_record, respond
@@ -122,7 +116,6 @@ class TierWorker:
         self._done_partitions: frozenset[int] = frozenset()
         self.transactional = settings.transactional
         self.outboxes: Outboxes | None = None
-        self._admin: AIOKafkaAdminClient | None = None
 
     @property
     def in_flight(self) -> int:
@@ -132,7 +125,16 @@ class TierWorker:
         """Take messages while slots are free, until `stop`; then finish or hand back the rest."""
         consumer = self._consumer = self._new_consumer()
         if self.transactional:
-            await self._open_outboxes(consumer)
+            self.outboxes = await consumer_outboxes(
+                consumer,
+                self.bootstrap,
+                self.group_id,
+                self.settings.kafka,
+                self.topics,
+                linger_s=self.settings.kafka.transaction_linger_ms / 1000,
+                who=f"worker {self.tier}",
+                log=log,
+            )
         consumer.subscribe([self.topics.tier(self.tier)], listener=_Rebalance(self))
         await consumer.start()
         log.info(
@@ -161,25 +163,6 @@ class TierWorker:
             watcher.cancel()
             await self._stop(consumer)
 
-    async def _open_outboxes(self, consumer: AIOKafkaConsumer) -> None:
-        admin = self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap, request_timeout_ms=30_000
-        )
-        await admin.start()
-        kafka = self.settings.kafka
-        self.outboxes = Outboxes(
-            self.group_id,
-            transactional_producers(self.bootstrap, kafka),
-            commit_reader(admin, self.group_id),
-            self.topics,
-            linger_s=kafka.transaction_linger_ms / 1000,
-            who=f"worker {self.tier}",
-            log=log,
-            seek=consumer.seek,
-            owns=lambda tp: tp in consumer.assignment(),
-            restart_delay_s=kafka.session_timeout_ms / 1000,
-        )
-
     def _new_consumer(self) -> AIOKafkaConsumer:
         kafka = self.settings.kafka
         return AIOKafkaConsumer(
@@ -207,8 +190,6 @@ class TierWorker:
         else:
             await self._commit(consumer)
         await consumer.stop()
-        if self._admin is not None:
-            await self._admin.close()
 
     async def _wait_for_room(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         """The sack is empty: pause every partition until a slot comes back."""
@@ -264,7 +245,7 @@ class TierWorker:
         self.gap.finish(tp, offset)
 
     async def _send_with_done(self, offset: int, sends: list[Outgoing]) -> bool:
-        """The done-log path: the answers and, when there are any, their done record."""
+        """The done-log path's publish: send (with the done record `_serve_message` added)."""
         await self.sender.send(sends)
         return True
 
