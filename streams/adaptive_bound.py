@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -43,11 +44,19 @@ class AdaptiveBound:
         return self.limit
 
 
-async def watch_lag(bound: AdaptiveBound, stop: asyncio.Event, every_s: float = 0.1) -> None:
-    """Feed `bound` how late a timer of `every_s` fires on this loop, until `stop`."""
+async def watch_lag(
+    bounds: AdaptiveBound | Sequence[AdaptiveBound], stop: asyncio.Event, every_s: float = 0.1
+) -> None:
+    """Feed `bounds` how late a timer of `every_s` fires on this loop, until `stop`.
+
+    One loop, one lag: the bounds of every tier a process serves share the watcher.
+    """
+    each = [bounds] if isinstance(bounds, AdaptiveBound) else list(bounds)
     while not stop.is_set():
         started = time.monotonic()
         try:
             await asyncio.wait_for(stop.wait(), timeout=every_s)
         except TimeoutError:
-            bound.observe(time.monotonic() - started - every_s)
+            lag = time.monotonic() - started - every_s
+            for bound in each:
+                bound.observe(lag)

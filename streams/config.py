@@ -49,9 +49,15 @@ class KafkaSettings(BaseModel):
     transactions: Literal["auto", "on", "off"] = "auto"
     #: how long answers gather before a transaction publishes them (one commit per batch)
     transaction_linger_ms: int = Field(default=5, ge=0)
-    #: the broker aborts a transaction left open this long (a crashed owner's, if no one
-    #: takes its partition over sooner: a new owner aborts it at once)
-    transaction_timeout_ms: int = Field(default=30_000, ge=1000)
+    #: "process": one transactional producer per process, fenced by group generation
+    #: (streams/process_outbox.py; Kafka >= 2.5); "partition": one per input partition,
+    #: fenced by transactional id (streams/partition_outbox.py; more transactions, but a
+    #: dead owner's open transaction is aborted at once by the next owner)
+    transaction_scope: Literal["process", "partition"] = "process"
+    #: the broker aborts a transaction left open this long. With the process scope this
+    #: is how long a SIGKILLed owner's partitions (and the partitions it wrote to, for
+    #: read_committed readers) wait; with the partition scope a new owner aborts it at once
+    transaction_timeout_ms: int = Field(default=10_000, ge=1000)
 
 
 class ClickHouseSettings(BaseModel):

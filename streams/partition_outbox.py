@@ -79,7 +79,7 @@ def commit_reader(admin: AIOKafkaAdminClient, group_id: str) -> CommitReader:
 
 
 @dataclass
-class _Item:
+class Pending:
     offset: int
     sends: Sequence[Outgoing]
     published: asyncio.Future[bool] = field(
@@ -87,14 +87,14 @@ class _Item:
     )
 
 
-def _txn_state(producer: AIOKafkaProducer) -> tuple[bool, bool]:
+def txn_state(producer: AIOKafkaProducer) -> tuple[bool, bool]:
     """(in a transaction or its abortable error, fatal): aiokafka has no public accessor."""
     manager = producer._txn_manager
     state = manager.state.name
     return state in ("IN_TRANSACTION", "ABORTABLE_ERROR"), bool(manager.is_fatal_error())
 
 
-def _retrieve_failure(producer: AIOKafkaProducer) -> None:
+def retrieve_failure(producer: AIOKafkaProducer) -> None:
     """Mark a lost producer's failed futures as seen: nobody will await them, and asyncio
     would log each at garbage collection (aiokafka keeps them private)."""
     futures = [producer._txn_manager._transaction_waiter, producer._sender.sender_task]
@@ -134,7 +134,7 @@ class PartitionOutbox:
         self._new_producer = new_producer
         self._producer: AIOKafkaProducer | None = None
         self._early: set[int] = set()
-        self._queue: list[_Item] = []
+        self._queue: list[Pending] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -214,7 +214,7 @@ class PartitionOutbox:
         False means they were not published and never will be by this owner: the
         partition moved or its producer was lost, and the message is served again.
         """
-        item = _Item(offset, sends)
+        item = Pending(offset, sends)
         if self.lost or self._task is None or self._task.done():
             item.published.set_result(False)
             return item.published
@@ -269,7 +269,7 @@ class PartitionOutbox:
             else:
                 self._idle.set()
 
-    async def _transact(self, items: list[_Item]) -> bool:
+    async def _transact(self, items: list[Pending]) -> bool:
         """Publish `items` and the commit point in one transaction; False: the producer is lost."""
         producer, ledger = self._producer, self.ledger
         assert producer is not None and ledger is not None
@@ -281,21 +281,21 @@ class PartitionOutbox:
                 results = await asyncio.gather(*(send_one(producer, s) for s in sends))
                 failed = {i: r for i, r in enumerate(results) if r is not None}
                 if failed:
-                    raise _SendsFailed(failed)
+                    raise SendsFailed(failed)
                 point = ledger.commit(item.offset for item in items)
                 await producer.send_offsets_to_transaction(
                     {self.tp: OffsetAndMetadata(point.offset, point.metadata)}, self.group_id
                 )
                 await producer.commit_transaction()
-            except (KafkaError, _SendsFailed) as exc:
+            except (KafkaError, SendsFailed) as exc:
                 if not await self._recover(producer, exc):
                     for item in items:
                         if not item.published.done():
                             item.published.set_result(False)
                     return False
-                if isinstance(exc, _SendsFailed):
+                if isinstance(exc, SendsFailed):
                     tries += 1
-                    sends = self._rerouted(sends, exc.failed, tries)
+                    sends = rerouted(sends, exc.failed, tries, self.topics, self.who, self.log)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -307,15 +307,15 @@ class PartitionOutbox:
 
     async def _recover(self, producer: AIOKafkaProducer, error: Exception) -> bool:
         """Abort the failed transaction; False when the producer is lost (and say so)."""
-        in_txn, fatal = _txn_state(producer)
+        in_txn, fatal = txn_state(producer)
         if not fatal and in_txn:
             try:
                 await producer.abort_transaction()
             except KafkaError as exc:
                 error = exc
-            in_txn, fatal = _txn_state(producer)
+            in_txn, fatal = txn_state(producer)
         if fatal or in_txn:
-            _retrieve_failure(producer)
+            retrieve_failure(producer)
             self.log.warning(
                 "%s: producer for %s lost (%s); %s restarts from its commit point if still ours",
                 self.who,
@@ -329,19 +329,25 @@ class PartitionOutbox:
         self.log.warning("%s: transaction for %s failed (%s); retrying", self.who, self.tp, error)
         return True
 
-    def _rerouted(
-        self, sends: list[Outgoing], failed: dict[int, BaseException], tries: int
-    ) -> list[Outgoing]:
-        """All of `sends` again (the transaction aborted), each failed one as `instead` says."""
-        return [
-            send
-            if i not in failed
-            else instead(send, tries, failed[i], self.topics, self.who, self.log)
-            for i, send in enumerate(sends)
-        ]
+
+def rerouted(
+    sends: list[Outgoing],
+    failed: dict[int, BaseException],
+    tries: int,
+    topics: Topics,
+    who: str,
+    log: logging.Logger,
+) -> list[Outgoing]:
+    """All of `sends` again (the transaction aborted), each failed one as `instead` says."""
+    return [
+        send if i not in failed else instead(send, tries, failed[i], topics, who, log)
+        for i, send in enumerate(sends)
+    ]
 
 
-class _SendsFailed(Exception):
+class SendsFailed(Exception):
+    """Some sends of a transaction failed; `failed` maps their index to the error."""
+
     def __init__(self, failed: dict[int, BaseException]) -> None:
         super().__init__(f"{len(failed)} sends failed: {next(iter(failed.values()))}")
         self.failed = failed

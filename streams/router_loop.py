@@ -2,7 +2,7 @@
 
 Same step (`RequestRouter.decide`) either way. On a Kafka with transactions each
 input partition's forwards and its commit point go out in one transaction
-(`partition_outbox`), so a crash forwards a request once or not at all. Without
+(`exactly_once`), so a crash forwards a request once or not at all. Without
 them (the embedded broker), each polled batch is decided, its sends are
 acknowledged, and only then are its offsets committed: a crash repeats work
 (deduplicated by the workers' done log) and never skips it. What it leaves out is
@@ -18,8 +18,8 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
+from tierline.streams.exactly_once import OutboxSet, open_outboxes
 from tierline.streams.outgoing import Outgoing
-from tierline.streams.partition_outbox import Outboxes, consumer_outboxes
 from tierline.streams.router import RequestRouter
 from tierline.streams.sender import Sender
 
@@ -32,7 +32,7 @@ class PlainRouterLoop:
         self.bootstrap = bootstrap
         self.sender = Sender(producer, router.topics, "router", log)
         self.group_id = f"{router.settings.kafka.topic_prefix}router"
-        self.outboxes: Outboxes | None = None
+        self.outboxes: OutboxSet | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.router.settings
@@ -49,15 +49,15 @@ class PlainRouterLoop:
             max_partition_fetch_bytes=kafka.max_message_bytes,
         )
         if settings.transactional:
-            self.outboxes = await consumer_outboxes(
+            self.outboxes = await open_outboxes(
                 consumer,
                 self.bootstrap,
                 self.group_id,
                 kafka,
                 self.router.topics,
-                linger_s=0,  # the loop hands over a whole polled batch at once
                 who="router",
                 log=log,
+                linger_s=0,  # the loop hands over a whole polled batch at once
             )
             consumer.subscribe([self.router.topics.requests], listener=_Rebalance(self.outboxes))
         else:
@@ -111,7 +111,7 @@ def _read(record: object) -> tuple[bytes | None, tuple[str, int, int]]:
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, outboxes: Outboxes) -> None:
+    def __init__(self, outboxes: OutboxSet) -> None:
         self.outboxes = outboxes
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:

@@ -252,14 +252,13 @@ def _start_workers(
     )
     on_attempt = attempt_recorder(producer, pipeline.topics)
     dispatcher = Dispatcher(pipeline.catalog, client, keys, retry, on_attempt=on_attempt)
-    for tier in settings.worker.tiers:
-        worker = TierWorker(
-            tier, settings, pipeline.topics, pipeline.bootstrap, dispatcher, producer
-        )
+    # one consumer (and one transactional producer) for every tier this process serves
+    worker = TierWorker(
+        settings.worker.tiers, settings, pipeline.topics, pipeline.bootstrap, dispatcher, producer
+    )
+    for tier in worker.tiers:
         pipeline.workers[tier] = worker
-        pipeline._tasks.append(
-            asyncio.create_task(worker.run(pipeline.stop_event), name=f"worker.{tier}")
-        )
+    pipeline._tasks.append(asyncio.create_task(worker.run(pipeline.stop_event), name="workers"))
 
 
 async def _start_router(
@@ -314,7 +313,7 @@ def _start_price_refresh(
 
     def apply(book: PriceBook) -> None:
         pipeline.catalog = pipeline.catalog.with_price_book(book)
-        for worker in pipeline.workers.values():
+        for worker in set(pipeline.workers.values()):
             worker.dispatcher.catalog = pipeline.catalog
         if pipeline.router is not None:
             pipeline.router.catalog = pipeline.catalog

@@ -1,14 +1,17 @@
 """Tier workers: consume `tierline.tier.<tier>`, call providers, publish answers and bills.
 
-Backpressure is a sack of `max_in_flight` slots. Each message taken off the
-topic holds a slot until its response is published; when the sack is empty the
-worker pauses its partitions (requests wait in Kafka, durably), and resumes
-them as slots come back. What to publish for a served request is the pure step
+One consumer reads every tier topic a workers process serves (one fetch loop, one
+group, one transactional producer), and each tier keeps its own bound.
+Backpressure is a sack of `max_in_flight` slots per tier. Each message taken off
+a tier's topic holds one of that tier's slots until its response is published;
+when a tier's sack is empty the worker pauses that tier's partitions (its
+requests wait in Kafka, durably) and resumes them as slots come back, while the
+other tiers go on. What to publish for a served request is the pure step
 `worker_step.respond`; this module is the loop around it.
 
 Exactly once, two ways. On a Kafka with transactions (the default there), each
 partition's answers and its commit point go out in one transaction
-(`partition_outbox`): an answer and the record that it was given land together
+(`exactly_once`): an answer and the record that it was given land together
 or not at all. Without them (the embedded broker), offsets are committed up to
 the oldest unfinished message (`commit_gap`) and a done log drops redeliveries
 (`done_log`): at least once, deduplicated, with a narrow window under a crash.
@@ -17,10 +20,11 @@ the oldest unfinished message (`commit_gap`) and a done log drops redeliveries
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -34,8 +38,8 @@ from tierline.streams.adaptive_bound import AdaptiveBound, watch_lag
 from tierline.streams.commit_gap import CommitGap
 from tierline.streams.config import Settings
 from tierline.streams.done_log import DoneSet, load_done, since_ms_for
+from tierline.streams.exactly_once import Outbox, OutboxSet, open_outboxes
 from tierline.streams.outgoing import Outgoing, Source, unreadable
-from tierline.streams.partition_outbox import Outboxes, PartitionOutbox, consumer_outboxes
 from tierline.streams.sender import Sender
 from tierline.streams.topics import Topics, partition_ids
 from tierline.streams.worker_step import done_record, respond
@@ -81,87 +85,144 @@ class InFlightIds:
             ended.set()
 
 
+def worker_group(topic_prefix: str, tiers: Sequence[Tier]) -> str:
+    """The consumer group of workers serving `tiers`: `worker` for every tier, else
+    `worker.<tier>[+<tier>...]` (a group's members must all read the same topics)."""
+    if set(tiers) == set(Tier):
+        return f"{topic_prefix}worker"
+    return f"{topic_prefix}worker." + "+".join(t.value for t in Tier if t in tiers)
+
+
 class TierWorker:
-    """One tier's consumer group member: takes messages while slots are free, serves each."""
+    """A consumer group member for the tiers it serves: takes messages while a tier has
+    free slots, serves each."""
 
     def __init__(
         self,
-        tier: Tier,
+        tiers: Sequence[Tier],
         settings: Settings,
         topics: Topics,
         bootstrap: str,
         dispatcher: Dispatcher,
         producer: AIOKafkaProducer,
     ) -> None:
-        self.tier = tier
+        self.tiers = [t for t in Tier if t in tiers]
         self.settings = settings
         self.topics = topics
         self.bootstrap = bootstrap
         self.dispatcher = dispatcher
         self.producer = producer
-        self.group_id = f"{settings.kafka.topic_prefix}worker.{tier}"
-        self.bound = AdaptiveBound(
-            settings.worker.max_in_flight, enabled=settings.worker.adaptive_in_flight
-        )
-        self.stats = WorkerStats()
+        self.group_id = worker_group(settings.kafka.topic_prefix, self.tiers)
+        self.name = "workers " + "+".join(self.tiers)
+        self.bounds = {
+            tier: AdaptiveBound(
+                settings.worker.max_in_flight, enabled=settings.worker.adaptive_in_flight
+            )
+            for tier in self.tiers
+        }
+        self.stats = {tier: WorkerStats() for tier in self.tiers}
         self.gap: CommitGap[TopicPartition] = CommitGap()
         self.done = DoneSet(settings.worker.dedupe_capacity)
-        self.sender = Sender(producer, topics, f"worker {tier}", log)
+        self.sender = Sender(producer, topics, self.name, log)
+        self._tier_of = {topics.tier(tier): tier for tier in self.tiers}
         self._serving = InFlightIds()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[Tier, set[asyncio.Task[None]]] = {tier: set() for tier in self.tiers}
         self._room = asyncio.Event()
         #: set once a partition's done log is loaded; its messages wait for it
         self._ready: dict[TopicPartition, asyncio.Event] = {}
         self._consumer: AIOKafkaConsumer | None = None
-        self._done_partitions: frozenset[int] = frozenset()
+        self._done_partitions: dict[Tier, frozenset[int]] = {}
         self.transactional = settings.transactional
-        self.outboxes: Outboxes | None = None
+        self.outboxes: OutboxSet | None = None
+        self._paused: set[Tier] = set()
+        #: polled records waiting for a slot of their tier
+        self._backlog: dict[Tier, collections.deque[tuple[TopicPartition, object]]] = {
+            tier: collections.deque() for tier in self.tiers
+        }
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
+    def in_flight(self, tier: Tier | None = None) -> int:
+        """Requests being served now, of `tier` or of all tiers."""
+        if tier is not None:
+            return len(self._tasks[tier])
+        return sum(len(tasks) for tasks in self._tasks.values())
+
+    def _tier(self, tp: TopicPartition) -> Tier:
+        return self._tier_of[tp.topic]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take messages while slots are free, until `stop`; then finish or hand back the rest."""
         consumer = self._consumer = self._new_consumer()
         if self.transactional:
-            self.outboxes = await consumer_outboxes(
+            self.outboxes = await open_outboxes(
                 consumer,
                 self.bootstrap,
                 self.group_id,
                 self.settings.kafka,
                 self.topics,
-                linger_s=self.settings.kafka.transaction_linger_ms / 1000,
-                who=f"worker {self.tier}",
+                who=self.name,
                 log=log,
             )
-        consumer.subscribe([self.topics.tier(self.tier)], listener=_Rebalance(self))
+        consumer.subscribe(list(self._tier_of), listener=_Rebalance(self))
         await consumer.start()
         log.info(
-            "worker %s: consuming %s as group %s (%s)",
-            self.tier,
-            self.topics.tier(self.tier),
+            "%s: consuming %s as group %s (%s)",
+            self.name,
+            ", ".join(self._tier_of),
             self.group_id,
             "transactions" if self.transactional else "done log",
         )
         next_commit = time.monotonic() + self.settings.worker.commit_interval_s
-        watcher = asyncio.create_task(watch_lag(self.bound, stop), name=f"lag.{self.tier}")
+        bounds = list(self.bounds.values())
+        watcher = asyncio.create_task(watch_lag(bounds, stop), name=f"lag.{self.group_id}")
         try:
             while not stop.is_set():
-                room = self.bound.limit - self.in_flight
+                room = self._pause_full(consumer)
                 if room <= 0:
                     await self._wait_for_room(consumer, stop)
                     continue
                 batch = await consumer.getmany(timeout_ms=100, max_records=room)
                 for tp, messages in batch.items():
-                    for message in messages:
-                        self._take(tp, message)
+                    self._backlog[self._tier(tp)].extend((tp, message) for message in messages)
+                self._take_backlog()
                 if not self.transactional and time.monotonic() >= next_commit:
                     await self._commit(consumer)
                     next_commit = time.monotonic() + self.settings.worker.commit_interval_s
         finally:
             watcher.cancel()
             await self._stop(consumer)
+
+    def _take_backlog(self) -> None:
+        """Serve polled records while their tier has free slots, oldest first.
+
+        One poll may bring a tier more records than it has slots (the poll is bounded
+        by all tiers' room together); the rest wait here, in partition order, and are
+        only then noted as read, so no commit can pass them.
+        """
+        for tier, backlog in self._backlog.items():
+            while backlog and self.in_flight(tier) < self.bounds[tier].limit:
+                self._take(*backlog.popleft())
+
+    def _pause_full(self, consumer: AIOKafkaConsumer) -> int:
+        """Pause the partitions of tiers with no free slot (or records waiting for one),
+        resume the others; return the free slots of the tiers still read."""
+        self._take_backlog()
+        full = {
+            tier
+            for tier in self.tiers
+            if self._backlog[tier] or self.in_flight(tier) >= self.bounds[tier].limit
+        }
+        if full != self._paused:
+            for tier in full - self._paused:
+                self.stats[tier].paused += 1
+            assigned = consumer.assignment()
+            consumer.pause(*(tp for tp in assigned if self._tier(tp) in full))
+            consumer.resume(*(tp for tp in assigned if self._tier(tp) not in full))
+            self._paused = full
+        return sum(
+            self.bounds[tier].limit - self.in_flight(tier)
+            for tier in self.tiers
+            if tier not in full
+        )
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         kafka = self.settings.kafka
@@ -180,11 +241,12 @@ class TierWorker:
 
     async def _stop(self, consumer: AIOKafkaConsumer) -> None:
         """Let work in flight finish for up to a call timeout, commit what finished, leave."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=self.settings.worker.call_timeout_s)
-        for task in list(self._tasks):  # still running: redelivered after restart
+        tasks = {task for each in self._tasks.values() for task in each}
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.settings.worker.call_timeout_s)
+        for task in tasks:  # still running: redelivered after restart
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.outboxes is not None:
             await self.outboxes.close()
         else:
@@ -192,40 +254,35 @@ class TierWorker:
         await consumer.stop()
 
     async def _wait_for_room(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
-        """The sack is empty: pause every partition until a slot comes back."""
-        assigned = consumer.assignment()
-        consumer.pause(*assigned)
-        self.stats.paused += 1
+        """Every tier's sack is empty (its partitions are paused): wait for a slot."""
         self._room.clear()
-        try:
-            while self.in_flight >= self.bound.limit and not stop.is_set():
-                try:
-                    await asyncio.wait_for(self._room.wait(), timeout=0.5)
-                except TimeoutError:
-                    if not self.transactional:
-                        await self._commit(consumer)
-                self._room.clear()
-        finally:
-            consumer.resume(*consumer.assignment())
+        while self._pause_full(consumer) <= 0 and not stop.is_set():
+            try:
+                await asyncio.wait_for(self._room.wait(), timeout=0.5)
+            except TimeoutError:
+                if not self.transactional:
+                    await self._commit(consumer)
+            self._room.clear()
 
     def _take(self, tp: TopicPartition, message: object) -> None:
-        self.stats.received += 1
+        tier = self._tier(tp)
+        self.stats[tier].received += 1
         offset: int = message.offset  # type: ignore[attr-defined]
         self.gap.start(tp, offset)
         box = self.outboxes.take(tp, offset) if self.outboxes is not None else None
         task = asyncio.create_task(self._handle(tp, message, box))
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
+        tasks = self._tasks[tier]
+        tasks.add(task)
+        task.add_done_callback(lambda done: self._finished(tasks, done))
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+    def _finished(self, tasks: set[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("worker %s: task failed", self.tier, exc_info=task.exception())
+            log.error("%s: task failed", self.name, exc_info=task.exception())
+        self._take_backlog()  # a freed slot serves a waiting record at once
         self._room.set()
 
-    async def _handle(
-        self, tp: TopicPartition, message: object, box: PartitionOutbox | None
-    ) -> None:
+    async def _handle(self, tp: TopicPartition, message: object, box: Outbox | None) -> None:
         offset: int = message.offset  # type: ignore[attr-defined]
         raw: bytes = message.value  # type: ignore[attr-defined]
         try:
@@ -234,7 +291,7 @@ class TierWorker:
             elif await box.ready() and box.must_serve(offset):
                 await self._serve_message(tp, offset, raw, box.publish)
             else:
-                self.stats.duplicates += 1
+                self.stats[self._tier(tp)].duplicates += 1
         except asyncio.CancelledError:
             # stopped mid-flight (shutdown past its drain time): the offset stays
             # unfinished, so the request is delivered again rather than answered wrongly
@@ -256,12 +313,14 @@ class TierWorker:
         raw: bytes,
         publish: Callable[[int, list[Outgoing]], Awaitable[bool]],
     ) -> None:
+        tier = self._tier(tp)
+        stats = self.stats[tier]
         source = Source(tp.topic, tp.partition, offset, raw)
         try:
             routed = RoutedRequest.model_validate_json(raw)
         except (ValidationError, TypeError, ValueError) as exc:
             if await publish(offset, [unreadable(self.topics.dlq, source, "routed request", exc)]):
-                self.stats.dead_letters += 1
+                stats.dead_letters += 1
             return
         ready = self._ready.get(tp)
         if ready is not None:
@@ -272,30 +331,32 @@ class TierWorker:
         key = routed.request.key
         async with self._serving.turn(key):
             if key in self.done:
-                self.stats.duplicates += 1
-                log.info("worker %s: %s answered before, dropped", self.tier, routed.request.id)
+                stats.duplicates += 1
+                log.info("worker %s: %s answered before, dropped", tier, routed.request.id)
                 await publish(offset, [])  # the offset is answered: a commit may pass it
                 return
             outcome = await self._serve(routed)
             sends = respond(routed, outcome, source, self.topics)
             if not self.transactional:
-                done = done_record(key, source, self.topics, self.tier, self._done_partitions)
+                done = done_record(
+                    key, source, self.topics, tier, self._done_partitions.get(tier, frozenset())
+                )
                 sends.append(done)
             if not await publish(offset, sends):
-                self.stats.handed_back += 1
+                stats.handed_back += 1
                 return
             self.done.add(key)
         if outcome.failed:
-            self.stats.errors += 1
-            self.stats.dead_letters += 1
+            stats.errors += 1
+            stats.dead_letters += 1
         else:
-            self.stats.answered += 1
+            stats.answered += 1
 
     async def _serve(self, routed: RoutedRequest) -> ServeOutcome:
         try:
             return await serve(self.dispatcher, routed)
         except Exception as exc:
-            log.exception("worker %s: serving %s failed", self.tier, routed.request.id)
+            log.exception("%s: serving %s failed", self.name, routed.request.id)
             return self.dispatcher.internal_failure(routed, exc)
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
@@ -306,13 +367,16 @@ class TierWorker:
             await consumer.commit(offsets)  # type: ignore[arg-type]
             self.gap.committed(offsets)
         except KafkaError as exc:
-            log.warning("worker %s: commit failed (%s); will retry", self.tier, exc)
+            log.warning("%s: commit failed (%s); will retry", self.name, exc)
 
     async def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Before giving partitions away: finish their work and commit it, so no one redoes it."""
         consumer = self._consumer
         if consumer is None or not revoked:
             return
+        # records still waiting for a slot were never noted as read: the next owner reads them
+        for tier, backlog in self._backlog.items():
+            self._backlog[tier] = collections.deque(e for e in backlog if e[0] not in revoked)
         # a walk can take retries x candidates x call timeout: wait for it, but answer
         # the group well within aiokafka's 300 s poll interval
         worker = self.settings.worker
@@ -322,8 +386,8 @@ class TierWorker:
                 await self.gap.drained(revoked)
         except TimeoutError:
             log.warning(
-                "worker %s: revoked partitions still have work in flight; committing below it",
-                self.tier,
+                "%s: revoked partitions still have work in flight; committing below it",
+                self.name,
             )
         if self.outboxes is not None:
             await self.outboxes.revoke(revoked)
@@ -333,41 +397,44 @@ class TierWorker:
                 try:
                     await consumer.commit(offsets)  # type: ignore[arg-type]
                 except KafkaError as exc:
-                    log.warning("worker %s: commit on revoke failed: %s", self.tier, exc)
+                    log.warning("%s: commit on revoke failed: %s", self.name, exc)
         self.gap.forget(revoked)
         for tp in revoked:
             self._ready.pop(tp, None)
 
     async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._paused = set()  # new partitions start unpaused; the next poll pauses them
         if self.outboxes is not None:
             await self.outboxes.assign(assigned)
-            log.info(
-                "worker %s: assigned %d partitions, previous owners fenced",
-                self.tier,
-                len(assigned),
-            )
+            log.info("%s: assigned %s, commit points read", self.name, self._per_tier(assigned))
             return
         events = {tp: asyncio.Event() for tp in assigned}
         self._ready.update(events)
         loaded = 0
         try:
             async with asyncio.timeout(120):
-                done_topic = self.topics.done(self.tier)
-                self._done_partitions = frozenset(await partition_ids(self.bootstrap, done_topic))
-                since = await since_ms_for(self.bootstrap, self._consumer, assigned)
-                loaded = await load_done(
-                    self.bootstrap, done_topic, [tp.partition for tp in assigned], self.done, since
-                )
+                for tier in {self._tier(tp) for tp in assigned}:
+                    loaded += await self._load_done(
+                        tier, {tp for tp in assigned if self._tier(tp) is tier}
+                    )
         except Exception as exc:  # noqa: BLE001 - never stall the tier on the done log
-            log.warning("worker %s: could not read the done log (%s)", self.tier, exc)
+            log.warning("%s: could not read the done log (%s)", self.name, exc)
         finally:
             for event in events.values():
                 event.set()
-        log.info(
-            "worker %s: assigned %d partitions, %d done ids loaded",
-            self.tier,
-            len(assigned),
-            loaded,
+        log.info("%s: assigned %s, %d done ids loaded", self.name, self._per_tier(assigned), loaded)
+
+    def _per_tier(self, partitions: set[TopicPartition]) -> str:
+        """`economy 2 partitions, standard 1 partitions`: what a rebalance gave each tier."""
+        counts = collections.Counter(self._tier(tp) for tp in partitions)
+        return ", ".join(f"{tier} {counts[tier]} partitions" for tier in self.tiers) or "nothing"
+
+    async def _load_done(self, tier: Tier, assigned: set[TopicPartition]) -> int:
+        done_topic = self.topics.done(tier)
+        self._done_partitions[tier] = frozenset(await partition_ids(self.bootstrap, done_topic))
+        since = await since_ms_for(self.bootstrap, self._consumer, assigned)
+        return await load_done(
+            self.bootstrap, done_topic, [tp.partition for tp in assigned], self.done, since
         )
 
 

@@ -119,10 +119,10 @@ async def _run(settings: object, roles: tuple[str, ...], status_every: float) ->
                 s = pipeline.router.stats
                 parts.append(f"router {s.routed} routed/{s.rejected} rejected")
             for tier, worker in pipeline.workers.items():
-                w = worker.stats
+                w = worker.stats[tier]
                 if w.received:
                     parts.append(
-                        f"{tier} {w.answered} ok/{w.errors} err/{worker.in_flight} in flight"
+                        f"{tier} {w.answered} ok/{w.errors} err/{worker.in_flight(tier)} in flight"
                     )
             if pipeline.sink:
                 parts.append(f"sink {pipeline.sink.stats.inserted} rows")

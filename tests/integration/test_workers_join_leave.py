@@ -57,7 +57,8 @@ async def slow_simulator() -> AsyncIterator[RunningSimulator]:
     await sim.stop()
 
 
-ASSIGNED = re.compile(r"worker (\w+): assigned [1-9]\d* partitions")
+#: "workers economy+...: assigned economy 1 partitions, standard 2 partitions, ..."
+ASSIGNED = re.compile(rf"({'|'.join(t.value for t in Tier)}) [1-9]\d* partitions")
 
 
 def tiers_with_partitions(log: Path) -> set[str]:

@@ -461,7 +461,7 @@ def test_each_scaled_object_scales_its_tier_on_that_tiers_lag(pods: list[Pod]) -
         # the group id and topic exactly as a worker builds them (no Kafka is touched)
         none = cast(Any, None)
         worker = TierWorker(
-            tier, pod.settings, Topics(kafka.topic_prefix), kafka.bootstrap, none, none
+            [tier], pod.settings, Topics(kafka.topic_prefix), kafka.bootstrap, none, none
         )
         (trigger,) = spec["triggers"]
         metadata = trigger["metadata"]
