@@ -40,7 +40,7 @@ from aiokafka.protocol.types import (
 
 #: the group's generation and this member's id, as the consumer knows them now
 GroupMetadata = Callable[[], tuple[int, str]]
-#: reads a partition's committed offset and metadata once no open transaction holds it
+#: reads the group's committed offset and metadata for a partition (-1 when none)
 CommitReader = Callable[[TopicPartition], Awaitable[tuple[int, str]]]
 
 ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS, FENCED_INSTANCE_ID = 22, 25, 27, 82
@@ -52,6 +52,15 @@ _STALE_MEMBER = {ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS, F
 _TEXT = CompactString("utf-8")
 
 
+def _by_topic(name: str, partitions: str, *fields: tuple[str, Any]) -> CompactArray:
+    """Kafka's usual nesting, flexible: topics, each with its partitions' `fields`."""
+    return CompactArray(
+        (name, _TEXT),
+        (partitions, CompactArray(*fields, ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
 class TxnOffsetCommitResponseV3(Response):  # type: ignore[misc]
     API_KEY = 28
     API_VERSION = 3
@@ -59,16 +68,7 @@ class TxnOffsetCommitResponseV3(Response):  # type: ignore[misc]
         ("throttle_time_ms", Int32),
         (
             "errors",
-            CompactArray(
-                ("topic", _TEXT),
-                (
-                    "partition_errors",
-                    CompactArray(
-                        ("partition", Int32), ("error_code", Int16), ("tags", TaggedFields)
-                    ),
-                ),
-                ("tags", TaggedFields),
-            ),
+            _by_topic("topic", "partition_errors", ("partition", Int32), ("error_code", Int16)),
         ),
         ("tags", TaggedFields),
     )
@@ -89,19 +89,13 @@ class TxnOffsetCommitRequestV3(RequestStruct):  # type: ignore[misc]
         ("group_instance_id", _TEXT),
         (
             "topics",
-            CompactArray(
-                ("topic", _TEXT),
-                (
-                    "partitions",
-                    CompactArray(
-                        ("partition", Int32),
-                        ("offset", Int64),
-                        ("leader_epoch", Int32),
-                        ("metadata", _TEXT),
-                        ("tags", TaggedFields),
-                    ),
-                ),
-                ("tags", TaggedFields),
+            _by_topic(
+                "topic",
+                "partitions",
+                ("partition", Int32),
+                ("offset", Int64),
+                ("leader_epoch", Int32),
+                ("metadata", _TEXT),
             ),
         ),
         ("tags", TaggedFields),
@@ -115,20 +109,14 @@ class OffsetFetchResponseV7(Response):  # type: ignore[misc]
         ("throttle_time_ms", Int32),
         (
             "topics",
-            CompactArray(
-                ("name", _TEXT),
-                (
-                    "partitions",
-                    CompactArray(
-                        ("partition", Int32),
-                        ("offset", Int64),
-                        ("leader_epoch", Int32),
-                        ("metadata", _TEXT),
-                        ("error_code", Int16),
-                        ("tags", TaggedFields),
-                    ),
-                ),
-                ("tags", TaggedFields),
+            _by_topic(
+                "name",
+                "partitions",
+                ("partition", Int32),
+                ("offset", Int64),
+                ("leader_epoch", Int32),
+                ("metadata", _TEXT),
+                ("error_code", Int16),
             ),
         ),
         ("error_code", Int16),

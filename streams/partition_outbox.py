@@ -31,6 +31,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -38,14 +39,14 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from tierline.streams.config import KafkaSettings
+from tierline.streams.group_fencing import CommitReader
 from tierline.streams.offset_ledger import OffsetLedger
 from tierline.streams.outgoing import Outgoing
 from tierline.streams.sender import instead, send_one
 from tierline.streams.topics import Topics
 
-#: reads the group's committed offset and metadata for a partition (-1 when none)
-CommitReader = Callable[[TopicPartition], Awaitable[tuple[int, str]]]
 ProducerFactory = Callable[[str], AIOKafkaProducer]
+T = TypeVar("T")
 
 
 def transactional_producers(bootstrap: str, kafka: KafkaSettings) -> ProducerFactory:
@@ -103,7 +104,91 @@ def retrieve_failure(producer: AIOKafkaProducer) -> None:
             future.exception()
 
 
-class PartitionOutbox:
+async def retried(attempt: Callable[[], Awaitable[T]], what: str, log: logging.Logger) -> T:
+    """Run `attempt` until it raises no KafkaError, backing off from 0.2 s to 5 s; each
+    failure is logged as `what` failed."""
+    delay = 0.2
+    while True:
+        try:
+            return await attempt()
+        except KafkaError as exc:
+            log.warning("%s failed (%s); retrying", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def started_producer(
+    new_producer: Callable[[], AIOKafkaProducer], what: str, log: logging.Logger
+) -> AIOKafkaProducer:
+    """A transactional producer from `new_producer`, started (its InitProducerId fences
+    older producers with its id), retried on a fresh one until the broker answers."""
+
+    async def attempt() -> AIOKafkaProducer:
+        producer = new_producer()
+        try:
+            await producer.start()
+        except KafkaError:
+            await producer.stop()
+            raise
+        return producer
+
+    return await retried(attempt, what, log)
+
+
+class OwnedPartition:
+    """What an owner knows of one input partition: the ledger it resumed with, and the
+    offsets read before it had (a record may come before its assignment callback ends)."""
+
+    def __init__(self, tp: TopicPartition) -> None:
+        self.tp = tp
+        self.ledger: OffsetLedger | None = None
+        self.lost = False
+        #: resuming has begun (a partition made by an early record waits for its assignment)
+        self.opening = False
+        self._early: set[int] = set()
+        self._opened = asyncio.Event()
+
+    async def resume(self, read_commit: CommitReader, who: str, log: logging.Logger) -> None:
+        """Read the partition's commit point (retrying) and take up its ledger from there."""
+        offset, metadata = await retried(
+            lambda: read_commit(self.tp), f"{who}: reading the commit point of {self.tp}", log
+        )
+        ledger = OffsetLedger.from_commit(offset, metadata)
+        for early in sorted(self._early):
+            ledger.take(early)
+        self._early.clear()
+        self.ledger = ledger
+        log.info(
+            "%s: %s resumes at offset %d, %d answered above it",
+            who,
+            self.tp,
+            ledger.base,
+            sum(1 for o in range(ledger.base, ledger.end) if ledger.answered(o)),
+        )
+        self._opened.set()
+
+    async def ready(self, timeout_s: float = 120.0) -> bool:
+        """Wait for `resume`; False if it did not happen in time (the partition never came)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._opened.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def take(self, offset: int) -> None:
+        """The message at `offset` was read; before `resume` ends, it is decided then."""
+        if self.ledger is None:
+            self._early.add(offset)
+        else:
+            self.ledger.take(offset)
+
+    def must_serve(self, offset: int) -> bool:
+        """After `ready`: whether the message at `offset` still needs an answer."""
+        return self.ledger is not None and not self.lost and offset in self.ledger.unfinished
+
+
+class PartitionOutbox(OwnedPartition):
     """One input partition's transactional producer, its ledger, and its queue of answers."""
 
     def __init__(
@@ -118,7 +203,7 @@ class PartitionOutbox:
         log: logging.Logger,
         on_lost: Callable[[PartitionOutbox], None],
     ) -> None:
-        self.tp = tp
+        super().__init__(tp)
         self.group_id = group_id
         self.transactional_id = f"{group_id}.{tp.topic}.{tp.partition}"
         self.topics = topics
@@ -126,87 +211,24 @@ class PartitionOutbox:
         self.who = who
         self.log = log
         self.on_lost = on_lost
-        self.ledger: OffsetLedger | None = None
-        self.lost = False
-        #: `open` has begun (a box made by an early record waits for its assignment)
-        self.opening = False
         self.transactions = 0
         self._new_producer = new_producer
         self._producer: AIOKafkaProducer | None = None
-        self._early: set[int] = set()
         self._queue: list[Pending] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._opened = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def open(self, read_commit: CommitReader) -> None:
         """Fence the partition's previous owner, then read where it left off."""
-        delay = 0.2
-        while True:
-            producer = self._new_producer(self.transactional_id)
-            try:
-                await producer.start()
-                break
-            except KafkaError as exc:
-                await producer.stop()
-                self.log.warning(
-                    "%s: transactional producer for %s failed to start (%s); retrying",
-                    self.who,
-                    self.tp,
-                    exc,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        self._producer = producer
-        while True:
-            try:
-                offset, metadata = await read_commit(self.tp)
-                break
-            except KafkaError as exc:
-                self.log.warning(
-                    "%s: could not read the commit point of %s (%s); retrying",
-                    self.who,
-                    self.tp,
-                    exc,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        ledger = OffsetLedger.from_commit(offset, metadata)
-        for early in sorted(self._early):
-            ledger.take(early)
-        self._early.clear()
-        self.ledger = ledger
-        self.log.info(
-            "%s: %s resumes at offset %d, %d answered above it",
-            self.who,
-            self.tp,
-            ledger.base,
-            sum(1 for o in range(ledger.base, ledger.end) if ledger.answered(o)),
+        self._producer = await started_producer(
+            lambda: self._new_producer(self.transactional_id),
+            f"{self.who}: starting the transactional producer for {self.tp}",
+            self.log,
         )
+        await self.resume(read_commit, self.who, self.log)
         self._task = asyncio.create_task(self._run(), name=f"outbox.{self.transactional_id}")
-        self._opened.set()
-
-    async def ready(self, timeout_s: float = 120.0) -> bool:
-        """Wait for `open`; False if it did not happen in time (the partition never came)."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._opened.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    def take(self, offset: int) -> None:
-        """The message at `offset` was read; before `open` ends, it is decided then."""
-        if self.ledger is None:
-            self._early.add(offset)
-        else:
-            self.ledger.take(offset)
-
-    def must_serve(self, offset: int) -> bool:
-        """After `ready`: whether the message at `offset` still needs an answer."""
-        return self.ledger is not None and not self.lost and offset in self.ledger.unfinished
 
     def publish(self, offset: int, sends: Sequence[Outgoing]) -> asyncio.Future[bool]:
         """Queue the answers to the message at `offset`; resolves True once committed.

@@ -37,13 +37,14 @@ from aiokafka.structs import OffsetAndMetadata
 
 from tierline.streams.config import KafkaSettings
 from tierline.streams.group_fencing import CommitReader, bind_group, stable_commit_reader
-from tierline.streams.offset_ledger import OffsetLedger
 from tierline.streams.outgoing import Outgoing
 from tierline.streams.partition_outbox import (
+    OwnedPartition,
     Pending,
     SendsFailed,
     rerouted,
     retrieve_failure,
+    started_producer,
     transactional_producers,
     txn_state,
 )
@@ -51,61 +52,14 @@ from tierline.streams.sender import send_one
 from tierline.streams.topics import Topics
 
 
-class PartitionSlot:
+class PartitionSlot(OwnedPartition):
     """One owned partition's ledger and queue of answers, sharing the process's producer."""
 
     def __init__(self, tp: TopicPartition, owner: ProcessOutbox) -> None:
-        self.tp = tp
+        super().__init__(tp)
         self.owner = owner
-        self.ledger: OffsetLedger | None = None
-        self.lost = False
-        self.opening = False
         self.queue: list[Pending] = []
         self.outstanding: set[asyncio.Future[bool]] = set()
-        self._early: set[int] = set()
-        self._opened = asyncio.Event()
-
-    async def open(self, read_commit: CommitReader) -> None:
-        """Read where the previous owner left off, once its last transaction has ended."""
-        delay = 0.2
-        while True:
-            try:
-                offset, metadata = await read_commit(self.tp)
-                break
-            except KafkaError as exc:
-                self.owner.log.warning(
-                    "%s: could not read the commit point of %s (%s); retrying",
-                    self.owner.who,
-                    self.tp,
-                    exc,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        ledger = OffsetLedger.from_commit(offset, metadata)
-        for early in sorted(self._early):
-            ledger.take(early)
-        self._early.clear()
-        self.ledger = ledger
-        self.owner.log.info("%s: %s resumes at offset %d", self.owner.who, self.tp, ledger.base)
-        self._opened.set()
-
-    async def ready(self, timeout_s: float = 120.0) -> bool:
-        """Wait for `open`; False if it did not happen in time (the partition never came)."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._opened.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    def take(self, offset: int) -> None:
-        if self.ledger is None:
-            self._early.add(offset)
-        else:
-            self.ledger.take(offset)
-
-    def must_serve(self, offset: int) -> bool:
-        return self.ledger is not None and not self.lost and offset in self.ledger.unfinished
 
     def publish(self, offset: int, sends: Sequence[Outgoing]) -> asyncio.Future[bool]:
         """Queue the answers to `offset`; resolves True once committed, False if never."""
@@ -172,20 +126,14 @@ class ProcessOutbox:
         self._task = asyncio.create_task(self._run(), name=f"outbox.{self.transactional_id}")
 
     async def _started_producer(self) -> AIOKafkaProducer:
-        delay = 0.2
-        while True:
+        def new() -> AIOKafkaProducer:
             producer = self.new_producer(self.transactional_id)
             bind_group(producer, self.group_metadata)
-            try:
-                await producer.start()
-                return producer
-            except KafkaError as exc:
-                await producer.stop()
-                self.log.warning(
-                    "%s: transactional producer failed to start (%s); retrying", self.who, exc
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            return producer
+
+        return await started_producer(
+            new, f"{self.who}: starting the transactional producer", self.log
+        )
 
     def wake(self) -> None:
         self._wake.set()
@@ -200,7 +148,7 @@ class ProcessOutbox:
             if not slot.opening:
                 slot.opening = True
                 fresh.append(slot)
-        await asyncio.gather(*(slot.open(self.read_commit) for slot in fresh))
+        await asyncio.gather(*(slot.resume(self.read_commit, self.who, self.log) for slot in fresh))
 
     async def revoke(self, partitions: Iterable[TopicPartition], timeout_s: float = 30.0) -> None:
         """Publish what the partitions have queued (for up to `timeout_s`), then let them go."""

@@ -110,6 +110,18 @@ async def wait_until(check: Any, timeout_s: float, every_s: float = 0.3) -> bool
     return False
 
 
+async def group_member(bootstrap: str, topic: str, group: str) -> AIOKafkaConsumer:
+    """A consumer of `topic` in `group`, started and holding its partitions (no auto commit:
+    only what a test commits moves the group's offsets)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=200)
+    return consumer
+
+
 async def create_topic(bootstrap: str, name: str, partitions: int = 2) -> str:
     """Create a topic the way an operator would, and wait until its partitions have leaders."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

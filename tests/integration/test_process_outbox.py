@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.integration.support import collect, create_topic
+from tests.integration.support import collect, create_topic, group_member
 from tierline.streams.config import KafkaSettings
 from tierline.streams.group_fencing import stable_commit_reader
 from tierline.streams.outgoing import Outgoing
@@ -19,16 +19,6 @@ from tierline.streams.tail import tail_consumer
 from tierline.streams.topics import Topics
 
 log = logging.getLogger("test.process_outbox")
-
-
-async def member(bootstrap: str, topic: str, group: str) -> AIOKafkaConsumer:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    while not consumer.assignment():
-        await consumer.getmany(timeout_ms=200)
-    return consumer
 
 
 def outbox(
@@ -65,7 +55,7 @@ async def test_a_zombie_cannot_commit_and_the_next_owner_resumes_at_the_commit_p
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     reader = await tail_consumer(kafka_bootstrap, out, from_start=True)
-    first_member = await member(kafka_bootstrap, source, group)
+    first_member = await group_member(kafka_bootstrap, source, group)
     coordinator = first_member._coordinator
     first_view = [(coordinator.generation, coordinator.member_id)]
     first = outbox(kafka_bootstrap, admin, group, "first", first_view)
@@ -82,7 +72,7 @@ async def test_a_zombie_cannot_commit_and_the_next_owner_resumes_at_the_commit_p
 
         # the first member leaves the group, but its outbox lives on with its old view
         await first_member.stop()
-        second_member = await member(kafka_bootstrap, source, group)
+        second_member = await group_member(kafka_bootstrap, source, group)
         live = second_member._coordinator
         second_view.append((live.generation, live.member_id))
         assert live.generation > first_view[0][0]
@@ -118,7 +108,7 @@ async def test_one_transaction_carries_several_partitions_answers_and_commit_poi
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     reader = await tail_consumer(kafka_bootstrap, out, from_start=True)
-    owner = await member(kafka_bootstrap, source, group)
+    owner = await group_member(kafka_bootstrap, source, group)
     view = [(owner._coordinator.generation, owner._coordinator.member_id)]
     box = outbox(kafka_bootstrap, admin, group, "one", view)
     box.linger_s = 0.2  # everything below gathers into one transaction

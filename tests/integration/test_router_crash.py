@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 from pathlib import Path
@@ -17,6 +16,7 @@ from tests.integration.support import (
     make_settings,
     produce,
     request_body,
+    role_env,
     start_role,
 )
 from tierline.processors.simulator import RunningSimulator
@@ -34,14 +34,7 @@ async def test_killed_router_restarts_without_losing_or_doubling(
 ) -> None:
     settings = make_settings(kafka_bootstrap, topic_prefix, chdb_url, simulator.url, tmp_path)
     pipeline = await start_pipeline(settings, roles=("workers", "sink"))
-    env = {
-        **os.environ,
-        "TIERLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "TIERLINE_KAFKA_TOPIC_PREFIX": topic_prefix,
-        "TIERLINE_KAFKA_PARTITIONS": "3",
-        "TIERLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "TIERLINE_STATE_DIR": str(tmp_path / "router"),
-    }
+    env = role_env(kafka_bootstrap, topic_prefix, tmp_path / "router")
     log = tmp_path / "router.log"
     router = start_role("router", env, log)
     restarted: subprocess.Popen[bytes] | None = None

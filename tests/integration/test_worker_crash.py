@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from tests.integration.support import (
     make_settings,
     produce,
     request_body,
+    role_env,
     start_role,
     wait_until,
 )
@@ -46,17 +46,14 @@ async def test_killed_worker_restarts_without_losing_or_doubling(
 ) -> None:
     settings = make_settings(kafka_bootstrap, topic_prefix, chdb_url, slow_simulator.url, tmp_path)
     pipeline = await start_pipeline(settings, roles=("router", "sink"))
-    env = {
-        **os.environ,
-        "TIERLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "TIERLINE_KAFKA_TOPIC_PREFIX": topic_prefix,
-        "TIERLINE_KAFKA_PARTITIONS": "3",
-        "TIERLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "TIERLINE_SIMULATOR_URL": slow_simulator.url,
-        "TIERLINE_STATE_DIR": str(tmp_path / "worker"),
-        "TIERLINE_WORKER_MAX_IN_FLIGHT": "40",
-        "TIERLINE_WORKER_COMMIT_INTERVAL_S": "0.2",
-    }
+    env = role_env(
+        kafka_bootstrap,
+        topic_prefix,
+        tmp_path / "worker",
+        slow_simulator.url,
+        worker_max_in_flight="40",
+        worker_commit_interval_s="0.2",
+    )
     log = tmp_path / "worker.log"
     worker = start_role("workers", env, log)
     restarted: subprocess.Popen[bytes] | None = None
