@@ -36,7 +36,7 @@ from tierline.processors.providers.http_client import provider_client
 from tierline.processors.simulator import SimulatorProfile, spawn_simulator
 from tierline.schemas import RouteRequest, encode
 from tierline.streams.config import KafkaSettings
-from tierline.streams.cpu_clock import cpu_seconds
+from tierline.streams.cpu_clock import cpu_seconds, listening_pid
 from tierline.streams.tail import tail_consumer
 from tierline.streams.topics import ensure_topics
 from tierline.streams.workload import demo_requests
@@ -210,6 +210,7 @@ class RoleProcesses:
             "TIERLINE_CLICKHOUSE_URL": f"chdb://{state_dir}/chdb",
             "TIERLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
             "TIERLINE_KAFKA_EMBEDDED": "true" if embedded else "false",
+            "TIERLINE_METRICS_PORT": "0",  # one endpoint per role process, any free port
         }
         self.state_dir = state_dir
 
@@ -285,6 +286,8 @@ async def run_bench(
         say(f"simulator at {sim.url}, provider latency {provider_latency_ms} ms")
         roles = RoleProcesses(bootstrap, prefix, sim.url, state_dir, embedded)
         floor = RoleProcesses(bootstrap, prefix, sim.url, state_dir, embedded)
+        broker = BrokerClock.near(bootstrap, embedded)
+        say(broker.describe())
         wait_ms = "5" if embedded else "100"
         for stage, (source, target) in enumerate(itertools.pairwise(FLOOR_STAGES)):
             floor.spawn(
@@ -304,7 +307,14 @@ async def run_bench(
             roles.check()
             for rate in rates:
                 run = await _one_rate(
-                    bootstrap, prefix, sim.url, n, rate, roles, floor, say, provider_latency_ms
+                    bootstrap,
+                    prefix,
+                    sim.url,
+                    n,
+                    rate,
+                    (roles, floor, broker),
+                    say,
+                    provider_latency_ms,
                 )
                 runs.append(run | {"provider_latency_ms": provider_latency_ms})
         finally:
@@ -329,18 +339,19 @@ async def _one_rate(
     simulator_url: str,
     n: int,
     rate: float,
-    roles: RoleProcesses,
-    floor: RoleProcesses,
+    processes: tuple[RoleProcesses, RoleProcesses, BrokerClock],
     say: Callable[[str], None],
     latency: float,
 ) -> dict[str, Any]:
     """Baseline, floor and tierline at one rate; overhead = latency - the provider's `latency`
-    (the floor calls no provider: its overhead is its whole latency)."""
+    (the floor calls no provider: its overhead is its whole latency). The broker's CPU is
+    reported apart from the totals, for the floor and for tierline alike."""
+    roles, floor, broker = processes
     tag = f"r{rate:g}-"
     say(f"baseline: {n} direct calls at {rate}/s")
     direct = await measure_direct(simulator_url, _requests(prefix, tag + "d", n, 3), rate)
     say(f"floor: {n} messages at {rate}/s through two bare aiokafka stages")
-    before = floor.cpu()
+    before, broker_before = floor.cpu(), broker.seconds()
     bare = await measure_pipeline(
         bootstrap,
         prefix,
@@ -351,8 +362,9 @@ async def _one_rate(
         embedded=roles.embedded,
     )
     floor_cpu = _per_answer(before, floor.cpu(), len(bare.ids))
+    floor_broker = broker.per_answer(broker_before, len(bare.ids))
     say(f"tierline: {n} requests at {rate}/s through Kafka")
-    before = roles.cpu()
+    before, broker_before = roles.cpu(), broker.seconds()
     piped = await measure_pipeline(
         bootstrap,
         prefix,
@@ -363,6 +375,7 @@ async def _one_rate(
     )
     roles.check()
     tierline_cpu = _per_answer(before, roles.cpu(), len(piped.ids))
+    tierline_broker = broker.per_answer(broker_before, len(piped.ids))
     result: dict[str, Any] = {
         "rate": rate,
         "requests": n,
@@ -372,11 +385,13 @@ async def _one_rate(
         "duplicates": piped.duplicates,
         "errors": piped.errors,
         "cpu_ms_per_request": tierline_cpu,
+        "broker_cpu_ms_per_request": tierline_broker,
         "floor": {
             "throughput_rps": bare.throughput_rps,
             "overhead_ms": bare.overhead(0.0),
             "lost": bare.lost,
             "cpu_ms_per_message": floor_cpu,
+            "broker_cpu_ms_per_message": floor_broker,
         },
         "baseline": {
             "throughput_rps": direct.throughput_rps,
@@ -387,6 +402,38 @@ async def _one_rate(
     }
     result["vs_floor"] = _ratios(result)
     return result
+
+
+@dataclass(frozen=True)
+class BrokerClock:
+    """The CPU clock of the Kafka broker when it runs on this machine (found by the port it
+    listens on), so the bench can charge the broker's work per request too."""
+
+    pid: int | None
+    where: str
+
+    @classmethod
+    def near(cls, bootstrap: str, embedded: bool) -> BrokerClock:
+        first = bootstrap.split(",")[0]
+        host, _, port = first.rpartition(":")
+        if embedded or host not in ("127.0.0.1", "localhost", "::1", "[::1]") or not port.isdigit():
+            return cls(None, first)
+        return cls(listening_pid(int(port)), first)
+
+    def describe(self) -> str:
+        if self.pid is None:
+            return f"broker {self.where}: not a local process of this user; its CPU is not measured"
+        return f"broker {self.where}: local pid {self.pid}; its CPU is measured apart"
+
+    def seconds(self) -> float | None:
+        return None if self.pid is None else cpu_seconds(self.pid)
+
+    def per_answer(self, before: float | None, answered: int) -> float | None:
+        """Broker CPU milliseconds per answered message since `before`; None if unmeasured."""
+        after = self.seconds()
+        if before is None or after is None or answered == 0:
+            return None
+        return round((after - before) * 1000 / answered, 3)
 
 
 def _per_answer(

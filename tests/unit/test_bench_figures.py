@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 
-from tierline.streams.bench import _per_answer, _ratios
-from tierline.streams.cpu_clock import cpu_seconds
+from tierline.streams.bench import BrokerClock, _per_answer, _ratios
+from tierline.streams.cpu_clock import cpu_seconds, listening_pid
 
 
 def test_cpu_seconds_of_this_process_grow_with_work() -> None:
@@ -30,3 +31,25 @@ def test_ratios_to_the_floor() -> None:
         "floor": {"overhead_ms": {"p50": 6.0, "p99": 0.0}, "cpu_ms_per_message": {"total": 1.5}},
     }
     assert _ratios(result) == {"overhead_p50": 2.0, "overhead_p99": None, "cpu": 1.6}
+
+
+def test_the_local_broker_is_found_by_the_port_it_listens_on() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        assert listening_pid(port) is None  # bound, not yet listening
+        listener.listen()
+        assert listening_pid(port) == os.getpid()
+        clock = BrokerClock.near(f"127.0.0.1:{port}", embedded=False)
+        assert clock.pid == os.getpid()
+        before = clock.seconds()
+        sum(i * i for i in range(2_000_000))
+        used = clock.per_answer(before, 10)
+        assert used is not None and used > 0
+    assert listening_pid(port) is None
+
+
+def test_a_remote_or_embedded_broker_is_not_charged() -> None:
+    assert BrokerClock.near("kafka-1.internal:9092", embedded=False).pid is None
+    assert BrokerClock.near("127.0.0.1:9092", embedded=True).pid is None
+    assert BrokerClock(None, "x").per_answer(1.0, 10) is None
