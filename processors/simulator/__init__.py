@@ -16,7 +16,9 @@ Modules, in the order a request meets them:
 * `wire`, with `openai_wire`, `anthropic_wire`, `gemini_wire`: one provider's
   wire format each, on a shared skeleton; they parse into `request.SimRequest`;
 * `directives`: the `[sim:...]` tags that force a fault from inside a prompt;
-* `knobs`: `SimulatorProfile`, the latency, fault rates and per-model overrides;
+* `knobs`: `SimulatorProfile`, the latency, fault rates, rate limits and
+  per-model overrides;
+* `limits`: the sliding one-minute window that enforces `rpm_limit`/`tpm_limit`;
 * `draw`: the deterministic draw of each request's `Fate`;
 * `replies`: the answer text and token counts the wire modules render.
 """

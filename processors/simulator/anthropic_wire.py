@@ -18,9 +18,12 @@ Parses a request the way the real API reads it and renders the real shapes:
   `input_tokens + cache_creation_input_tokens + cache_read_input_tokens`.
   Caching applies only when the request marks a block (system, message or tool)
   or the request itself with `cache_control`, as with the real API;
-* headers: `request-id`, `anthropic-organization-id`, the
-  `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`
-  family (reset as RFC 3339), and on a 429 `retry-after`.
+* headers: `request-id`, `anthropic-organization-id`; a model with a limit
+  (`rpm_limit`, `tpm_limit`) adds `anthropic-ratelimit-requests-{limit,remaining,reset}`
+  and `anthropic-ratelimit-tokens-{limit,remaining,reset}` for each budget it
+  has (reset as an RFC 3339 timestamp, rounded up to the second; the simulator
+  enforces one combined token budget, so the input-/output-tokens split is not
+  sent); a 429 carries `retry-after` in seconds.
 
 Structured output (`output_format` / `output_config.format` of type
 `json_schema`) makes the text a JSON document. Streaming is not simulated (400).
@@ -28,11 +31,13 @@ Structured output (`output_format` / `output_config.format` of type
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 from aiohttp import web
 
+from tierline.processors.simulator.limits import Admission, Breach
 from tierline.processors.simulator.replies import Reply, format_retry_after
 from tierline.processors.simulator.request import SimRequest
 from tierline.processors.simulator.wire import PromptTally, WireFormat, positive_int
@@ -57,20 +62,14 @@ _ERROR_MESSAGES = {
     504: "Request timed out",
     529: "Overloaded",
 }
-_reset_cache: tuple[int, str] = (0, "")
+_ORGANIZATION = "00000000-0000-4000-8000-000000000000"
+_REQUESTS_LIMIT = 4_000
+"""The RPM a drawn or forced 429 names (a model without an enforced limit)."""
 
 
 def _rfc3339(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def _reset_now() -> str:
-    """The reset timestamp for ordinary answers: now + 1 s, formatted once per second."""
-    global _reset_cache
-    now = int(time.time())
-    if _reset_cache[0] != now:
-        _reset_cache = (now, _rfc3339(now + 1))
-    return _reset_cache[1]
+    """A whole-second UTC timestamp, rounded up so a reset is never announced early."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(epoch)))
 
 
 def _blocks_text(content: Any) -> tuple[str, bool]:
@@ -108,24 +107,24 @@ class AnthropicWire(WireFormat):
     # ------------------------------------------------------------------ plumbing
 
     def _headers(self, rid: str) -> dict[str, str]:
-        reset = _reset_now()
         return {
             "Content-Type": "application/json",
             "request-id": f"req_sim{rid[:24]}",
-            "anthropic-organization-id": "00000000-0000-4000-8000-000000000000",
-            "anthropic-ratelimit-requests-limit": "4000",
-            "anthropic-ratelimit-requests-remaining": "3999",
-            "anthropic-ratelimit-requests-reset": reset,
-            "anthropic-ratelimit-input-tokens-limit": "2000000",
-            "anthropic-ratelimit-input-tokens-remaining": "1999000",
-            "anthropic-ratelimit-input-tokens-reset": reset,
-            "anthropic-ratelimit-output-tokens-limit": "400000",
-            "anthropic-ratelimit-output-tokens-remaining": "399000",
-            "anthropic-ratelimit-output-tokens-reset": reset,
-            "anthropic-ratelimit-tokens-limit": "2400000",
-            "anthropic-ratelimit-tokens-remaining": "2398000",
-            "anthropic-ratelimit-tokens-reset": reset,
+            "anthropic-organization-id": _ORGANIZATION,
         }
+
+    def limit_headers(self, admission: Admission, reset_s: float) -> dict[str, str]:
+        reset = _rfc3339(time.time() + reset_s)
+        h: dict[str, str] = {}
+        if admission.requests_limit is not None:
+            h["anthropic-ratelimit-requests-limit"] = str(admission.requests_limit)
+            h["anthropic-ratelimit-requests-remaining"] = str(admission.requests_remaining)
+            h["anthropic-ratelimit-requests-reset"] = reset
+        if admission.tokens_limit is not None:
+            h["anthropic-ratelimit-tokens-limit"] = str(admission.tokens_limit)
+            h["anthropic-ratelimit-tokens-remaining"] = str(admission.tokens_remaining)
+            h["anthropic-ratelimit-tokens-reset"] = reset
+        return h
 
     def _error(
         self, status: int, rid: str, message: str, *, headers: dict[str, str] | None = None
@@ -221,21 +220,22 @@ class AnthropicWire(WireFormat):
     def context_exceeded(self, req: SimRequest, tokens: int, window: int, rid: str) -> web.Response:
         return self._error(400, rid, f"prompt is too long: {tokens} tokens > {window} maximum")
 
-    def rate_limited(self, model: str, retry_after_s: float, rid: str) -> web.Response:
-        reset = _rfc3339(time.time() + retry_after_s)
+    def rate_limited(
+        self, model: str, retry_after_s: float, rid: str, *, breach: Breach | None = None
+    ) -> web.Response:
+        if breach is None:
+            limit, unit = _REQUESTS_LIMIT, "requests"
+        else:
+            limit, unit = breach.limit, breach.kind
         return self._error(
             429,
             rid,
             "This request would exceed the rate limit for your organization "
-            "(00000000-0000-4000-8000-000000000000) of 4,000 requests per minute. For "
+            f"({_ORGANIZATION}) of {limit:,} {unit} per minute. For "
             "details, refer to: https://docs.claude.com/en/api/rate-limits. You can see the "
             "response headers for current usage. Please reduce the prompt length or the "
             "maximum tokens requested, or try again later.",
-            headers={
-                "retry-after": format_retry_after(retry_after_s),
-                "anthropic-ratelimit-requests-remaining": "0",
-                "anthropic-ratelimit-requests-reset": reset,
-            },
+            headers={"retry-after": format_retry_after(retry_after_s)},
         )
 
     def success(self, req: SimRequest, reply: Reply, rid: str, latency_ms: int) -> web.Response:

@@ -44,6 +44,10 @@ class Behaviour:
     output_min: int
     output_max: int
     context_window: int | None
+    rpm_limit: int | None = None
+    """Requests a minute this model admits (enforced by the server, not the draw)."""
+    tpm_limit: int | None = None
+    """Tokens a minute, input plus max output (likewise)."""
 
 
 @dataclass(slots=True)

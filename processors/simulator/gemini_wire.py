@@ -16,8 +16,11 @@ Parses a request the way the real API reads it and renders the real shapes:
   `usageMetadata` {`promptTokenCount` (includes `cachedContentTokenCount`),
   `candidatesTokenCount`, `totalTokenCount`, `cachedContentTokenCount` when
   non-zero, as proto3 JSON omits zeros}, `modelVersion`, `responseId`;
-* headers: the real API sends no rate-limit headers; a 429 carries the delay in
-  `RetryInfo`, and the simulator adds `Retry-After` too so generic clients see it.
+* headers: the real API sends no rate-limit headers, so a model with a limit
+  (`rpm_limit`, `tpm_limit`) is announced nowhere; a 429 carries the delay in
+  `RetryInfo.retryDelay` ("2s", "0.3s"), over an enforced budget a
+  `QuotaFailure` naming it (`quotaValue` = the limit), and the simulator adds
+  `Retry-After` too so generic clients see it.
 
 Both camelCase and snake_case field names are accepted (`generationConfig` /
 `generation_config`, `maxOutputTokens` / `max_output_tokens`), as the real API
@@ -31,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tierline.processors.simulator.limits import Breach
 from tierline.processors.simulator.replies import Reply, format_retry_after
 from tierline.processors.simulator.request import SimRequest
 from tierline.processors.simulator.wire import PromptTally, WireFormat, part_texts, positive_int
@@ -225,8 +229,22 @@ class GeminiWire(WireFormat):
             f"({window}).",
         )
 
-    def rate_limited(self, model: str, retry_after_s: float, rid: str) -> web.Response:
+    def rate_limited(
+        self, model: str, retry_after_s: float, rid: str, *, breach: Breach | None = None
+    ) -> web.Response:
         delay = format_retry_after(retry_after_s)
+        if breach is None:  # a drawn or forced 429 reads like the free tier's
+            metric = "generate_content_free_tier_requests"
+            quota_id = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+            value = "10"
+        elif breach.kind == "tokens":
+            metric = "generate_content_paid_tier_input_token_count"
+            quota_id = "GenerateContentPaidTierInputTokensPerModelPerMinute"
+            value = str(breach.limit)
+        else:
+            metric = "generate_content_paid_tier_requests"
+            quota_id = "GenerateRequestsPerMinutePerProjectPerModel"
+            value = str(breach.limit)
         return self._error(
             429,
             rid,
@@ -238,11 +256,10 @@ class GeminiWire(WireFormat):
                     "@type": "type.googleapis.com/google.rpc.QuotaFailure",
                     "violations": [
                         {
-                            "quotaMetric": "generativelanguage.googleapis.com/"
-                            "generate_content_free_tier_requests",
-                            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                            "quotaMetric": f"generativelanguage.googleapis.com/{metric}",
+                            "quotaId": quota_id,
                             "quotaDimensions": {"location": "global", "model": model},
-                            "quotaValue": "10",
+                            "quotaValue": value,
                         }
                     ],
                 },

@@ -1,5 +1,12 @@
 """The simulator's knobs: `SimulatorProfile` (latency, fault rates, output length, context
-window), with per-model `ModelOverride`s, loadable from a JSON file.
+window, rate limits), with per-model `ModelOverride`s, loadable from a JSON file.
+
+`rpm_limit` and `tpm_limit` are the budgets of the simulated API key, enforced
+per model over a sliding minute (`limits`): set on the profile, every model gets
+its own budget of that size; set in an override, that model alone. A request's
+tokens are its estimated input plus its `max_tokens` (or, without one, the most
+`output_tokens` may draw). A model with a limit announces it in the provider's
+rate-limit headers; a model without one sends none.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ class _Knobs(BaseModel):
     garbage_rate: float | None = Field(default=None, ge=0, le=1)
     output_tokens: tuple[int, int] | None = None
     context_window: int | None = Field(default=None, ge=1)
+    rpm_limit: int | None = Field(default=None, ge=1)
+    tpm_limit: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _check_range(self) -> _Knobs:
@@ -49,7 +58,11 @@ class SimulatorProfile(BaseModel):
 
         {"seed": 7, "latency_ms": 500, "latency_jitter": 0.3, "error_rate": 0.01,
          "rate_limit_rate": 0.02, "retry_after_s": 0.5,
-         "models": {"claude-opus-4-1": {"latency_ms": 2000, "context_window": 200000}}}
+         "models": {"claude-opus-4-1": {"latency_ms": 2000, "context_window": 200000,
+                                        "rpm_limit": 50, "tpm_limit": 30000}}}
+
+    An override can set a model's limit but not lift the profile's (`None` there
+    means "as the profile says").
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -67,6 +80,14 @@ class SimulatorProfile(BaseModel):
     hang_s: float = Field(default=300.0, gt=0, description="how long a hung request hangs")
     output_tokens: tuple[int, int] = (16, 256)
     context_window: int | None = Field(default=None, ge=1)
+    rpm_limit: int | None = Field(
+        default=None, ge=1, description="requests a minute per model; None = unlimited"
+    )
+    tpm_limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="tokens a minute per model (input + max output); None = unlimited",
+    )
     models: dict[str, ModelOverride] = Field(default_factory=dict)
     known_models: frozenset[str] | None = Field(
         default=None, description="if set, any other model gets the provider's 404"
@@ -122,4 +143,6 @@ class SimulatorProfile(BaseModel):
             output_min=lo,
             output_max=hi,
             context_window=pick("context_window"),
+            rpm_limit=pick("rpm_limit"),
+            tpm_limit=pick("tpm_limit"),
         )

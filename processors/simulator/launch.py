@@ -1,10 +1,13 @@
 """The ways to run the simulator: in this event loop, blocking until a signal, or in a child.
 
 * `start_simulator()` in the current event loop (tests): returns a
-  `RunningSimulator` with `.url`, `.port`, `.stats` and `await .stop()`;
+  `RunningSimulator` with `.url`, `.port`, `.stats`, `await .down()` /
+  `await .up()` and `await .stop()`;
 * `run_simulator_forever()` blocking until SIGINT/SIGTERM (the CLI);
 * `spawn_simulator()` in a child process (`python -m processors.simulator`) so a
-  benchmark does not share the simulator's event loop or core.
+  benchmark does not share the simulator's event loop or core; its
+  `SimulatorProcess` reaches the same switches over the admin routes
+  (`fetch_stats()`, `down()`, `up()`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import orjson
 from aiohttp import web
 
 from tierline.processors.simulator.knobs import SimulatorProfile
-from tierline.processors.simulator.server import SimulatorServer, SimulatorStats
+from tierline.processors.simulator.server import OutageMode, SimulatorServer, SimulatorStats
 
 __all__ = [
     "READY_PREFIX",
@@ -60,7 +63,17 @@ class RunningSimulator:
     @property
     def stats(self) -> SimulatorStats:
         """A snapshot of the counts so far."""
-        return self._sim.stats.copy()
+        return self._sim.snapshot()
+
+    async def down(self, seconds: float | None = None, mode: OutageMode = "reset") -> None:
+        """Start an outage: every provider request is refused for `seconds` (None = until
+        `up()`); mode "reset" drops the connection unanswered, "503" answers the wire
+        format's 503. `/health` and `/_sim/*` keep answering."""
+        self._sim.go_down(seconds, mode)
+
+    async def up(self) -> None:
+        """End the outage, if one is on."""
+        self._sim.go_up()
 
     async def stop(self) -> None:
         """Release hung requests, stop listening and close every connection."""
@@ -153,6 +166,26 @@ class SimulatorProcess:
         with urllib.request.urlopen(f"{self.url}/_sim/stats", timeout=timeout) as r:
             data: dict[str, Any] = orjson.loads(r.read())
             return data
+
+    def down(
+        self, seconds: float | None = None, mode: OutageMode = "reset", timeout: float = 5.0
+    ) -> None:
+        """Start an outage in the child (`POST /_sim/down`); see `RunningSimulator.down`."""
+        self._post("/_sim/down", {"seconds": seconds, "mode": mode}, timeout)
+
+    def up(self, timeout: float = 5.0) -> None:
+        """End the child's outage (`POST /_sim/up`)."""
+        self._post("/_sim/up", {}, timeout)
+
+    def _post(self, path: str, body: dict[str, Any], timeout: float) -> None:
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=orjson.dumps(body),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            r.read()
 
     def stop(self, timeout: float = 5.0) -> int:
         """SIGTERM the child, wait for it (SIGKILL after `timeout`), return its exit code."""

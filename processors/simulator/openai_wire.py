@@ -13,9 +13,13 @@ Parses a request the way the real API reads it and renders the real shapes:
 * success: a `chat.completion` object; `usage.prompt_tokens` includes
   `prompt_tokens_details.cached_tokens`; `finish_reason` is `stop`, `length`
   (capped by `max_completion_tokens` or `max_tokens`) or `content_filter`;
-* headers: `x-request-id`, `openai-processing-ms`, `openai-version`, the
-  `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` family, and on a 429
-  `retry-after` plus `retry-after-ms` (which the official SDKs prefer).
+* headers: `x-request-id`, `openai-processing-ms`, `openai-version`; a model
+  with a limit (`rpm_limit`, `tpm_limit`) adds the
+  `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` family for each budget
+  it has, the reset in OpenAI's (Go's) duration format ("120ms", "1.5s",
+  "6m0s", "1h2m3s"); a 429 carries `retry-after` plus `retry-after-ms` (which
+  the official SDKs prefer), and over an enforced budget `type` `requests` or
+  `tokens` with the real "Rate limit reached ... (RPM)/(TPM)" message.
 
 JSON mode: `response_format` `json_object` or `json_schema` makes the content a
 JSON document (shaped by the schema). Streaming (`stream: true`) is not
@@ -29,6 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tierline.processors.simulator.limits import Admission, Breach
 from tierline.processors.simulator.replies import Reply, format_retry_after
 from tierline.processors.simulator.request import SimRequest
 from tierline.processors.simulator.wire import PromptTally, WireFormat, part_texts, positive_int
@@ -37,7 +42,7 @@ __all__ = ["OpenAIWire"]
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _REQUESTS_LIMIT = 10_000
-_TOKENS_LIMIT = 30_000_000
+"""The RPM a drawn or forced 429 names (a model without an enforced limit)."""
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "invalid_request_error",
@@ -61,13 +66,24 @@ _CLOUDFLARE_502 = (
 
 
 def _duration(seconds: float) -> str:
-    """OpenAI's reset durations: "6ms", "1.5s", "6m0s"."""
-    if seconds < 1.0:
-        return f"{int(round(seconds * 1000))}ms"
-    if seconds < 60.0:
-        return f"{seconds:g}s"
-    minutes, rest = divmod(seconds, 60.0)
-    return f"{int(minutes)}m{rest:g}s"
+    """OpenAI's reset durations, Go's `time.Duration` format to the millisecond.
+
+    "0s", "6ms", "1.5s", "59.123s", "6m0s", "1m30.5s", "1h2m3s".
+    """
+    ms = max(0, int(round(seconds * 1000.0)))
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    whole, frac = divmod(ms, 1000)
+    secs = f"{whole}.{frac:03d}".rstrip("0") if frac else str(whole)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
 
 
 def _text(content: Any) -> str:
@@ -96,13 +112,20 @@ class OpenAIWire(WireFormat):
             "openai-organization": "sim-org",
             "openai-processing-ms": "1",  # errors answer at once; success sends its latency
             "openai-version": "2020-10-01",
-            "x-ratelimit-limit-requests": "10000",
-            "x-ratelimit-limit-tokens": "30000000",
-            "x-ratelimit-remaining-requests": "9999",
-            "x-ratelimit-remaining-tokens": "29999000",
-            "x-ratelimit-reset-requests": "6ms",
-            "x-ratelimit-reset-tokens": "2ms",
         }
+
+    def limit_headers(self, admission: Admission, reset_s: float) -> dict[str, str]:
+        reset = _duration(reset_s)
+        h: dict[str, str] = {}
+        if admission.requests_limit is not None:
+            h["x-ratelimit-limit-requests"] = str(admission.requests_limit)
+            h["x-ratelimit-remaining-requests"] = str(admission.requests_remaining)
+            h["x-ratelimit-reset-requests"] = reset
+        if admission.tokens_limit is not None:
+            h["x-ratelimit-limit-tokens"] = str(admission.tokens_limit)
+            h["x-ratelimit-remaining-tokens"] = str(admission.tokens_remaining)
+            h["x-ratelimit-reset-tokens"] = reset
+        return h
 
     def _error(
         self,
@@ -283,21 +306,42 @@ class OpenAIWire(WireFormat):
             code="context_length_exceeded",
         )
 
-    def rate_limited(self, model: str, retry_after_s: float, rid: str) -> web.Response:
+    def rate_limited(
+        self, model: str, retry_after_s: float, rid: str, *, breach: Breach | None = None
+    ) -> web.Response:
         wait = _duration(retry_after_s)
+        learn = "Visit https://platform.openai.com/account/rate-limits to learn more."
+        if breach is None:
+            kind = "requests"
+            message = (
+                f"Rate limit reached for {model} in organization org-sim on requests per min "
+                f"(RPM): Limit {_REQUESTS_LIMIT}, Used {_REQUESTS_LIMIT}, Requested 1. Please "
+                f"try again in {wait}. {learn}"
+            )
+        else:
+            kind = breach.kind
+            unit = "requests per min (RPM)" if kind == "requests" else "tokens per min (TPM)"
+            if breach.requested > breach.limit:
+                message = (
+                    f"Request too large for {model} in organization org-sim on {unit}: Limit "
+                    f"{breach.limit}, Requested {breach.requested}. The input or output tokens "
+                    f"must be reduced in order to run successfully. {learn}"
+                )
+            else:
+                message = (
+                    f"Rate limit reached for {model} in organization org-sim on {unit}: Limit "
+                    f"{breach.limit}, Used {breach.used}, Requested {breach.requested}. Please "
+                    f"try again in {wait}. {learn}"
+                )
         return self._error(
             429,
             rid,
-            f"Rate limit reached for {model} in organization org-sim on requests per min "
-            f"(RPM): Limit {_REQUESTS_LIMIT}, Used {_REQUESTS_LIMIT}, Requested 1. Please try "
-            f"again in {wait}. Visit https://platform.openai.com/account/rate-limits to "
-            "learn more.",
+            message,
+            type_=kind,
             code="rate_limit_exceeded",
             headers={
                 "retry-after": format_retry_after(retry_after_s),
                 "retry-after-ms": str(int(round(retry_after_s * 1000))),
-                "x-ratelimit-remaining-requests": "0",
-                "x-ratelimit-reset-requests": wait,
             },
         )
 

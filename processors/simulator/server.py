@@ -7,18 +7,42 @@ Routes (all on one port):
     POST /v1/messages                          Anthropic Messages
     POST /v1beta/models/{model}:generateContent   Gemini (also under /v1/models/...)
     GET  /health                               {"status": "ok"}
-    GET  /_sim/stats                           request counts, as JSON
+    GET  /_sim/stats                           request counts, as JSON (and "down")
+    POST /_sim/down                            start an outage: JSON body
+                                               {"seconds": float | null,
+                                                "mode": "reset" | "503"}, both optional
+                                               (defaults null and "reset")
+    POST /_sim/up                              end the outage
 
 Each request: read the body, check auth and parse it with the provider's wire
-module, read `[sim:...]` directives, count how often this exact body was seen,
-`decide()` its fate from (seed, body digest, attempt), wait the drawn
-latency, and answer in the provider's format. Auth and validation errors and a
-429 answer at once; success, drawn or forced errors and garbage answer after the
-latency; a hung request waits until `hang_s` passes, the client disconnects or
-the server stops (then 504). Every answer carries `x-simulator-outcome`
-(ok, error, rate_limit, hang, garbage, refusal or rejected),
-`x-simulator-latency-ms` (the wait drawn; 0 for a 429) and `x-simulator-attempt`
-headers, which real clients ignore and tests may read.
+module, read `[sim:...]` directives, check the model's rate limits, count how
+often this exact body was seen, `decide()` its fate from (seed, body digest,
+attempt), wait the drawn latency, and answer in the provider's format. Auth and
+validation errors and a 429 answer at once; success, drawn or forced errors and
+garbage answer after the latency; a hung request waits until `hang_s` passes,
+the client disconnects or the server stops (then 504). Every answer carries
+`x-simulator-outcome` (ok, error, rate_limit, over_limit, hang, garbage,
+refusal, rejected or outage), `x-simulator-latency-ms` (the wait drawn; 0 for a
+429) and `x-simulator-attempt` headers, which real clients ignore and tests may
+read.
+
+Rate limits: a model with `rpm_limit` or `tpm_limit` has a sliding one-minute
+window (`limits.RateWindow`). A request over it gets the provider's real 429 at
+once, with a Retry-After of the wait until the window has room (outcome
+`over_limit`, apart from the `rate_limit` faults `rate_limit_rate` draws); it
+takes no draw and no attempt, so the fates of a body's tries do not depend on
+how often it was throttled. Every answer of a limited model, 429 or not,
+carries the provider's rate-limit headers with the budget left (`limit_headers`
+of the wire module: OpenAI's `x-ratelimit-*`, Anthropic's
+`anthropic-ratelimit-*`; Gemini has none). A model without a limit sends none.
+
+Outage: after `POST /_sim/down` every provider request is refused until
+`POST /_sim/up` or until `seconds` have passed: in mode `reset` the connection
+is dropped without any HTTP answer (the client sees a reset or a closed
+connection, as when a provider's edge goes away), in mode `503` the wire
+format's 503 error answers. Such requests count in `requests`, `by_route`,
+`during_outage` and outcome `outage`, and take no draw. `/health` and
+`/_sim/*` keep answering.
 
 The hot path is kept cheap for a 1,000 req/s benchmark: no access log, no
 pydantic, orjson, one blake2b per body and one per draw. The ways to run the
@@ -29,9 +53,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from hashlib import blake2b
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from aiohttp import web
@@ -41,12 +66,17 @@ from tierline.processors.simulator.directives import DirectiveError, parse_direc
 from tierline.processors.simulator.draw import Behaviour, body_digest, decide
 from tierline.processors.simulator.gemini_wire import GeminiWire
 from tierline.processors.simulator.knobs import SimulatorProfile
+from tierline.processors.simulator.limits import Admission, RateWindow
 from tierline.processors.simulator.openai_wire import OpenAIWire
 from tierline.processors.simulator.replies import compose_reply
 from tierline.processors.simulator.request import SimRequest, estimate_tokens
 from tierline.processors.simulator.wire import WireFormat
 
-__all__ = ["ROUTES", "SimulatorServer", "SimulatorStats"]
+__all__ = ["OUTAGE_MODES", "ROUTES", "OutageMode", "SimulatorServer", "SimulatorStats"]
+
+OutageMode = Literal["reset", "503"]
+"""How an outage refuses a request: drop the connection, or the provider's 503."""
+OUTAGE_MODES: tuple[OutageMode, ...] = ("reset", "503")
 
 ROUTES: tuple[tuple[str, str, str], ...] = (
     ("OpenAI", "POST", "/v1/chat/completions"),
@@ -56,9 +86,13 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("Gemini", "POST", "/v1/models/{model}:generateContent"),
     ("health", "GET", "/health"),
     ("stats", "GET", "/_sim/stats"),
+    ("down", "POST", "/_sim/down"),
+    ("up", "POST", "/_sim/up"),
 )
 _MAX_REMEMBERED = 1_000_000
 """Distinct bodies (and cached prefixes) remembered before the memory is reset."""
+_ABORT_GRACE_S = 5.0
+"""How long a dropped request's handler waits to be cancelled by the lost connection."""
 _GARBAGE_HTML = (
     b"<html><head><title>upstream connect error</title></head><body>"
     b"upstream connect error or disconnect/reset before headers</body></html>"
@@ -81,6 +115,13 @@ class SimulatorStats:
     by_status: dict[int, int] = field(default_factory=dict)
     by_route: dict[str, int] = field(default_factory=dict)
     by_outcome: dict[str, int] = field(default_factory=dict)
+    by_model: dict[str, int] = field(default_factory=dict)
+    """Requests per model name, for every request the simulator parsed a model from
+    (so not those refused before: auth, unparseable body, outage)."""
+    during_outage: int = 0
+    """Provider requests received while the simulator was down."""
+    down: bool = False
+    """Whether an outage is on (as of the copy)."""
 
     def copy(self) -> SimulatorStats:
         return SimulatorStats(
@@ -91,6 +132,9 @@ class SimulatorStats:
             by_status=dict(self.by_status),
             by_route=dict(self.by_route),
             by_outcome=dict(self.by_outcome),
+            by_model=dict(self.by_model),
+            during_outage=self.during_outage,
+            down=self.down,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +146,9 @@ class SimulatorStats:
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "by_route": dict(self.by_route),
             "by_outcome": dict(self.by_outcome),
+            "by_model": dict(self.by_model),
+            "during_outage": self.during_outage,
+            "down": self.down,
         }
 
 
@@ -119,6 +166,9 @@ class SimulatorServer:
         self._seen: dict[bytes, int] = {}
         self._prefixes: set[bytes] = set()
         self._behaviours: dict[str, Behaviour] = {}
+        self._windows: dict[str, RateWindow | None] = {}
+        self._outage: OutageMode | None = None
+        self._outage_until: float | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -129,7 +179,40 @@ class SimulatorServer:
         app.router.add_post("/v1/models/{model}:generateContent", self.gemini)
         app.router.add_get("/health", self.health)
         app.router.add_get("/_sim/stats", self.stats_route)
+        app.router.add_post("/_sim/down", self.down_route)
+        app.router.add_post("/_sim/up", self.up_route)
         return app
+
+    # ------------------------------------------------------------------ outage
+
+    def go_down(self, seconds: float | None = None, mode: OutageMode = "reset") -> None:
+        """Refuse every provider request from now on, for `seconds` (None = until `go_up`)."""
+        if mode not in OUTAGE_MODES:
+            raise ValueError(f"outage mode must be one of {', '.join(OUTAGE_MODES)}")
+        if seconds is not None and not seconds >= 0:  # also refuses NaN
+            raise ValueError("outage seconds must be >= 0 or None")
+        self._outage = mode
+        self._outage_until = None if seconds is None else time.monotonic() + seconds
+        self.stats.down = True
+
+    def go_up(self) -> None:
+        """End the outage, if one is on."""
+        self._outage = None
+        self._outage_until = None
+        self.stats.down = False
+
+    def outage(self) -> OutageMode | None:
+        """The mode of the outage in force, or None; an outage past its `seconds` ends here."""
+        mode, until = self._outage, self._outage_until
+        if mode is not None and until is not None and time.monotonic() >= until:
+            self.go_up()
+            return None
+        return mode
+
+    def snapshot(self) -> SimulatorStats:
+        """A copy of the stats, `down` brought up to date."""
+        self.outage()
+        return self.stats.copy()
 
     # ------------------------------------------------------------------ routes
 
@@ -147,8 +230,35 @@ class SimulatorServer:
 
     async def stats_route(self, request: web.Request) -> web.Response:
         return web.Response(
-            body=orjson.dumps(self.stats.to_dict()), content_type="application/json"
+            body=orjson.dumps(self.snapshot().to_dict()), content_type="application/json"
         )
+
+    async def down_route(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            data = orjson.loads(body) if body.strip() else {}
+        except orjson.JSONDecodeError:
+            return _admin_error("the body must be JSON")
+        if not isinstance(data, dict):
+            return _admin_error('the body must be {"seconds": ..., "mode": ...}')
+        seconds = data.get("seconds")
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float)
+        ):
+            return _admin_error("seconds must be a number or null")
+        raw_mode = str(data.get("mode", "reset"))
+        mode = next((m for m in OUTAGE_MODES if m == raw_mode), None)
+        if mode is None:
+            return _admin_error(f"mode must be one of {', '.join(OUTAGE_MODES)}")
+        try:
+            self.go_down(None if seconds is None else float(seconds), mode)
+        except ValueError as exc:
+            return _admin_error(str(exc))
+        return web.json_response({"down": True, "mode": mode, "seconds": seconds})
+
+    async def up_route(self, request: web.Request) -> web.Response:
+        self.go_up()
+        return web.json_response({"down": False})
 
     # ------------------------------------------------------------------ the request
 
@@ -157,6 +267,10 @@ class SimulatorServer:
         stats.requests += 1
         route = wire.name
         stats.by_route[route] = stats.by_route.get(route, 0) + 1
+        if self._outage is not None:
+            mode = self.outage()
+            if mode is not None:
+                return await self._refuse(request, wire, mode)
         stats.in_flight += 1
         if stats.in_flight > stats.max_in_flight:
             stats.max_in_flight = stats.in_flight
@@ -173,6 +287,27 @@ class SimulatorServer:
             if status:
                 stats.by_status[status] = stats.by_status.get(status, 0) + 1
 
+    async def _refuse(
+        self, request: web.Request, wire: WireFormat, mode: OutageMode
+    ) -> web.Response:
+        """A request during an outage: the wire format's 503, or a dropped connection."""
+        stats = self.stats
+        stats.during_outage += 1
+        self._count("outage")
+        if mode == "503":
+            rid = body_digest(wire.name, await request.read()).hex()
+            response = wire.error(503, request.match_info.get("model", ""), rid)
+            response.headers["x-simulator-outcome"] = "outage"
+            stats.by_status[503] = stats.by_status.get(503, 0) + 1
+            return response
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        # the lost connection cancels this handler (aiohttp's handler_cancellation), so no
+        # answer is ever written; the bounded wait only matters where cancellation is off
+        await asyncio.sleep(_ABORT_GRACE_S)
+        raise ConnectionResetError("simulated outage: connection dropped")
+
     def _count(self, outcome: str) -> None:
         by = self.stats.by_outcome
         by[outcome] = by.get(outcome, 0) + 1
@@ -188,6 +323,15 @@ class SimulatorServer:
             b = self._behaviours[model] = self.profile.resolve(model)
         return b
 
+    def _window(self, model: str, behaviour: Behaviour) -> RateWindow | None:
+        try:
+            return self._windows[model]
+        except KeyError:
+            rpm, tpm = behaviour.rpm_limit, behaviour.tpm_limit
+            window = None if rpm is None and tpm is None else RateWindow(rpm, tpm)
+            self._windows[model] = window
+            return window
+
     async def _answer(self, request: web.Request, wire: WireFormat) -> web.Response:
         body = await request.read()
         digest = body_digest(wire.name, body)
@@ -196,6 +340,8 @@ class SimulatorServer:
         if isinstance(parsed, web.Response):
             return self._rejected(parsed)
         req = parsed
+        by_model = self.stats.by_model
+        by_model[req.model] = by_model.get(req.model, 0) + 1
         try:
             directives = parse_directives(req.last_user_text)
         except DirectiveError as exc:
@@ -212,6 +358,25 @@ class SimulatorServer:
         if len(seen) >= _MAX_REMEMBERED:
             seen.clear()
         attempt = seen.get(digest, 0)
+
+        admission: Admission | None = None
+        limiter = self._window(req.model, behaviour)
+        if limiter is not None:
+            most_out = req.max_tokens if req.max_tokens is not None else behaviour.output_max
+            now = time.monotonic()
+            admission = limiter.admit(now, input_tokens + most_out)
+            if not admission.admitted:
+                self._count("over_limit")
+                response = wire.rate_limited(
+                    req.model, admission.retry_after_s, rid, breach=admission.breach
+                )
+                headers = response.headers
+                headers.update(wire.limit_headers(admission, admission.reset_at - now))
+                headers["x-simulator-outcome"] = "over_limit"
+                headers["x-simulator-latency-ms"] = "0.000"
+                headers["x-simulator-attempt"] = str(attempt)
+                return response
+
         seen[digest] = attempt + 1
         fate = decide(behaviour, directives, self._seed, digest, attempt, wire.error_statuses)
         kind = fate.kind
@@ -238,6 +403,9 @@ class SimulatorServer:
             if kind == "garbage":
                 response = _garble(response, fate.garbage)
         headers = response.headers
+        if admission is not None:
+            reset_s = max(0.0, admission.reset_at - time.monotonic())
+            headers.update(wire.limit_headers(admission, reset_s))
         headers["x-simulator-outcome"] = kind
         headers["x-simulator-latency-ms"] = f"{latency_ms:.3f}"
         headers["x-simulator-attempt"] = str(fate.attempt)
@@ -270,6 +438,10 @@ class SimulatorServer:
                 await asyncio.wait_for(self.stopping.wait(), self.profile.hang_s)
         finally:
             stats.hanging -= 1
+
+
+def _admin_error(message: str) -> web.Response:
+    return web.json_response({"error": message}, status=400)
 
 
 def _garble(response: web.Response, kind: str) -> web.Response:

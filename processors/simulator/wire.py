@@ -15,6 +15,7 @@ from typing import Any, ClassVar, TypeGuard
 import orjson
 from aiohttp import web
 
+from tierline.processors.simulator.limits import Admission, Breach
 from tierline.processors.simulator.replies import Reply
 from tierline.processors.simulator.request import SimRequest
 
@@ -175,8 +176,23 @@ class WireFormat(ABC):
         """The 400 of a prompt over the model's context window."""
 
     @abstractmethod
-    def rate_limited(self, model: str, retry_after_s: float, rid: str) -> web.Response:
-        """The 429, with the provider's way of saying when to retry."""
+    def rate_limited(
+        self, model: str, retry_after_s: float, rid: str, *, breach: Breach | None = None
+    ) -> web.Response:
+        """The 429, with the provider's way of saying when to retry.
+
+        `breach` says which enforced budget refused the request (`limits`); without
+        one the 429 is a drawn or forced fault and names a generic request limit.
+        """
+
+    def limit_headers(self, admission: Admission, reset_s: float) -> dict[str, str]:
+        """The provider's rate-limit headers announcing a limited model's budget.
+
+        `reset_s` is the seconds until the budget is full again. Only the budgets
+        the model has are announced; a format without such headers (Gemini) says
+        nothing, which is this default.
+        """
+        return {}
 
     @abstractmethod
     def success(self, req: SimRequest, reply: Reply, rid: str, latency_ms: int) -> web.Response:

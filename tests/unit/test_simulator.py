@@ -179,8 +179,8 @@ async def test_openai_success_is_a_chat_completion(
     assert r.status_code == 200
     assert r.headers["x-request-id"].startswith("req_")
     assert r.headers["openai-version"] == "2020-10-01"
-    assert int(r.headers["x-ratelimit-remaining-requests"]) > 0
-    assert "x-ratelimit-reset-tokens" in r.headers
+    # no rate limit in the profile, so none is announced (see test_simulator_limits)
+    assert not [k for k in r.headers if k.startswith("x-ratelimit-")]
     body = r.json()
     assert body["object"] == "chat.completion"
     assert body["id"].startswith("chatcmpl-")
@@ -212,8 +212,7 @@ async def test_anthropic_success_is_a_message(
     r = await call(client, sim, ANTHROPIC, "Say hello")
     assert r.status_code == 200
     assert r.headers["request-id"].startswith("req_")
-    assert int(r.headers["anthropic-ratelimit-requests-remaining"]) > 0
-    assert r.headers["anthropic-ratelimit-tokens-reset"].endswith("Z")
+    assert not [k for k in r.headers if k.startswith("anthropic-ratelimit-")]
     body = r.json()
     assert body["type"] == "message"
     assert body["role"] == "assistant"
@@ -288,11 +287,11 @@ async def test_forced_rate_limit_carries_retry_after(
         assert body["error"]["code"] == "rate_limit_exceeded"
         assert body["error"]["type"] == "requests"
         assert r.headers["retry-after-ms"] == "250"
-        assert r.headers["x-ratelimit-remaining-requests"] == "0"
+        assert "x-ratelimit-remaining-requests" not in r.headers  # no limit, none announced
     elif p is ANTHROPIC:
         assert body["type"] == "error"
         assert body["error"]["type"] == "rate_limit_error"
-        assert r.headers["anthropic-ratelimit-requests-remaining"] == "0"
+        assert "anthropic-ratelimit-requests-remaining" not in r.headers
     else:
         assert body["error"]["status"] == "RESOURCE_EXHAUSTED"
         assert body["error"]["code"] == 429
