@@ -98,10 +98,16 @@ class ProviderError(TierlineError):
         *,
         status: int | None = None,
         retry_after_s: float | None = None,
+        cause: str | None = None,
     ) -> None:
         super().__init__(message, error_type)
         self.status = status
         self.retry_after_s = retry_after_s
+        #: refused | dns | tls | reset | connect_timeout | read_timeout, where it is one
+        self.cause = cause
+
+    def info(self) -> ErrorInfo:
+        return super().info().model_copy(update={"cause": self.cause})
 
     @property
     def kind(self) -> ErrorKind:

@@ -9,6 +9,7 @@ from tierline.schemas.cost import CostRecord
 from tierline.schemas.dead_letter import DeadLetter
 from tierline.schemas.errors import ErrorInfo, ErrorType
 from tierline.schemas.feedback import Feedback
+from tierline.schemas.health import CircuitState, HealthSnapshot
 from tierline.schemas.messages import ChatMessage
 from tierline.schemas.request import Hints, Metadata, Params, RouteRequest
 from tierline.schemas.response import RouteResponse, RoutingDecision, Usage
@@ -18,12 +19,14 @@ from tierline.schemas.tier import LatencyClass, Tier
 __all__ = [
     "Attempt",
     "ChatMessage",
+    "CircuitState",
     "CostRecord",
     "DeadLetter",
     "ErrorInfo",
     "ErrorType",
     "Escalation",
     "Feedback",
+    "HealthSnapshot",
     "Hints",
     "LatencyClass",
     "Metadata",

@@ -31,6 +31,8 @@ class ErrorType(StrEnum):
     CONTEXT_TOO_LONG = "context_too_long"
     CONTENT_FILTERED = "content_filtered"
     INVALID_RESPONSE = "invalid_response"
+    # no candidate of the tier was usable (circuits open) until the request's deadline
+    UNAVAILABLE = "unavailable"
     # ours
     INTERNAL = "internal"
 
@@ -43,3 +45,6 @@ class ErrorInfo(BaseModel):
     type: ErrorType
     message: str = Field(max_length=4000)
     retryable: bool = False
+    #: what exactly failed, where the type is coarse: for `connection` and `timeout`
+    #: one of refused | dns | tls | reset | connect_timeout | read_timeout
+    cause: str | None = Field(default=None, max_length=32)

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from tierline.schemas.attempt import Attempt
 from tierline.schemas.cost import CostRecord
 from tierline.schemas.feedback import Feedback
+from tierline.schemas.health import HealthSnapshot
 from tierline.schemas.request import RouteRequest
 from tierline.schemas.response import RouteResponse
 from tierline.schemas.routed import RoutedRequest
@@ -27,6 +28,7 @@ TOPIC_MODELS: dict[str, type[BaseModel]] = {
     "tierline.costs": CostRecord,
     "tierline.feedback": Feedback,
     "tierline.attempts": Attempt,
+    "tierline.health": HealthSnapshot,
 }
 OUT_DIR = Path(__file__).parent / "jsonschema"
 

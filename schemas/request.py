@@ -43,6 +43,10 @@ class Hints(BaseModel):
     latency: LatencyClass = LatencyClass.STANDARD
     sensitivity: str | None = Field(default=None, max_length=64)
     max_cost_usd: Money | None = Field(default=None, ge=0)
+    #: how long the request may wait for a usable provider (an outage holds it in Kafka),
+    #: counted from `created_at` or, without it, from when a worker took it; unset = the
+    #: latency class's default (`[health.deadline_s]`)
+    deadline_s: float | None = Field(default=None, gt=0, le=7 * 86400)
 
     @model_validator(mode="after")
     def _tiers_in_order(self) -> Hints:
@@ -75,6 +79,8 @@ class RouteRequest(BaseModel):
     metadata: Metadata = Field(default_factory=Metadata)
     reply_to: str | None = Field(default=None, pattern=TOPIC_NAME_PATTERN)
     created_at: datetime | None = None
+    #: how many times `tierline dlq replay` has sent this request again (0 = never)
+    replay: int = Field(default=0, ge=0, le=1000)
 
     @property
     def key(self) -> str:

@@ -32,4 +32,7 @@ class RoutedRequest(BaseModel):
     candidates: list[str] = Field(min_length=1)
     #: set when the request is served as a cascade: `candidates` first, then these
     cascade: Escalation | None = None
+    #: where to go when every candidate stays unusable until the request's deadline (an
+    #: outage): the next tier up, when the policy allows it and the hints do
+    escalation: Escalation | None = None
     routed_at: datetime

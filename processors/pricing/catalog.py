@@ -41,6 +41,10 @@ class ModelSpec:
     max_output_tokens: int | None = None
     #: the price catalog key the price came from; "" when the config file pinned it
     price_key: str = ""
+    #: the key's requests / tokens per minute for this model, when the operator knows them;
+    #: the provider's own headers tighten them at run time (`processors.health`)
+    rpm: int | None = None
+    tpm: int | None = None
 
 
 class CatalogError(ValueError):
@@ -145,7 +149,18 @@ def _model_spec(name: str, entry: Mapping[str, Any], prices: PriceBook) -> Model
             entry.get("max_output_tokens") or (listed.max_output_tokens if listed else None)
         ),
         price_key="" if "price" in entry else price_key,
+        rpm=_opt_limit(name, entry, "rpm"),
+        tpm=_opt_limit(name, entry, "tpm"),
     )
+
+
+def _opt_limit(name: str, entry: Mapping[str, Any], field: str) -> int | None:
+    value = entry.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise CatalogError(f"[models.{name}] {field} must be a whole number >= 1, got {value!r}")
+    return value
 
 
 def _opt_dec(value: Any) -> Decimal | None:

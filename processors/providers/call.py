@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 
 import httpx
 
-from tierline.processors.errors import ProviderError
 from tierline.processors.pricing.catalog import ModelSpec
 from tierline.processors.providers.base import Adapter, ProviderReply
 from tierline.processors.providers.http_client import ProviderClient
-from tierline.schemas import ErrorType, RouteRequest
+from tierline.processors.providers.transport_errors import transport_failure
+from tierline.schemas import RouteRequest
+
+#: told the reply's headers (whatever its status) before it is parsed
+HeadersHook = Callable[[Mapping[str, str]], None]
 
 
 async def call_model(
@@ -20,8 +24,10 @@ async def call_model(
     request: RouteRequest,
     api_key: str | None,
     timeout_s: float,
+    heard: HeadersHook | None = None,
 ) -> ProviderReply:
-    """Send `request` to `model` and return its normalized reply, or raise `ProviderError`."""
+    """Send `request` to `model` and return its normalized reply, or raise `ProviderError`;
+    `heard` sees the reply's headers (the provider's rate limits ride on them)."""
     call = adapter.build(model, request, api_key)
     try:
         async with asyncio.timeout(timeout_s):
@@ -30,12 +36,8 @@ async def call_model(
             else:
                 reply = await client.post(call.url, content=call.body, headers=call.headers)
             body = reply.content
-    except (TimeoutError, httpx.TimeoutException):
-        raise ProviderError(
-            ErrorType.TIMEOUT, f"{model.name}: no answer within {timeout_s:g}s"
-        ) from None
-    except httpx.TransportError as exc:
-        raise ProviderError(
-            ErrorType.CONNECTION, f"{model.name}: {type(exc).__name__} {exc}"[:300]
-        ) from None
+    except (TimeoutError, httpx.TransportError) as exc:
+        raise transport_failure(exc, model.name, timeout_s) from None
+    if heard is not None:
+        heard(reply.headers)
     return adapter.parse(reply.status_code, reply.headers, body)
