@@ -12,7 +12,10 @@ In order, each step narrowing what the previous one allowed:
 4. an experiment may give the request its arm's models instead (recorded as
    `experiment=<name> arm=<arm>`), if the arm keeps steps 1-3;
 5. otherwise a cascade task starts on the cheapest allowed tier and carries
-   where to escalate (`RoutedRequest.cascade`); both calls fit the budget.
+   where to escalate (`RoutedRequest.cascade`); both calls fit the budget;
+6. with `outage_escalation`, the next allowed tier up (its approved models within
+   the budget) rides along as `RoutedRequest.escalation`: where a worker may go
+   when the tier stays unusable until the request's deadline.
 
 Whatever is chosen, every model in `candidates` and `cascade` is approved for
 the request's sensitive classes, and every tier is inside the hints: a last
@@ -45,15 +48,22 @@ def route(
     classifier: Classifier,
     policy: Policy | TierRules,
     catalog: Catalog,
+    *,
+    outage_escalation: bool = False,
 ) -> RoutedRequest:
     """The request, its decision, and its candidates; raises `TierlineError` subclasses."""
     rules = Policy.of(policy)
     decision = rules.routing.decide(request, classifier.classify(request))
-    return plan(request, decision, rules, catalog)
+    return plan(request, decision, rules, catalog, outage_escalation=outage_escalation)
 
 
 def plan(
-    request: RouteRequest, decision: RoutingDecision, policy: Policy, catalog: Catalog
+    request: RouteRequest,
+    decision: RoutingDecision,
+    policy: Policy,
+    catalog: Catalog,
+    *,
+    outage_escalation: bool = False,
 ) -> RoutedRequest:
     """Steps 2-5 for a decided tier (see the module docstring)."""
     step = _Planner(request, policy, catalog)
@@ -70,6 +80,7 @@ def plan(
         decision=decision.model_copy(update={"tier": tier, "reasons": reasons}),
         candidates=list(candidates),
         cascade=cascade,
+        escalation=step.outage_escalation(tier) if outage_escalation else None,
         routed_at=datetime.now(UTC),
     )
     step.verify(routed)
@@ -180,10 +191,22 @@ class _Planner:
         )
         return first_tier, first, Escalation(tier=up_tier, candidates=up)
 
+    def outage_escalation(self, tier: Tier) -> Escalation | None:
+        """The next allowed tier up and its approved models within the budget, if any."""
+        if tier is Tier.BATCH:
+            return None
+        for up in (t for t in self.options if t.rank > tier.rank and t is not Tier.BATCH):
+            models = self._approved_tier(up)
+            if self.limit is not None:
+                models = self._within(models, self.limit)
+            return Escalation(tier=up, candidates=models) if models else None
+        return None
+
     def verify(self, routed: RoutedRequest) -> None:
         """The guarantees, checked on the result: approved providers only, tiers in bounds."""
-        lists = [routed.candidates] + ([routed.cascade.candidates] if routed.cascade else [])
-        tiers = [routed.decision.tier] + ([routed.cascade.tier] if routed.cascade else [])
+        extra = [e for e in (routed.cascade, routed.escalation) if e is not None]
+        lists = [routed.candidates] + [e.candidates for e in extra]
+        tiers = [routed.decision.tier] + [e.tier for e in extra]
         for names in lists:
             if self._approved(names, known_only=True) != list(names):
                 raise PolicyError(

@@ -6,6 +6,18 @@ retries remain; then the walk steps to the next rung, if another model can
 help. The first success ends the walk. Every attempt that consumed tokens is
 billed, in its own `CostRecord`; the response carries the total.
 
+With a health board (`processors.health`), the walk skips models whose circuit is
+open or whose rate budget is cooling (saying so in the reasons), spends each
+call's RPM/TPM budget before it (waiting for the bucket only on the last
+candidate), and tells the board every outcome. When no candidate is usable and
+the trouble is the providers' (open circuits, cool-downs, retryable failures),
+the request is *held*: the walk waits for a circuit to change or a timer to end,
+then walks again, until the request's deadline (`hints.deadline_s`, else the
+latency class's default). Past it, a request the router gave an `escalation`
+walks the next tier up once; otherwise it is answered `unavailable`. Half-open
+circuits admit one probe call at a time, so during an outage the held requests
+cost the provider one call per cool-down, not one per request.
+
 With each call the dispatcher's `on_attempt` hears of it (an `Attempt` in state
 `started`, with its estimated cost; sent as the call starts, and awaited before the
 call's outcome is used), and the outcome lists every attempt again as `settled`:
@@ -18,7 +30,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,24 +38,42 @@ from decimal import Decimal
 import httpx
 
 from tierline.processors.errors import InputError, ProviderError, TierlineError
+from tierline.processors.health.board import HealthBoard
 from tierline.processors.pricing.catalog import Catalog, ModelSpec
 from tierline.processors.pricing.cost import cost_of
 from tierline.processors.providers.base import BilledReplyError, ProviderReply
 from tierline.processors.providers.call import call_model
 from tierline.processors.providers.keys import KeyRing
+from tierline.processors.providers.rate_headers import announced_limits
 from tierline.processors.providers.registry import adapter_for
 from tierline.processors.providers.tokens import count_prompt_tokens, fits
-from tierline.processors.routing.cost_cap import estimate
+from tierline.processors.routing.cost_cap import estimate, output_tokens, prompt_tokens
 from tierline.processors.serving.backoff import Backoff
 from tierline.schemas import (
     Attempt,
     CostRecord,
     ErrorInfo,
     ErrorType,
+    Escalation,
     RoutedRequest,
     RouteResponse,
+    RoutingDecision,
     Usage,
 )
+
+#: the error types that are the providers' trouble: waiting may cure them
+_PROVIDER_TROUBLE = frozenset(
+    {
+        ErrorType.TIMEOUT,
+        ErrorType.CONNECTION,
+        ErrorType.SERVER_ERROR,
+        ErrorType.OVERLOADED,
+        ErrorType.RATE_LIMITED,
+        ErrorType.INVALID_RESPONSE,
+    }
+)
+#: a held request looks again at least this often, events or not
+_HOLD_POLL_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +117,9 @@ class Dispatcher:
         seed: int | None = None,
         sleep: Sleep = asyncio.sleep,
         on_attempt: AttemptHook | None = None,
+        health: HealthBoard | None = None,
     ) -> None:
+        self.health = health
         self.catalog = catalog
         self.client = client
         self.keys = keys
@@ -115,19 +147,113 @@ class Dispatcher:
         return walk.failure(_ms_since(started), self.keys.redact)
 
     async def _walk(self, routed: RoutedRequest, walk: _Walk, started: float) -> ServeOutcome:
-        for name in routed.candidates:
+        health = self.health
+        deadline = self._deadline(routed)
+        while True:
+            models = self._usable_models(routed.candidates, routed, walk)
+            for nth, model in enumerate(models):
+                if health is not None:
+                    blocked = health.blocked(model)
+                    if blocked is not None:
+                        walk.skip(model, blocked)
+                        continue
+                last = nth == len(models) - 1
+                reply = await self._try_model(model, routed, walk, last=last)
+                if reply is not None:
+                    return walk.success(model, reply, _ms_since(started))
+                if walk.last_error is not None and not walk.last_error.kind.next_model_helps:
+                    return walk.failure(_ms_since(started), self.keys.redact)
+            if health is None or not self._worth_holding(models, walk):
+                return walk.failure(_ms_since(started), self.keys.redact)
+            left = deadline - health.clock()
+            if left <= 0:
+                break
+            wait = health.next_change_in(models)
+            await self._hold(
+                routed, models, min(left, _HOLD_POLL_S if wait is None else wait + 0.01)
+            )
+            walk.held_rounds += 1
+        return await self._past_deadline(routed, walk, started)
+
+    def _usable_models(
+        self, names: list[str], routed: RoutedRequest, walk: _Walk
+    ) -> list[ModelSpec]:
+        """The candidates the catalog knows, that fit the prompt and have a key."""
+        models = []
+        for name in names:
             try:
                 model = self.catalog.model(name)
             except InputError as exc:
                 walk.note(exc)
                 continue
-            if not self._fits(model, routed, walk) or self._key_missing(model, walk):
-                continue
-            reply = await self._try_model(model, routed, walk)
-            if reply is not None:
-                return walk.success(model, reply, _ms_since(started))
-            if walk.last_error is not None and not walk.last_error.kind.next_model_helps:
-                break
+            if self._fits(model, routed, walk) and not self._key_missing(model, walk):
+                models.append(model)
+        return models
+
+    def _deadline(self, routed: RoutedRequest) -> float:
+        """Wall-clock time until which the request may be held for a usable provider."""
+        now = time.time()
+        if self.health is None:
+            return now
+        request = routed.request
+        seconds = request.hints.deadline_s
+        if seconds is None:
+            seconds = self.health.policy.deadline_s.get(request.hints.latency, 300.0)
+        # a replayed dead letter (`tierline dlq replay`) starts a new wait from now
+        created = request.created_at if request.replay == 0 else None
+        start = created.timestamp() if created is not None else now
+        return min(start, now) + seconds
+
+    def _worth_holding(self, models: list[ModelSpec], walk: _Walk) -> bool:
+        """Hold when every candidate failed or was skipped for the providers' trouble and
+        at least one may recover (not an auth failure pinned open)."""
+        assert self.health is not None
+        if not models or not any(self.health.recoverable(m) for m in models):
+            return False
+        error = walk.last_error
+        return error is None or error.error_type in _PROVIDER_TROUBLE
+
+    async def _hold(self, routed: RoutedRequest, models: list[ModelSpec], seconds: float) -> None:
+        assert self.health is not None
+        with self.health.holding(routed.decision.tier, models):
+            await self.health.wait_change(seconds)
+
+    async def _past_deadline(
+        self, routed: RoutedRequest, walk: _Walk, started: float
+    ) -> ServeOutcome:
+        """The deadline passed with no usable candidate: the escalation tier, once, or
+        `unavailable`."""
+        waited = walk.held_rounds
+        escalation: Escalation | None = routed.escalation
+        if escalation is not None and not walk.escalated:
+            walk.escalated = True
+            walk.reason(
+                f"{routed.decision.tier} unavailable until the deadline: escalated to "
+                f"{escalation.tier}"
+            )
+            walk.routed = routed.model_copy(
+                update={
+                    "decision": routed.decision.model_copy(update={"tier": escalation.tier}),
+                    "candidates": list(escalation.candidates),
+                    "escalation": None,
+                }
+            )
+            for model in self._usable_models(escalation.candidates, walk.routed, walk):
+                blocked = self.health.blocked(model) if self.health is not None else None
+                if blocked is not None:
+                    walk.skip(model, blocked)
+                    continue
+                reply = await self._try_model(model, walk.routed, walk, last=True)
+                if reply is not None:
+                    return walk.success(model, reply, _ms_since(started))
+        cause = walk.last_error.message if walk.last_error is not None else "no usable candidate"
+        walk.last_error = None
+        walk.note(
+            TierlineError(
+                f"no usable candidate until the request's deadline ({waited} holds; last: {cause})",
+                ErrorType.UNAVAILABLE,
+            )
+        )
         return walk.failure(_ms_since(started), self.keys.redact)
 
     def _fits(self, model: ModelSpec, routed: RoutedRequest, walk: _Walk) -> bool:
@@ -157,11 +283,14 @@ class Dispatcher:
         return True
 
     async def _try_model(
-        self, model: ModelSpec, routed: RoutedRequest, walk: _Walk
+        self, model: ModelSpec, routed: RoutedRequest, walk: _Walk, *, last: bool = True
     ) -> ProviderReply | None:
         adapter = adapter_for(model.provider)
         key = self.keys.get(model.key_env)
+        health = self.health
         for nth in range(self.retry.max_retries + 1):
+            if health is not None and not await self._claim(model, routed, walk, last):
+                return None
             attempt = walk.attempt(model)
             # the record and the call go out together; the call's outcome is used only
             # once the record is durable (its ack takes ms, the call hundreds)
@@ -169,7 +298,13 @@ class Dispatcher:
             call_started = time.monotonic()
             try:
                 reply = await call_model(
-                    self.client, adapter, model, routed.request, key, self.retry.call_timeout_s
+                    self.client,
+                    adapter,
+                    model,
+                    routed.request,
+                    key,
+                    self.retry.call_timeout_s,
+                    heard=self._heard(model) if health is not None else None,
                 )
             except ProviderError as exc:
                 if recorded is not None:
@@ -179,21 +314,70 @@ class Dispatcher:
                     walk.billed_attempt(model, exc.usage, _ms_since(call_started), error=exc)
                 else:
                     walk.failed_attempt(exc)
+                if health is not None:
+                    health.observe(
+                        model,
+                        str(exc.error_type),
+                        retry_after_s=exc.retry_after_s,
+                        why=exc.cause or self.keys.redact(exc.message)[:200],
+                    )
                 if not exc.kind.retryable or nth == self.retry.max_retries:
                     return None
                 if not self.retry.backoff.waits_for(exc.retry_after_s):
                     return None
+                if health is not None and exc.error_type == ErrorType.RATE_LIMITED and not last:
+                    return None  # a capacity signal: the next candidate, not a wait
                 await self._sleep(self.retry.backoff.delay(nth, self._rng, exc.retry_after_s))
                 continue
             except BaseException:
                 if recorded is not None:
                     recorded.cancel()
+                if health is not None:
+                    health.release(model)
                 raise
             if recorded is not None:
                 await recorded
-            walk.billed_attempt(model, reply.usage, _ms_since(call_started))
+            latency = _ms_since(call_started)
+            if health is not None:
+                health.observe(model, "ok", latency)
+            walk.billed_attempt(model, reply.usage, latency)
             return reply
         return None
+
+    async def _claim(
+        self, model: ModelSpec, routed: RoutedRequest, walk: _Walk, last: bool
+    ) -> bool:
+        """Take a call on `model` from its circuit and its rate budget; False (noted in the
+        walk) when the circuit refuses, or when the budget has no room and a later
+        candidate may (the last candidate waits for its bucket instead)."""
+        health = self.health
+        assert health is not None
+        blocked = health.blocked(model)
+        if blocked is not None or not health.admit(model):
+            walk.skip(model, blocked or "circuit open")
+            return False
+        budget = health.of(model).budget
+        tokens = prompt_tokens(routed.request) + output_tokens(routed.request)
+        if budget.has_room(tokens, health.clock()):
+            await budget.spend(tokens)
+            return True
+        if not last:
+            health.release(model)
+            walk.skip(model, f"over its rate budget ({budget.rpm} rpm / {budget.tpm} tpm)")
+            return False
+        await budget.spend(tokens)
+        return True
+
+    def _heard(self, model: ModelSpec) -> Callable[[Mapping[str, str]], None]:
+        health = self.health
+        assert health is not None
+
+        def heard(headers: Mapping[str, str]) -> None:
+            limits = announced_limits(headers)
+            if limits is not None:
+                health.announced(model, limits)
+
+        return heard
 
 
 def estimate_prompt_tokens(routed: RoutedRequest, family: str = "") -> int:
@@ -218,6 +402,32 @@ class _Walk:
         #: this serving's nonce: a request served again after a crash gets new attempt ids
         self.serving = uuid.uuid4().hex[:12]
         self.settled: list[Attempt] = []
+        #: what the walk decided along the way, added to the decision's reasons
+        self.reasons: list[str] = []
+        self._skipped: set[str] = set()
+        #: times the request was held for a usable provider
+        self.held_rounds = 0
+        self.escalated = False
+
+    def skip(self, model: ModelSpec, why: str) -> None:
+        """`model` was not called: say why, once per model."""
+        if model.name not in self._skipped:
+            self._skipped.add(model.name)
+            self.reasons.append(f"skipped {model.name}: {why}")
+        self.note(InputError(f"{model.name}: skipped, {why}", ErrorType.NO_CANDIDATE))
+
+    def reason(self, text: str) -> None:
+        self.reasons.append(text)
+
+    def decision(self) -> RoutingDecision:
+        """The routing decision with what the walk added to it."""
+        decision = self.routed.decision
+        extra = list(self.reasons)
+        if self.held_rounds:
+            extra.append(f"held {self.held_rounds} times for a usable provider")
+        if not extra:
+            return decision
+        return decision.model_copy(update={"reasons": [*decision.reasons, *extra]})
 
     def attempt(self, model: ModelSpec) -> Attempt:
         """The next call, as `started`; its `settled` twin is kept for the outcome."""
@@ -302,7 +512,7 @@ class _Walk:
             cost_usd=self.total_cost(),
             latency_ms=latency_ms,
             attempts=self.attempts,
-            decision=self.routed.decision,
+            decision=self.decision(),
             created_at=datetime.now(UTC),
         )
         return ServeOutcome(response, self.costs, self._settled_now())
@@ -314,7 +524,12 @@ class _Walk:
             info = ErrorInfo(type=ErrorType.NO_CANDIDATE, message="no candidate model to try")
         else:
             base = error.info()
-            info = ErrorInfo(type=base.type, message=redact(base.message), retryable=base.retryable)
+            info = ErrorInfo(
+                type=base.type,
+                message=redact(base.message),
+                retryable=base.retryable,
+                cause=base.cause,
+            )
         response = RouteResponse.from_error(
             request.id,
             request.tenant,
@@ -324,7 +539,7 @@ class _Walk:
             cost_usd=self.total_cost(),
             latency_ms=latency_ms,
             attempts=self.attempts,
-            decision=self.routed.decision,
+            decision=self.decision(),
             created_at=datetime.now(UTC),
         )
         return ServeOutcome(response, self.costs, self._settled_now())
