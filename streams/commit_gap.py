@@ -30,6 +30,8 @@ class CommitGap(Generic[P]):
         self._heaps: dict[P, list[int]] = {}
         self._next: dict[P, int] = {}
         self._committed: dict[P, int] = {}
+        #: per partition, the oldest offset given up unfinished: no commit passes it
+        self._abandoned: dict[P, int] = {}
         #: set whenever some partition's last unfinished offset finishes
         self._a_partition_drained = asyncio.Event()
 
@@ -44,6 +46,13 @@ class CommitGap(Generic[P]):
             pending.discard(offset)
             if not pending:
                 self._a_partition_drained.set()
+
+    def abandon(self, partition: P, offset: int) -> None:
+        """`offset` will not finish here (its partition is being handed over): it no
+        longer counts as in flight, and no commit of this worker's passes it."""
+        floor = self._abandoned.get(partition)
+        self._abandoned[partition] = offset if floor is None else min(floor, offset)
+        self.finish(partition, offset)
 
     async def drained(self, partitions: Iterable[P]) -> None:
         """Return once none of `partitions` has an unfinished offset (bound it with a timeout)."""
@@ -66,7 +75,9 @@ class CommitGap(Generic[P]):
             return None
         while heap and heap[0] not in pending:
             heapq.heappop(heap)
-        return heap[0] if heap else self._next[partition]
+        safe = heap[0] if heap else self._next[partition]
+        floor = self._abandoned.get(partition)
+        return safe if floor is None else min(safe, floor)
 
     def to_commit(self, partitions: Iterable[P]) -> dict[P, int]:
         """Safe offsets that moved since they were last handed out, for `partitions`."""
@@ -83,5 +94,11 @@ class CommitGap(Generic[P]):
     def forget(self, partitions: Iterable[P]) -> None:
         """Drop partitions this worker no longer owns."""
         for partition in partitions:
-            for table in (self._pending, self._heaps, self._next, self._committed):
+            for table in (
+                self._pending,
+                self._heaps,
+                self._next,
+                self._committed,
+                self._abandoned,
+            ):
                 table.pop(partition, None)  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tierline.schemas import Tier
+from tierline.schemas import LatencyClass, Tier
 
 ENV_PREFIX = "TIERLINE_"
 EMBEDDED_FETCH_MAX_WAIT_MS = 5
@@ -96,6 +96,44 @@ class WorkerSettings(BaseModel):
     max_connections: int = Field(default=1000, ge=1)
 
 
+class HealthSettings(BaseModel):
+    """The provider health loop (processors/health): circuit breakers, latency limits,
+    how long a request may be held during an outage, and how replicas share it."""
+
+    #: off = no circuits, no holding: every failure is answered as it comes (the old way)
+    enabled: bool = True
+    #: consecutive failures of a model that open its circuit
+    failures_to_open: int = Field(default=5, ge=1)
+    #: or this share of failures over the window's calls (with at least min_calls_for_rate)
+    error_rate_to_open: float = Field(default=0.5, gt=0, le=1)
+    min_calls_for_rate: int = Field(default=20, ge=1)
+    #: how long an open circuit waits before a probe; doubles per failed probe, up to max
+    cooldown_s: float = Field(default=5.0, gt=0)
+    max_cooldown_s: float = Field(default=60.0, gt=0)
+    #: calls let through at once while half-open
+    probes: int = Field(default=1, ge=1)
+    #: the latency window: last N calls, none older than window_s
+    window_calls: int = Field(default=200, ge=10)
+    window_s: float = Field(default=60.0, gt=0)
+    #: the router skips a candidate whose p95 is over its tier's limit (ms; absent = none)
+    p95_limit_ms: dict[Tier, float] = Field(default_factory=dict)
+    #: `latency=interactive` requests tighten every tier's limit to this (ms)
+    interactive_p95_limit_ms: float | None = Field(default=None, gt=0)
+    #: how long a request may wait for a usable provider, by latency class (seconds);
+    #: a request's hints.deadline_s overrides it
+    deadline_s: dict[LatencyClass, float] = Field(
+        default_factory=lambda: {
+            LatencyClass.INTERACTIVE: 30.0,
+            LatencyClass.STANDARD: 300.0,
+            LatencyClass.BATCH: 86400.0,
+        }
+    )
+    #: past its deadline, a request may go one tier up (within its max_tier) before failing
+    escalate_on_outage: bool = True
+    #: how often each worker publishes its models' snapshots to tierline.health
+    publish_interval_s: float = Field(default=2.0, gt=0)
+
+
 class SinkSettings(BaseModel):
     batch_size: int = Field(default=5000, ge=1)
     flush_interval_s: float = Field(default=1.0, gt=0)
@@ -124,6 +162,12 @@ class Settings(BaseModel):
     sink: SinkSettings = Field(default_factory=SinkSettings)
     prices: PricesSettings = Field(default_factory=PricesSettings)
     replies: RepliesSettings = Field(default_factory=RepliesSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    #: Prometheus /metrics, /healthz and /readyz on this port (every role of the process);
+    #: 0 = pick a free port, "off" = no endpoint
+    metrics_port: int | Literal["off"] = 9464
+    #: the interface the metrics endpoint listens on
+    metrics_host: str = "0.0.0.0"
     #: send every provider call to this simulator instead of the real APIs
     simulator_url: str = ""
     #: where embedded state lives (chDB files, broker logs)
@@ -152,7 +196,7 @@ class Settings(BaseModel):
         return self.clickhouse.url or f"chdb://{(self.state_dir / 'chdb').resolve()}"
 
 
-SECTIONS = ("kafka", "clickhouse", "router", "worker", "sink", "prices", "replies")
+SECTIONS = ("kafka", "clickhouse", "router", "worker", "sink", "prices", "replies", "health")
 #: settings given as comma-separated lists in the environment
 LISTS = {("worker", "tiers"), ("replies", "allowed")}
 

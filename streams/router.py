@@ -17,9 +17,11 @@ from dataclasses import dataclass, replace
 import faust
 
 from tierline.processors.errors import TierlineError
+from tierline.processors.health.board import HealthBoard
 from tierline.processors.pricing.catalog import Catalog
 from tierline.processors.routing.classifiers import Classifier
 from tierline.processors.routing.decide import route
+from tierline.processors.routing.health_screen import screen_by_health
 from tierline.processors.routing.intake import Rejection, admit
 from tierline.processors.routing.policy import Policy
 from tierline.processors.routing.policy_reload import PolicySource, as_source
@@ -53,7 +55,10 @@ class RequestRouter:
         policy: PolicySource | Policy | TierRules,
         catalog: Catalog,
         directory: TopicDirectory,
+        health: HealthBoard | None = None,
     ) -> None:
+        #: the providers' health as the workers report it (`tierline.health`); None = ignore
+        self.health = health
         self.settings = settings
         self.topics = topics
         self.classifier = classifier
@@ -79,7 +84,16 @@ class RequestRouter:
             error = ErrorInfo(type=ErrorType.INVALID_REQUEST, message=refusal)
             return self._reject(Rejection(error, admitted.id, admitted.tenant), read_at)
         try:
-            routed = route(admitted, self.classifier, self.policy.current(), self.catalog)
+            routed = route(
+                admitted,
+                self.classifier,
+                self.policy.current(),
+                self.catalog,
+                outage_escalation=self.health is not None
+                and self.settings.health.escalate_on_outage,
+            )
+            if self.health is not None:
+                routed = screen_by_health(routed, self.health, self.catalog)
         except TierlineError as exc:
             rejection = Rejection(exc.info(), admitted.id, admitted.tenant, admitted.reply_to)
             return self._reject(rejection, read_at)

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from tierline.processors.health.board import HealthBoard
 from tierline.processors.pricing.catalog import Catalog, load_catalog
 from tierline.processors.providers.http_client import provider_client
 from tierline.processors.providers.keys import KeyRing
@@ -33,6 +34,9 @@ from tierline.streams.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings
 from tierline.streams.cost_sink import CostSink
 from tierline.streams.embedded import EmbeddedBroker
 from tierline.streams.feedback_sink import FeedbackSink
+from tierline.streams.health_feed import HealthFeed, replica_name
+from tierline.streams.health_wiring import health_board, report_to, sample_gauges
+from tierline.streams.metrics import Metrics, MetricsServer, process_metrics
 from tierline.streams.router import RequestRouter, build_router_app
 from tierline.streams.router_loop import PlainRouterLoop
 from tierline.streams.tier_worker import TierWorker
@@ -70,6 +74,11 @@ class Pipeline:
     sink: CostSink | None = None
     feedback_sink: FeedbackSink | None = None
     attempt_sink: AttemptSink | None = None
+    #: the providers' health as this process sees it (None: health loop off, or sink only)
+    health: HealthBoard | None = None
+    health_feed: HealthFeed | None = None
+    metrics: Metrics = field(default_factory=process_metrics)
+    metrics_server: MetricsServer | None = None
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     notices: list[str] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -151,12 +160,17 @@ async def _start(
     )
     await producer.start()
     stack.push_async_callback(producer.stop)
+    await _start_metrics(pipeline, roles, stack, say)
+    if "workers" in roles or "router" in roles:
+        _start_health(pipeline, producer if "workers" in roles else None)
     if "sink" in roles:
         _start_sinks(pipeline, producer)
     if "workers" in roles:
         _start_workers(pipeline, producer, keys, stack)
     if "router" in roles:
         await _start_router(pipeline, stack, producer)
+    for role in roles:
+        pipeline.metrics.set_ready(role, True)
     if settings.prices.refresh_url and (pipeline.workers or pipeline.router):
         _start_price_refresh(pipeline, settings, stack, say)
     pipeline._stack = stack
@@ -224,6 +238,45 @@ def _providers(
     return catalog, env_keys, simulator_url
 
 
+async def _start_metrics(
+    pipeline: Pipeline, roles: tuple[str, ...], stack: AsyncExitStack, say: Callable[[str], None]
+) -> None:
+    """/metrics, /healthz and /readyz for every role of this process, on one port."""
+    settings = pipeline.settings
+    for role in roles:
+        pipeline.metrics.set_ready(role, False)
+    if settings.metrics_port == "off":
+        return
+    server = MetricsServer(pipeline.metrics, settings.metrics_host, settings.metrics_port)
+    try:
+        await server.start()
+    except RuntimeError as exc:
+        raise StartupError(str(exc)) from None
+    stack.push_async_callback(server.stop)
+    pipeline.metrics_server = server
+    say(f"metrics: {server.url}/metrics (health: /healthz, /readyz)")
+
+
+def _start_health(pipeline: Pipeline, producer: AIOKafkaProducer | None) -> None:
+    """The health board, shared by this process's router and workers, and its feed
+    (publishing only where workers observe providers)."""
+    settings = pipeline.settings
+    board = health_board(settings.health, replica_name())
+    if board is None:
+        return
+    report_to(board, pipeline.metrics)
+    pipeline.health = board
+    feed = HealthFeed(
+        board,
+        pipeline.bootstrap,
+        pipeline.topics,
+        producer=producer,
+        publish_interval_s=settings.health.publish_interval_s,
+    )
+    pipeline.health_feed = feed
+    pipeline._tasks.append(asyncio.create_task(feed.run(pipeline.stop_event), name="health"))
+
+
 def _start_sinks(pipeline: Pipeline, producer: AIOKafkaProducer) -> None:
     settings, topics, bootstrap = pipeline.settings, pipeline.topics, pipeline.bootstrap
     sink = CostSink(settings, topics, bootstrap, producer)
@@ -251,14 +304,21 @@ def _start_workers(
         max_retries=settings.worker.max_retries, call_timeout_s=settings.worker.call_timeout_s
     )
     on_attempt = attempt_recorder(producer, pipeline.topics)
-    dispatcher = Dispatcher(pipeline.catalog, client, keys, retry, on_attempt=on_attempt)
+    dispatcher = Dispatcher(
+        pipeline.catalog, client, keys, retry, on_attempt=on_attempt, health=pipeline.health
+    )
     # one consumer (and one transactional producer) for every tier this process serves
     worker = TierWorker(
         settings.worker.tiers, settings, pipeline.topics, pipeline.bootstrap, dispatcher, producer
     )
+    worker.metrics = pipeline.metrics
     for tier in worker.tiers:
         pipeline.workers[tier] = worker
     pipeline._tasks.append(asyncio.create_task(worker.run(pipeline.stop_event), name="workers"))
+    gauges = sample_gauges(
+        pipeline.metrics, worker.tiers, worker.in_flight, pipeline.health, pipeline.stop_event
+    )
+    pipeline._tasks.append(asyncio.create_task(gauges, name="gauges"))
 
 
 async def _start_router(
@@ -283,6 +343,7 @@ async def _start_router(
         policy,
         pipeline.catalog,
         TopicDirectory(admin.list_topics),
+        health=pipeline.health,
     )
     pipeline.router = router
     if settings.router.engine == "aiokafka":

@@ -39,6 +39,7 @@ from tierline.streams.commit_gap import CommitGap
 from tierline.streams.config import Settings
 from tierline.streams.done_log import DoneSet, load_done, since_ms_for
 from tierline.streams.exactly_once import Outbox, OutboxSet, open_outboxes
+from tierline.streams.metrics import Metrics, watch_consumer_lag
 from tierline.streams.outgoing import Outgoing, Source, unreadable
 from tierline.streams.sender import Sender
 from tierline.streams.topics import Topics, partition_ids
@@ -127,6 +128,8 @@ class TierWorker:
         self._tier_of = {topics.tier(tier): tier for tier in self.tiers}
         self._serving = InFlightIds()
         self._tasks: dict[Tier, set[asyncio.Task[None]]] = {tier: set() for tier in self.tiers}
+        #: each task's message, so a rebalance can hand back the ones held for a provider
+        self._where: dict[asyncio.Task[None], tuple[TopicPartition, int]] = {}
         self._room = asyncio.Event()
         #: set once a partition's done log is loaded; its messages wait for it
         self._ready: dict[TopicPartition, asyncio.Event] = {}
@@ -134,6 +137,8 @@ class TierWorker:
         self._done_partitions: dict[Tier, frozenset[int]] = {}
         self.transactional = settings.transactional
         self.outboxes: OutboxSet | None = None
+        #: where answers and dead letters are counted, when the process exposes metrics
+        self.metrics: Metrics | None = None
         self._paused: set[Tier] = set()
         #: polled records waiting for a slot of their tier
         self._backlog: dict[Tier, collections.deque[tuple[TopicPartition, object]]] = {
@@ -174,6 +179,11 @@ class TierWorker:
         next_commit = time.monotonic() + self.settings.worker.commit_interval_s
         bounds = list(self.bounds.values())
         watcher = asyncio.create_task(watch_lag(bounds, stop), name=f"lag.{self.group_id}")
+        lag = (
+            asyncio.create_task(watch_consumer_lag(consumer, self.group_id, self.metrics, stop))
+            if self.metrics is not None
+            else None
+        )
         try:
             while not stop.is_set():
                 room = self._pause_full(consumer)
@@ -189,6 +199,8 @@ class TierWorker:
                     next_commit = time.monotonic() + self.settings.worker.commit_interval_s
         finally:
             watcher.cancel()
+            if lag is not None:
+                lag.cancel()
             await self._stop(consumer)
 
     def _take_backlog(self) -> None:
@@ -203,14 +215,20 @@ class TierWorker:
                 self._take(*backlog.popleft())
 
     def _pause_full(self, consumer: AIOKafkaConsumer) -> int:
-        """Pause the partitions of tiers with no free slot (or records waiting for one),
-        resume the others; return the free slots of the tiers still read."""
+        """Pause the partitions of tiers with no free slot (or records waiting for one, or
+        requests held for a provider), resume the others; return the free slots of the
+        tiers still read."""
         self._take_backlog()
         full = {
             tier
             for tier in self.tiers
             if self._backlog[tier] or self.in_flight(tier) >= self.bounds[tier].limit
         }
+        health = self.dispatcher.health
+        if health is not None:
+            # a tier whose requests are held for a provider takes no new ones: they wait
+            # in Kafka, durably, until a probe succeeds or the held ones time out
+            full |= {tier for tier in self.tiers if health.held[tier] > 0}
         if full != self._paused:
             for tier in full - self._paused:
                 self.stats[tier].paused += 1
@@ -242,6 +260,9 @@ class TierWorker:
     async def _stop(self, consumer: AIOKafkaConsumer) -> None:
         """Let work in flight finish for up to a call timeout, commit what finished, leave."""
         tasks = {task for each in self._tasks.values() for task in each}
+        health = self.dispatcher.health
+        for task in tasks & (health.holders if health is not None else set()):
+            task.cancel()  # held for a provider: redelivered after restart, not waited for
         if tasks:
             await asyncio.wait(tasks, timeout=self.settings.worker.call_timeout_s)
         for task in tasks:  # still running: redelivered after restart
@@ -271,12 +292,14 @@ class TierWorker:
         self.gap.start(tp, offset)
         box = self.outboxes.take(tp, offset) if self.outboxes is not None else None
         task = asyncio.create_task(self._handle(tp, message, box))
+        self._where[task] = (tp, offset)
         tasks = self._tasks[tier]
         tasks.add(task)
         task.add_done_callback(lambda done: self._finished(tasks, done))
 
     def _finished(self, tasks: set[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
         tasks.discard(task)
+        self._where.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("%s: task failed", self.name, exc_info=task.exception())
         self._take_backlog()  # a freed slot serves a waiting record at once
@@ -327,8 +350,11 @@ class TierWorker:
             # aiokafka may hand out records before the assignment callback has
             # finished loading the done log; dedupe only after it has
             await ready.wait()
-        # a tenant's ids are its own: another tenant's request with the same id is served
+        # a tenant's ids are its own: another tenant's request with the same id is served;
+        # a dead letter sent again (`tierline dlq replay`) is a new generation, served again
         key = routed.request.key
+        if routed.request.replay:
+            key = f"{key}#r{routed.request.replay}"
         async with self._serving.turn(key):
             if key in self.done:
                 stats.duplicates += 1
@@ -346,11 +372,23 @@ class TierWorker:
                 stats.handed_back += 1
                 return
             self.done.add(key)
+        self._count(routed, outcome)
         if outcome.failed:
             stats.errors += 1
             stats.dead_letters += 1
         else:
             stats.answered += 1
+
+    def _count(self, routed: RoutedRequest, outcome: ServeOutcome) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        response = outcome.response
+        tier = response.tier or routed.decision.tier
+        metrics.requests.labels(routed.request.tenant, str(tier), response.status).inc()
+        if outcome.failed:
+            error = response.error
+            metrics.dead_letters.labels(str(error.type) if error else "internal").inc()
 
     async def _serve(self, routed: RoutedRequest) -> ServeOutcome:
         try:
@@ -377,6 +415,7 @@ class TierWorker:
         # records still waiting for a slot were never noted as read: the next owner reads them
         for tier, backlog in self._backlog.items():
             self._backlog[tier] = collections.deque(e for e in backlog if e[0] not in revoked)
+        self._hand_back_held(revoked)
         # a walk can take retries x candidates x call timeout: wait for it, but answer
         # the group well within aiokafka's 300 s poll interval
         worker = self.settings.worker
@@ -401,6 +440,19 @@ class TierWorker:
         self.gap.forget(revoked)
         for tp in revoked:
             self._ready.pop(tp, None)
+
+    def _hand_back_held(self, revoked: set[TopicPartition]) -> None:
+        """Requests of revoked partitions held for a provider are given up, not waited
+        for: unanswered, below the commit point, the next owner holds them instead."""
+        health = self.dispatcher.health
+        if health is None:
+            return
+        for task in list(health.holders):
+            where = self._where.get(task)
+            if where is not None and where[0] in revoked:
+                self.gap.abandon(*where)
+                self.stats[self._tier(where[0])].handed_back += 1
+                task.cancel()
 
     async def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._paused = set()  # new partitions start unpaused; the next poll pauses them

@@ -41,6 +41,16 @@ class Topics:
         """Every provider call, `started` before it and `settled` with its answer."""
         return self.prefix + "attempts"
 
+    @property
+    def health(self) -> str:
+        """Compacted, keyed `provider/model`: each model's newest `HealthSnapshot`."""
+        return self.prefix + "health"
+
+    @property
+    def dlq_replays(self) -> str:
+        """Compacted, keyed by dead letter: which ones `tierline dlq replay` has sent again."""
+        return self.prefix + "dlq.replays"
+
     def tier(self, tier: Tier) -> str:
         return f"{self.prefix}tier.{tier}"
 
@@ -50,6 +60,7 @@ class Topics:
 
     def all(self) -> list[str]:
         names = [self.requests, self.responses, self.costs, self.dlq, self.feedback, self.attempts]
+        names += [self.health, self.dlq_replays]
         for tier in Tier:
             names += [self.tier(tier), self.done(tier)]
         return names
@@ -60,6 +71,9 @@ async def ensure_topics(settings: KafkaSettings, bootstrap: str) -> Topics:
     topics = Topics(settings.topic_prefix)
     big = {"max.message.bytes": str(settings.max_message_bytes)}
     configs = {topics.requests: big, topics.dlq: big, topics.responses: big}
+    compacted = {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)}
+    configs[topics.health] = compacted | {"min.cleanable.dirty.ratio": "0.1"}
+    configs[topics.dlq_replays] = compacted
     for tier in Tier:
         configs[topics.tier(tier)] = big
         configs[topics.done(tier)] = {"retention.ms": str(6 * 3600 * 1000)}

@@ -80,6 +80,8 @@ async def _demo(
     from tierline.streams.runtime import start_pipeline
     from tierline.streams.workload import demo_requests
 
+    if "metrics_port" not in settings.model_fields_set:
+        settings.metrics_port = 0  # a demo next to a running tierline must not clash on 9464
     # the bar starts before the pipeline does: starting it is the longest quiet part
     bar = DemoProgressBar(Console(stderr=True)) if show_progress else None
     with bar if bar is not None else nullcontext():

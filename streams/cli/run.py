@@ -45,6 +45,14 @@ from tierline.streams.supervisor import child_commands, supervise
     help="Run the roles in this many processes (one per core; the sink runs once). "
     "Needs real Kafka.",
 )
+@click.option(
+    "--metrics-port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus /metrics, /healthz and /readyz here for every role of the process "
+    "[default: 9464, or TIERLINE_METRICS_PORT / metrics_port; 0 = any free port; "
+    "TIERLINE_METRICS_PORT=off disables]. With --processes N, process i uses the port + i.",
+)
 def command(
     config_path: Path | None,
     roles: tuple[str, ...],
@@ -52,6 +60,7 @@ def command(
     log_level: str,
     debug_kafka: bool,
     processes: int,
+    metrics_port: int | None,
 ) -> None:
     """Run the router, the tier workers and the cost sink until Ctrl-C.
 
@@ -70,6 +79,8 @@ def command(
     """
     setup_logging(log_level, debug_kafka)
     settings = load(config_path)
+    if metrics_port is not None:
+        settings.metrics_port = metrics_port
     chosen = ROLES if "all" in roles else tuple(r for r in ROLES if r in roles)
     if processes > 1:
         if settings.embedded_kafka:
@@ -82,7 +93,12 @@ def command(
             passthrough += ["--config", str(config_path)]
         if debug_kafka:
             passthrough.append("--debug-kafka")
-        code = supervise(child_commands(chosen, processes, passthrough), say)
+        commands = child_commands(chosen, processes, passthrough)
+        port = settings.metrics_port
+        if port != "off":
+            for index, child in enumerate(commands):
+                child += ["--metrics-port", str(port + index if port else 0)]
+        code = supervise(commands, say)
         raise SystemExit(code)
     asyncio.run(_run(settings, chosen, status_every))
 

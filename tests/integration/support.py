@@ -42,6 +42,7 @@ def make_settings(
         worker=WorkerSettings(call_timeout_s=5, **worker),
         simulator_url=simulator_url,
         state_dir=state_dir,
+        metrics_port=0,  # tests run side by side: any free port
     )
 
 
@@ -54,6 +55,7 @@ def sink_settings(bootstrap: str, prefix: str, chdb_url: str, state_dir: Path) -
         clickhouse=ClickHouseSettings(url=chdb_url),
         sink=SinkSettings(batch_size=50, flush_interval_s=0.2),
         state_dir=state_dir,
+        metrics_port=0,
     )
 
 
@@ -206,6 +208,7 @@ def role_env(
         "TIERLINE_KAFKA_PARTITIONS": "3",
         "TIERLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "TIERLINE_STATE_DIR": str(state_dir),
+        "TIERLINE_METRICS_PORT": "0",
     }
     if simulator_url:
         env["TIERLINE_SIMULATOR_URL"] = simulator_url

@@ -1,0 +1,151 @@
+"""Sharing the health board between replicas through the compacted `tierline.health`.
+
+Each process that has a board runs one feed. It reads the whole topic from the
+beginning (no consumer group: every replica needs every record; compaction keeps
+one record per `provider/model`), so a process that starts learns at once which
+circuits are open and starts warm, then merges what the others publish as they
+publish it. A worker's feed also publishes: a model's snapshot as soon as its
+circuit changes or a 429 cools it (checked every `_TICK_S`), and every model's
+snapshot each `publish_interval_s`, so latency figures stay fresh and stop being
+trusted when a replica goes quiet.
+
+A record that does not parse is logged and skipped: a stranger writing garbage
+to the topic cannot stop a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from tierline.processors.health.board import HealthBoard
+from tierline.schemas import HealthSnapshot, encode
+from tierline.streams.topics import Topics
+
+log = logging.getLogger("tierline.health")
+
+_TICK_S = 0.2
+
+
+def replica_name() -> str:
+    """This process among the replicas: host, pid, and a nonce (pids are reused)."""
+    return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+
+
+class HealthFeed:
+    def __init__(
+        self,
+        board: HealthBoard,
+        bootstrap: str,
+        topics: Topics,
+        *,
+        producer: AIOKafkaProducer | None = None,
+        publish_interval_s: float = 2.0,
+    ) -> None:
+        self.board = board
+        self.bootstrap = bootstrap
+        self.topic = topics.health
+        self.producer = producer
+        self.publish_interval_s = publish_interval_s
+        self.merged = 0
+        self.malformed = 0
+        self.published = 0
+        #: set once the topic has been read up to where it ended at start
+        self.warm = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            partitions = await self._assign(consumer)
+            ends = await consumer.end_offsets(partitions) if partitions else {}
+            next_full = time.monotonic() + self.publish_interval_s
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=int(_TICK_S * 1000), max_records=500)
+                for records in batch.values():
+                    for record in records:
+                        self._merge(record.value)
+                if not self.warm.is_set() and await _caught_up(consumer, ends):
+                    self.warm.set()
+                if self.producer is not None:
+                    full = time.monotonic() >= next_full
+                    if full:
+                        next_full = time.monotonic() + self.publish_interval_s
+                    await self._publish(full)
+        finally:
+            self.warm.set()
+            await consumer.stop()
+
+    async def _assign(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        for _ in range(50):  # the topic is created at start; metadata may lag a moment
+            ids = consumer.partitions_for_topic(self.topic)
+            if ids:
+                partitions = [TopicPartition(self.topic, p) for p in sorted(ids)]
+                consumer.assign(partitions)
+                await consumer.seek_to_beginning(*partitions)
+                return partitions
+            with contextlib.suppress(KafkaError):
+                await consumer.topics()  # refreshes the metadata
+            await asyncio.sleep(0.1)
+        log.warning("health: topic %s not found; not sharing health", self.topic)
+        return []
+
+    def _merge(self, raw: bytes | None) -> None:
+        if raw is None:
+            return
+        try:
+            snapshot = HealthSnapshot.model_validate_json(raw)
+        except (ValidationError, ValueError) as exc:
+            self.malformed += 1
+            log.warning(
+                "health: ignoring a malformed record on %s (%s): %r",
+                self.topic,
+                type(exc).__name__,
+                raw[:200],
+            )
+            return
+        if self.board.merge(snapshot):
+            self.merged += 1
+
+    async def _publish(self, full: bool) -> None:
+        assert self.producer is not None
+        dirty = self.board.take_dirty()
+        if not full and not dirty:
+            return
+        now = self.board.clock()
+        # in a full round, only models this replica called lately: a silent replica's
+        # figures age out (the readers trust a snapshot for peer_max_age_s) instead of
+        # overwriting a busy replica's
+        models = [
+            h
+            for h in self.board.models()
+            if h.key in dirty or (full and h.window.stats(now).calls > 0)
+        ]
+        for health in models:
+            snapshot = self.board.snapshot(health)
+            try:
+                await self.producer.send(self.topic, encode(snapshot), key=snapshot.key.encode())
+                self.published += 1
+            except KafkaError as exc:
+                log.warning("health: could not publish %s: %s", snapshot.key, exc)
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
