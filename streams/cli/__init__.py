@@ -23,9 +23,19 @@ def main() -> None:
 
 
 def _register() -> None:
-    from tierline.streams.cli import bench, db, demo, evaluate, run, simulate, spend, train
+    from tierline.streams.cli import (
+        bench,
+        db,
+        demo,
+        dlq,
+        evaluate,
+        run,
+        simulate,
+        spend,
+        train,
+    )
 
-    for module in (run, demo, spend, db, simulate, bench, train, evaluate):
+    for module in (run, demo, spend, dlq, db, simulate, bench, train, evaluate):
         main.add_command(module.command)
 
 
