@@ -39,7 +39,7 @@ from typing import Any, cast
 
 import annotated_types
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
@@ -50,7 +50,7 @@ from tierline.streams.config import Settings
 from tierline.streams.outgoing import Outgoing
 from tierline.streams.partition_outbox import transactional_producers
 from tierline.streams.sender import send_one
-from tierline.streams.tail import tail_consumer
+from tierline.streams.tail import read_topic
 from tierline.streams.topics import Topics, ensure_topics, partition_ids
 
 #: the error types a later try can answer: the failure was the provider's, or ours, and passes
@@ -305,46 +305,6 @@ def isolation_of(settings: Settings) -> str:
     """Committed records only (an aborted dead letter never died); the embedded broker has no
     transactions to read past."""
     return "read_uncommitted" if settings.embedded_kafka else "read_committed"
-
-
-async def read_topic(
-    bootstrap: str, topic: str, isolation_level: str, since_ms: int | None = None
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of `topic` (from `since_ms`, epoch ms, when given) up to the end offsets it
-    had when reading began; a topic that does not exist has none."""
-    if not await partition_ids(bootstrap, topic):
-        return []
-    consumer = await tail_consumer(
-        bootstrap, topic, from_start=True, isolation_level=isolation_level
-    )
-    try:
-        partitions = list(consumer.assignment())
-        if since_ms is not None:
-            found = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
-            ends = await consumer.end_offsets(partitions)
-            for tp in partitions:
-                at = found.get(tp)
-                consumer.seek(tp, ends[tp] if at is None else at.offset)
-        return await _read_to_end(consumer, partitions)
-    finally:
-        await consumer.stop()
-
-
-async def _read_to_end(
-    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """What `consumer` reads from its positions up to the end offsets as they are now."""
-    ends = await consumer.end_offsets(partitions)
-    remaining = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    while remaining:
-        batch = await consumer.getmany(*remaining, timeout_ms=500)
-        for tp, part in batch.items():
-            records += [r for r in part if r.offset < ends[tp]]
-        for tp in list(remaining):
-            if await consumer.position(tp) >= ends[tp]:
-                remaining.discard(tp)
-    return records
 
 
 async def read_dead_letters(

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from tierline.processors.health.board import HealthBoard
 from tierline.schemas import HealthSnapshot, encode
-from tierline.streams.topics import Topics
+from tierline.streams.topics import Topics, partition_ids
 
 log = logging.getLogger("tierline.health")
 
@@ -59,6 +59,8 @@ class HealthFeed:
         self.merged = 0
         self.malformed = 0
         self.published = 0
+        #: calls in each model's window when it was last published
+        self._calls: dict[str, int] = {}
         #: set once the topic has been read up to where it ended at start
         self.warm = asyncio.Event()
 
@@ -91,18 +93,20 @@ class HealthFeed:
             await consumer.stop()
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        for _ in range(50):  # the topic is created at start; metadata may lag a moment
-            ids = consumer.partitions_for_topic(self.topic)
-            if ids:
-                partitions = [TopicPartition(self.topic, p) for p in sorted(ids)]
-                consumer.assign(partitions)
-                await consumer.seek_to_beginning(*partitions)
-                return partitions
+        ids: list[int] = []
+        for _ in range(100):  # the topic is created at start; the broker may lag a moment
             with contextlib.suppress(KafkaError):
-                await consumer.topics()  # refreshes the metadata
-            await asyncio.sleep(0.1)
-        log.warning("health: topic %s not found; not sharing health", self.topic)
-        return []
+                ids = await partition_ids(self.bootstrap, self.topic)
+            if ids:
+                break
+            await asyncio.sleep(0.2)
+        if not ids:
+            log.warning("health: topic %s not found; not sharing health", self.topic)
+            return []
+        partitions = [TopicPartition(self.topic, p) for p in ids]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        return partitions
 
     def _merge(self, raw: bytes | None) -> None:
         if raw is None:
@@ -127,16 +131,18 @@ class HealthFeed:
         if not full and not dirty:
             return
         now = self.board.clock()
-        # in a full round, only models this replica called lately: a silent replica's
-        # figures age out (the readers trust a snapshot for peer_max_age_s) instead of
-        # overwriting a busy replica's
+        # in a full round, only models this replica called lately, and once more when
+        # its window empties (readers stop judging the model's latency at once): a
+        # silent replica never overwrites a busy one's figures
         models = [
             h
             for h in self.board.models()
-            if h.key in dirty or (full and h.window.stats(now).calls > 0)
+            if h.key in dirty
+            or (full and (h.window.stats(now).calls > 0 or self._calls.get(h.key, 0) > 0))
         ]
         for health in models:
             snapshot = self.board.snapshot(health)
+            self._calls[health.key] = snapshot.calls
             try:
                 await self.producer.send(self.topic, encode(snapshot), key=snapshot.key.encode())
                 self.published += 1

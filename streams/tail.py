@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from tierline.streams.topics import partition_ids
 
@@ -49,3 +50,43 @@ async def tail_consumer(
     for tp in partitions:
         await consumer.position(tp)
     return consumer
+
+
+async def read_topic(
+    bootstrap: str, topic: str, isolation_level: str, since_ms: int | None = None
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic` (from `since_ms`, epoch ms, when given) up to the end offsets it
+    had when reading began; a topic that does not exist has none."""
+    if not await partition_ids(bootstrap, topic):
+        return []
+    consumer = await tail_consumer(
+        bootstrap, topic, from_start=True, isolation_level=isolation_level
+    )
+    try:
+        partitions = list(consumer.assignment())
+        if since_ms is not None:
+            found = await consumer.offsets_for_times({tp: since_ms for tp in partitions})
+            ends = await consumer.end_offsets(partitions)
+            for tp in partitions:
+                at = found.get(tp)
+                consumer.seek(tp, ends[tp] if at is None else at.offset)
+        return await _read_to_end(consumer, partitions)
+    finally:
+        await consumer.stop()
+
+
+async def _read_to_end(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """What `consumer` reads from its positions up to the end offsets as they are now."""
+    ends = await consumer.end_offsets(partitions)
+    remaining = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    while remaining:
+        batch = await consumer.getmany(*remaining, timeout_ms=500)
+        for tp, part in batch.items():
+            records += [r for r in part if r.offset < ends[tp]]
+        for tp in list(remaining):
+            if await consumer.position(tp) >= ends[tp]:
+                remaining.discard(tp)
+    return records

@@ -6,17 +6,18 @@ retries remain; then the walk steps to the next rung, if another model can
 help. The first success ends the walk. Every attempt that consumed tokens is
 billed, in its own `CostRecord`; the response carries the total.
 
-With a health board (`processors.health`), the walk skips models whose circuit is
-open or whose rate budget is cooling (saying so in the reasons), spends each
+With a health board (`processors.health`), the walk skips models whose circuit
+is open or whose rate budget is cooling (saying so in the reasons), spends each
 call's RPM/TPM budget before it (waiting for the bucket only on the last
 candidate), and tells the board every outcome. When no candidate is usable and
-the trouble is the providers' (open circuits, cool-downs, retryable failures),
-the request is *held*: the walk waits for a circuit to change or a timer to end,
-then walks again, until the request's deadline (`hints.deadline_s`, else the
-latency class's default). Past it, a request the router gave an `escalation`
-walks the next tier up once; otherwise it is answered `unavailable`. Half-open
-circuits admit one probe call at a time, so during an outage the held requests
-cost the provider one call per cool-down, not one per request.
+the trouble is the providers' (an open circuit or a cool-down among the
+candidates, or no connection at all), the request is *held*: the walk waits for
+a circuit to change or a timer to end, then walks again, until the request's
+deadline (`hints.deadline_s`, else the latency class's default). Past it, a
+request the router gave an `escalation` walks the next tier up once; otherwise
+it is answered `unavailable`. Half-open circuits admit one probe call at a time,
+so during an outage the held requests cost the provider one call per cool-down,
+not one per request.
 
 With each call the dispatcher's `on_attempt` hears of it (an `Attempt` in state
 `started`, with its estimated cost; sent as the call starts, and awaited before the
@@ -205,13 +206,20 @@ class Dispatcher:
         return min(start, now) + seconds
 
     def _worth_holding(self, models: list[ModelSpec], walk: _Walk) -> bool:
-        """Hold when every candidate failed or was skipped for the providers' trouble and
-        at least one may recover (not an auth failure pinned open)."""
-        assert self.health is not None
-        if not models or not any(self.health.recoverable(m) for m in models):
+        """Hold when the providers are in trouble, not this request: some candidate is
+        blocked now (circuit open, cooling) or the last call found no connection; and at
+        least one candidate may recover (not an auth failure pinned open). A request whose
+        calls keep failing while every circuit is closed (a 500 only it provokes) is
+        answered with its error, as without a board: one request never holds a tier."""
+        health = self.health
+        assert health is not None
+        if not models or not any(health.recoverable(m) for m in models):
             return False
         error = walk.last_error
-        return error is None or error.error_type in _PROVIDER_TROUBLE
+        if error is not None and error.error_type not in _PROVIDER_TROUBLE:
+            return False
+        blocked = any(health.blocked(m) is not None for m in models)
+        return blocked or (error is not None and error.error_type == ErrorType.CONNECTION)
 
     async def _hold(self, routed: RoutedRequest, models: list[ModelSpec], seconds: float) -> None:
         assert self.health is not None

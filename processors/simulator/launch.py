@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tierline.processors.simulator.knobs import SimulatorProfile
+from tierline.processors.simulator.knobs import ModelOverride, SimulatorProfile
 from tierline.processors.simulator.server import OutageMode, SimulatorServer, SimulatorStats
 
 __all__ = [
@@ -74,6 +74,10 @@ class RunningSimulator:
     async def up(self) -> None:
         """End the outage, if one is on."""
         self._sim.go_up()
+
+    async def set_models(self, overrides: dict[str, ModelOverride]) -> None:
+        """Change models' knobs from now on (see `SimulatorServer.set_models`)."""
+        self._sim.set_models(overrides)
 
     async def stop(self) -> None:
         """Release hung requests, stop listening and close every connection."""
@@ -176,6 +180,11 @@ class SimulatorProcess:
     def up(self, timeout: float = 5.0) -> None:
         """End the child's outage (`POST /_sim/up`)."""
         self._post("/_sim/up", {}, timeout)
+
+    def set_models(self, overrides: dict[str, dict[str, Any]], timeout: float = 5.0) -> None:
+        """Change models' knobs in the child (`POST /_sim/models`), e.g.
+        `{"gpt-4.1-nano": {"latency_ms": 20}}`."""
+        self._post("/_sim/models", overrides, timeout)
 
     def _post(self, path: str, body: dict[str, Any], timeout: float) -> None:
         request = urllib.request.Request(

@@ -13,6 +13,9 @@ Routes (all on one port):
                                                 "mode": "reset" | "503"}, both optional
                                                (defaults null and "reset")
     POST /_sim/up                              end the outage
+    POST /_sim/models                          change models' knobs while running: JSON
+                                               {"<model>": {"latency_ms": 50, ...}}, each
+                                               a ModelOverride replacing that model's
 
 Each request: read the body, check auth and parse it with the provider's wire
 module, read `[sim:...]` directives, check the model's rate limits, count how
@@ -65,7 +68,7 @@ from tierline.processors.simulator.anthropic_wire import AnthropicWire
 from tierline.processors.simulator.directives import DirectiveError, parse_directives
 from tierline.processors.simulator.draw import Behaviour, body_digest, decide
 from tierline.processors.simulator.gemini_wire import GeminiWire
-from tierline.processors.simulator.knobs import SimulatorProfile
+from tierline.processors.simulator.knobs import ModelOverride, SimulatorProfile
 from tierline.processors.simulator.limits import Admission, RateWindow
 from tierline.processors.simulator.openai_wire import OpenAIWire
 from tierline.processors.simulator.replies import compose_reply
@@ -181,6 +184,7 @@ class SimulatorServer:
         app.router.add_get("/_sim/stats", self.stats_route)
         app.router.add_post("/_sim/down", self.down_route)
         app.router.add_post("/_sim/up", self.up_route)
+        app.router.add_post("/_sim/models", self.models_route)
         return app
 
     # ------------------------------------------------------------------ outage
@@ -255,6 +259,23 @@ class SimulatorServer:
         except ValueError as exc:
             return _admin_error(str(exc))
         return web.json_response({"down": True, "mode": mode, "seconds": seconds})
+
+    async def models_route(self, request: web.Request) -> web.Response:
+        try:
+            data = orjson.loads(await request.read())
+            overrides = {str(k): ModelOverride.model_validate(v) for k, v in dict(data).items()}
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            return _admin_error(f'the body must be {{"<model>": {{knobs}}}}: {exc}')
+        self.set_models(overrides)
+        return web.json_response({"models": sorted(overrides)})
+
+    def set_models(self, overrides: dict[str, ModelOverride]) -> None:
+        """Replace these models' overrides from now on (a slow model recovers, say)."""
+        models = {**self.profile.models, **overrides}
+        self.profile = self.profile.model_copy(update={"models": models})
+        for name in overrides:
+            self._behaviours.pop(name, None)
+            self._windows.pop(name, None)
 
     async def up_route(self, request: web.Request) -> web.Response:
         self.go_up()

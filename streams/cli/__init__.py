@@ -32,10 +32,11 @@ def _register() -> None:
         run,
         simulate,
         spend,
+        status,
         train,
     )
 
-    for module in (run, demo, spend, dlq, db, simulate, bench, train, evaluate):
+    for module in (run, demo, status, spend, dlq, db, simulate, bench, train, evaluate):
         main.add_command(module.command)
 
 

@@ -390,3 +390,25 @@ def test_spawned_simulator_goes_down_and_up() -> None:
         stats = proc.fetch_stats()
         assert (stats["down"], stats["during_outage"]) == (False, 1)
         assert stats["by_model"] == {"gpt-4o-mini": 1}
+
+
+async def test_a_models_knobs_change_while_it_runs() -> None:
+    from tierline.processors.simulator import ModelOverride
+
+    sim = await start_simulator(
+        SimulatorProfile(seed=1, models={"m": ModelOverride(latency_ms=300)})
+    )
+    try:
+        async with httpx.AsyncClient() as client:
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            headers = {"authorization": "Bearer k"}
+            slow = await client.post(f"{sim.url}/v1/chat/completions", json=body, headers=headers)
+            assert float(slow.headers["x-simulator-latency-ms"]) >= 300
+            reply = await client.post(f"{sim.url}/_sim/models", json={"m": {"latency_ms": 5}})
+            assert reply.status_code == 200
+            fast = await client.post(f"{sim.url}/v1/chat/completions", json=body, headers=headers)
+            assert float(fast.headers["x-simulator-latency-ms"]) < 50
+            bad = await client.post(f"{sim.url}/_sim/models", json={"m": {"nope": 1}})
+            assert bad.status_code == 400
+    finally:
+        await sim.stop()
