@@ -5,23 +5,29 @@ deploy/k8s: every YAML document against the Kubernetes JSON Schemas that
 against deploy/k8s/schemas/keda-scaledobject.schema.json (written from KEDA's CRD). Then
 what no schema can see: the cross-references between the objects and tierline itself
 (real roles and CLI options, real settings behind every TIERLINE_* variable, the workers'
-consumer groups and topics, the shutdown time the workers need, the image's user).
-deploy/docker-compose.yml: its services, commands, variables and stop grace period.
+consumer groups and topics, the shutdown time the workers need, the image's user, the
+metrics port every `tierline run` pod serves /metrics, /healthz and /readyz on and the
+probes and scrape annotations that use it, checked against a real MetricsServer).
+deploy/docker-compose.yml: its services, commands, variables, stop grace period, published
+metrics ports and readiness healthchecks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 import json
 import re
 import shlex
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, cast
 
 import click
+import httpx
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -33,6 +39,7 @@ from tierline.processors.providers.keys import SECRETS_FILE_ENV
 from tierline.schemas import Tier
 from tierline.streams.cli import main as cli
 from tierline.streams.config import ENV_PREFIX, Settings, env_overrides, load_settings
+from tierline.streams.metrics import Metrics, MetricsServer
 from tierline.streams.runtime import ROLES
 from tierline.streams.tier_worker import TierWorker
 from tierline.streams.topics import Topics
@@ -67,6 +74,14 @@ PLACEHOLDER = re.compile(r"^REPLACE_ME(-[a-z0-9-]+)?$")
 STOP_WAIT_EXTRA_S = 5
 #: ... then the role commits, leaves its group, flushes the producer and closes clients
 SHUTDOWN_MARGIN_S = 15
+#: the paths MetricsServer (streams/metrics.py) serves; test_the_paths_probed_are_served
+#: checks that they answer as the probes expect
+READY_PATH, LIVE_PATH, METRICS_PATH = "/readyz", "/healthz", "/metrics"
+#: interfaces the kubelet and Prometheus can reach from outside the pod
+WILDCARD_HOSTS = ("0.0.0.0", "", "::")
+#: the least time a liveness probe must fail before a restart (a CPU-throttled pod or a long
+#: pause is no reason to kill calls in flight)
+MIN_LIVENESS_TOLERANCE_S = 30
 
 
 # ---------------------------------------------------------------------------- loading
@@ -265,6 +280,18 @@ class Pod:
     def grace_s(self) -> int:
         return int(pod_spec(self.deployment).get("terminationGracePeriodSeconds", 30))
 
+    @property
+    def argv(self) -> list[str]:
+        return cast(list[str], self.container.get("command", []) + self.container.get("args", []))
+
+    @property
+    def metrics_port(self) -> int | str:
+        """The port the process serves /metrics, /healthz and /readyz on: metrics_port of
+        its settings (the ConfigMap, then TIERLINE_METRICS_PORT), then --metrics-port."""
+        _, params = invocation(self.argv)
+        port = params.get("metrics_port")
+        return self.settings.metrics_port if port is None else int(port)
+
     def __str__(self) -> str:
         return f"{self.deployment} container {self.container['name']}"
 
@@ -286,27 +313,32 @@ def mounted_file(deployment: Doc, container: Body, path: str) -> tuple[Doc, str]
     raise AssertionError(f"{deployment}: nothing is mounted at {path}")
 
 
+def load_pod(deployment: Doc, container: Body, folder: Path) -> Pod:
+    """A container with the settings it would load: the mounted ConfigMap's tierline.toml
+    (TIERLINE_CONFIG, copied into `folder`), then its literal TIERLINE_* variables."""
+    env = literal_env(container)
+    config_path = env.pop(ENV_PREFIX + "CONFIG", None)
+    path = None
+    if config_path:
+        config, key = mounted_file(deployment, container, config_path)
+        path = folder / f"{config.name}-{deployment.name}-{Path(key).name}"
+        path.write_text(config.body["data"][key])
+    try:
+        roles = roles_of(container.get("command", []) + container.get("args", []))
+    except click.UsageError:
+        roles = ()  # a placeholder's future role; test_commands says whether allowed
+    return Pod(deployment, container, roles, load_settings(path, env=env))
+
+
 @pytest.fixture(scope="module")
 def pods(tmp_path_factory: pytest.TempPathFactory) -> list[Pod]:
-    """Every Deployment's container with the settings it would load: the mounted
-    ConfigMap's tierline.toml (TIERLINE_CONFIG), then its literal TIERLINE_* variables."""
-    out = []
+    """Every Deployment's container with the settings it would load (load_pod)."""
     folder = tmp_path_factory.mktemp("config")
-    for deployment in of_kind("Deployment"):
-        for container in containers(deployment):
-            env = literal_env(container)
-            config_path = env.pop(ENV_PREFIX + "CONFIG", None)
-            path = None
-            if config_path:
-                config, key = mounted_file(deployment, container, config_path)
-                path = folder / f"{config.name}-{deployment.name}-{Path(key).name}"
-                path.write_text(config.body["data"][key])
-            try:
-                roles = roles_of(container.get("command", []) + container.get("args", []))
-            except click.UsageError:
-                roles = ()  # a placeholder's future role; test_commands says whether allowed
-            out.append(Pod(deployment, container, roles, load_settings(path, env=env)))
-    return out
+    return [
+        load_pod(deployment, container, folder)
+        for deployment in of_kind("Deployment")
+        for container in containers(deployment)
+    ]
 
 
 def role_pods(pods: list[Pod], role: str) -> list[Pod]:
@@ -534,22 +566,142 @@ def test_state_dir_is_a_writable_empty_dir_on_a_read_only_root(pods: list[Pod]) 
         }
         assert writable & {state, *state.parents}, f"{pod}: {state} is on no emptyDir"
         assert PurePosixPath("/tmp") in writable, f"{pod}: /tmp is read-only"
-        probe = pod.container.get("readinessProbe", {}).get("exec", {}).get("command")
-        assert probe == ["test", "-d", str(state)], (
-            f"{pod}: readiness should check the state dir the role creates at start"
-        )
 
 
-def test_no_probe_pretends_there_is_an_endpoint() -> None:
-    for deployment in of_kind("Deployment"):
-        for container in containers(deployment):
-            assert not container.get("ports"), f"{deployment}: tierline listens on no port"
-            for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
-                probe = container.get(kind)
-                if probe is not None:
-                    assert set(probe) & {"httpGet", "tcpSocket", "grpc"} == set(), (
-                        f"{deployment}: {kind} probes an endpoint tierline does not serve"
-                    )
+def probe_port(container: Body, port: int | str) -> int | None:
+    """The number a probe's port (a number or a container port's name) stands for."""
+    if isinstance(port, int):
+        return port
+    named = (p for p in container.get("ports", []) if p.get("name") == port)
+    return next((int(p["containerPort"]) for p in named), None)
+
+
+def http_probe(container: Body, kind: str) -> Body:
+    """A probe's httpGet (empty if the probe is missing or not HTTP)."""
+    return cast(Body, (container.get(kind) or {}).get("httpGet") or {})
+
+
+def metrics_problems(pod: Pod) -> list[str]:
+    """What is wrong with how a role pod's metrics port is declared, probed and scraped."""
+    port = pod.metrics_port
+    if not (isinstance(port, int) and port > 0):
+        return [f"{pod}: metrics_port {port!r}: probes and Prometheus need a fixed port"]
+    problems = []
+    if invocation(pod.argv)[1]["processes"] != 1:
+        problems.append(f"{pod}: --processes N serves N ports (port + i)")
+    if pod.settings.metrics_host not in WILDCARD_HOSTS:
+        problems.append(f"{pod}: metrics_host {pod.settings.metrics_host!r} is out of reach")
+    declared = [p for p in pod.container.get("ports", []) if p.get("name") == "metrics"]
+    numbers = [(p["containerPort"], p.get("protocol", "TCP")) for p in declared]
+    if numbers != [(port, "TCP")]:
+        problems.append(f"{pod}: containerPort metrics {numbers}, the process serves {port}")
+    for kind, path in (("readinessProbe", READY_PATH), ("livenessProbe", LIVE_PATH)):
+        probe = pod.container.get(kind) or {}
+        get = http_probe(pod.container, kind)
+        if not get or set(probe) & {"exec", "tcpSocket", "grpc"}:
+            problems.append(f"{pod}: {kind} is no httpGet probe")
+            continue
+        if get.get("path") != path or get.get("scheme", "HTTP") != "HTTP":
+            problems.append(f"{pod}: {kind} gets {get.get('path')!r}, not HTTP {path}")
+        if probe_port(pod.container, get.get("port", "")) != port:
+            problems.append(f"{pod}: {kind} port {get.get('port')!r} is not {port}")
+    liveness = pod.container.get("livenessProbe") or {}
+    tolerance = liveness.get("periodSeconds", 10) * liveness.get("failureThreshold", 3)
+    if tolerance < MIN_LIVENESS_TOLERANCE_S:
+        problems.append(f"{pod}: liveness restarts after {tolerance}s of failed probes")
+    template = pod.deployment.body["spec"]["template"]["metadata"]
+    annotations = template.get("annotations", {})
+    wanted = {"scrape": "true", "port": str(port), "path": METRICS_PATH}
+    scrape = {key: annotations.get(f"prometheus.io/{key}") for key in wanted}
+    if scrape != wanted:
+        problems.append(f"{pod}: prometheus.io annotations {scrape} != {wanted}")
+    return problems
+
+
+def test_every_role_pod_serves_metrics_and_probes_on_its_metrics_port(pods: list[Pod]) -> None:
+    served = [pod for pod in pods if pod.roles]
+    assert served, "no Deployment runs a tierline role"
+    problems = [problem for pod in served for problem in metrics_problems(pod)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_metrics_check_follows_the_port_setting(pods: list[Pod], tmp_path: Path) -> None:
+    pod = next(pod for pod in pods if pod.roles)
+    assert pod.metrics_port == 9464 and metrics_problems(pod) == []
+
+    def moved(env: dict[str, str], argv: Sequence[str] = (), declared: int = 9464) -> Pod:
+        """The pod with more variables and options, declaring port `declared`."""
+        body = copy.deepcopy(pod.deployment.body)
+        body["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] = str(declared)
+        (container,) = body["spec"]["template"]["spec"]["containers"]
+        container["env"] += [{"name": k, "value": v} for k, v in env.items()]
+        container["command"] += argv
+        (port,) = container["ports"]
+        port["containerPort"] = declared
+        return load_pod(Doc(pod.deployment.file, pod.deployment.index, body), container, tmp_path)
+
+    by_env = moved({"TIERLINE_METRICS_PORT": "9500"})
+    assert by_env.metrics_port == 9500 and metrics_problems(by_env)
+    by_flag = moved({}, ["--metrics-port", "9600"])
+    assert by_flag.metrics_port == 9600 and metrics_problems(by_flag)
+    off = moved({"TIERLINE_METRICS_PORT": "off"})
+    assert off.metrics_port == "off" and metrics_problems(off)
+    assert metrics_problems(moved({}, declared=9500))
+    # the port, the annotation and (by name) the probes moved together
+    along = moved({"TIERLINE_METRICS_PORT": "9500"}, declared=9500)
+    assert metrics_problems(along) == []
+    assert probe_port(along.container, "metrics") == 9500
+    assert probe_port(along.container, 9464) == 9464
+    assert probe_port(along.container, "nope") is None
+
+
+def test_a_placeholder_probes_no_endpoint(pods: list[Pod]) -> None:
+    for pod in pods:
+        if pod.roles:
+            continue
+        assert not pod.container.get("ports"), f"{pod}: a role that does not exist listens"
+        for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+            probe = pod.container.get(kind) or {}
+            assert set(probe) & {"httpGet", "tcpSocket", "grpc"} == set(), (
+                f"{pod}: {kind} probes an endpoint no role serves yet"
+            )
+
+
+async def test_the_paths_probed_are_served(pods: list[Pod]) -> None:
+    """What the probes and scrapes ask for, asked of a real MetricsServer."""
+    served = [pod for pod in pods if pod.roles]
+    ready = {http_probe(pod.container, "readinessProbe")["path"] for pod in served}
+    live = {http_probe(pod.container, "livenessProbe")["path"] for pod in served}
+    scraped = {
+        pod.deployment.body["spec"]["template"]["metadata"]
+        .get("annotations", {})
+        .get("prometheus.io/path", METRICS_PATH)
+        for pod in served
+    }
+    metrics = Metrics()
+    async with (
+        MetricsServer(metrics, host="127.0.0.1", port=0) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        for path in live:
+            got = await http.get(path)
+            assert got.status_code == 200, f"liveness GET {path}: {got.status_code}"
+        # as at start (runtime._start_metrics): every role registered, none started yet
+        for role in ROLES:
+            metrics.set_ready(role, False)
+        for path in ready:
+            got = await http.get(path)
+            assert got.status_code == 503, f"readiness GET {path} before start: {got}"
+        for role in ROLES:
+            metrics.set_ready(role, True)
+        for path in ready | live:
+            got = await http.get(path)
+            assert got.status_code == 200, f"GET {path} once started: {got.status_code}"
+        for path in scraped:
+            got = await http.get(path)
+            assert got.status_code == 200, f"scrape GET {path}: {got.status_code}"
+            assert got.headers["content-type"].startswith("text/plain"), path
+            assert "# TYPE tierline_requests_total counter" in got.text, path
 
 
 def test_pods_run_locked_down_as_the_images_user() -> None:
@@ -702,3 +854,76 @@ def test_compose_lets_roles_finish_in_flight_work() -> None:
         needed = settings.worker.call_timeout_s + STOP_WAIT_EXTRA_S + SHUTDOWN_MARGIN_S
         grace = seconds(service.get("stop_grace_period", "10s"))
         assert grace >= needed, f"compose service {name}: stop_grace_period {grace:g}s < {needed}"
+
+
+def compose_published(service: Body) -> dict[int, int | None]:
+    """Container port -> host port ("9465:9464", "127.0.0.1:9465:9464", "9464", long form)."""
+    out: dict[int, int | None] = {}
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            published = entry.get("published")
+            out[int(entry["target"])] = None if published is None else int(published)
+            continue
+        *host, target = str(entry).split("/")[0].split(":")
+        out[int(target)] = int(host[-1]) if host and host[-1] else None
+    return out
+
+
+def compose_healthcheck_url(service: Body) -> tuple[int, str]:
+    """The port and path on 127.0.0.1 a service's healthcheck fetches."""
+    test = service.get("healthcheck", {}).get("test")
+    assert isinstance(test, list) and test[:1] == ["CMD"], f"not a CMD healthcheck: {test}"
+    found = re.findall(r"http://(?:127\.0\.0\.1|localhost):(\d+)(/[^'\"\s?]*)", " ".join(test))
+    assert len(found) == 1, f"healthcheck fetches no one local URL: {test}"
+    return int(found[0][0]), found[0][1]
+
+
+def compose_role_services() -> Iterator[tuple[str, Body, int | str]]:
+    """Services running tierline roles, with the metrics port their process serves on."""
+    for name, service in tierline_services():
+        argv = compose_command(service)
+        if not roles_of(argv):
+            continue
+        env = {k: v for k, v in compose_env(service).items() if v is not None}
+        flag = invocation(argv)[1].get("metrics_port")
+        yield name, service, load_settings(env=env).metrics_port if flag is None else flag
+
+
+def test_compose_roles_publish_their_metrics_port_and_check_readiness() -> None:
+    hosts: dict[int, str] = {}
+    for name, service, port in compose_role_services():
+        assert isinstance(port, int) and port > 0, f"compose service {name}: port {port!r}"
+        published = compose_published(service)
+        assert port in published, f"compose service {name} does not publish metrics port {port}"
+        host = published[port]
+        if host is not None:
+            assert host not in hosts, f"compose services {name} and {hosts[host]} share {host}"
+            hosts[host] = name
+        assert compose_healthcheck_url(service) == (port, READY_PATH), (
+            f"compose service {name}: the healthcheck should fetch {READY_PATH} on {port}"
+        )
+    assert hosts, "no compose service publishes a metrics port"
+
+
+async def test_the_compose_healthcheck_fails_until_the_roles_started() -> None:
+    """Each distinct healthcheck command, run here against a real MetricsServer."""
+    commands = {
+        json.dumps(service["healthcheck"]["test"]): port
+        for _, service, port in compose_role_services()
+    }
+    assert commands, "no compose healthcheck"
+    metrics = Metrics()
+    async with MetricsServer(metrics, host="127.0.0.1", port=0) as server:
+
+        async def check(test: list[str], port: int | str) -> int:
+            argv = [a.replace(f":{port}/", f":{server.port}/") for a in test[1:]]
+            assert argv[0] in ("python", "python3"), f"the image runs {argv[0]}? {test}"
+            process = await asyncio.create_subprocess_exec(sys.executable, *argv[1:])
+            return await process.wait()
+
+        for command, port in commands.items():
+            test = json.loads(command)
+            metrics.set_ready("router", False)
+            assert await check(test, port) != 0, f"healthy before the roles started: {test}"
+            metrics.set_ready("router", True)
+            assert await check(test, port) == 0, f"unhealthy once started: {test}"
