@@ -266,3 +266,77 @@ def _skipped(response: RouteResponse, model: str) -> str:
     """The reason saying `model` was skipped, or ""."""
     reasons = response.decision.reasons if response.decision else []
     return next((r for r in reasons if r.startswith(f"skipped {model}:")), "")
+
+
+async def test_a_circuit_one_workers_process_opens_is_seen_by_another(
+    kafka_bootstrap: str, topic_prefix: str, chdb_url: str, tmp_path: Path
+) -> None:
+    """Process A serves economy against a provider that is down; process B serves standard
+    against a healthy one and calls no economy model, yet B's /metrics shows the economy
+    model's circuit open: it learnt it from tierline.health."""
+    with (
+        spawn_simulator(SimulatorProfile(seed=14, latency_ms=20)) as dead,
+        spawn_simulator(SimulatorProfile(seed=15, latency_ms=20)) as alive,
+    ):
+        dead.down(mode="reset")
+        settings = make_settings(kafka_bootstrap, topic_prefix, chdb_url, alive.url, tmp_path)
+        pipeline = await start_pipeline(settings, roles=("router",))
+        ports = [_free_port(), _free_port()]
+        procs = []
+        try:
+            for name, sim, tier, port in (
+                ("a", dead, "economy", ports[0]),
+                ("b", alive, "standard", ports[1]),
+            ):
+                env = role_env(
+                    kafka_bootstrap,
+                    topic_prefix,
+                    tmp_path / name,
+                    sim.url,
+                    worker_tiers=tier,
+                    metrics_port=str(port),
+                )
+                procs.append(start_role("workers", env, tmp_path / f"{name}.log"))
+            hints = {"min_tier": "economy", "max_tier": "economy"}
+            bodies = [
+                request_body(f"{topic_prefix}share-{i}", "Say hi", hints=hints) for i in range(20)
+            ]
+            await Trickle(kafka_bootstrap, pipeline.topics.requests, bodies, 5, 0.2).run()
+            cheapest = load_catalog().candidates(Tier.ECONOMY)[0]
+            provider = load_catalog().model(cheapest).provider
+
+            async def open_in(port: int) -> bool:
+                text = await asyncio.to_thread(_metrics, port)
+                return any(
+                    line.startswith("tierline_circuit_state{")
+                    and f'model="{cheapest}"' in line
+                    and f'provider="{provider}"' in line
+                    and line.endswith(" 2.0")
+                    for line in text.splitlines()
+                )
+
+            assert await wait_until(lambda: open_in(ports[0]), 60), log_tail(tmp_path / "a.log")
+            assert await wait_until(lambda: open_in(ports[1]), 10), _metrics(ports[1])[-3000:]
+            assert alive.fetch_stats()["by_model"].get(cheapest, 0) == 0  # B never called it
+        finally:
+            stop_roles(*procs)
+            await asyncio.wait_for(pipeline.stop(), timeout=60)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _metrics(port: int) -> str:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            return str(reply.read().decode())
+    except OSError:
+        return ""
