@@ -3,6 +3,7 @@
 The bottom layer: imports nothing of ours.
 """
 
+from tierline.schemas.alert import Alert, AlertKind
 from tierline.schemas.attempt import Attempt
 from tierline.schemas.codec import decode, encode
 from tierline.schemas.cost import CostRecord
@@ -14,9 +15,12 @@ from tierline.schemas.messages import ChatMessage
 from tierline.schemas.request import Hints, Metadata, Params, RouteRequest
 from tierline.schemas.response import RouteResponse, RoutingDecision, Usage
 from tierline.schemas.routed import Escalation, RoutedRequest
+from tierline.schemas.settlement import Settlement
 from tierline.schemas.tier import LatencyClass, Tier
 
 __all__ = [
+    "Alert",
+    "AlertKind",
     "Attempt",
     "ChatMessage",
     "CircuitState",
@@ -35,6 +39,7 @@ __all__ = [
     "RouteResponse",
     "RoutedRequest",
     "RoutingDecision",
+    "Settlement",
     "Tier",
     "Usage",
     "decode",

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tierline.schemas.alert import Alert
 from tierline.schemas.attempt import Attempt
 from tierline.schemas.cost import CostRecord
 from tierline.schemas.feedback import Feedback
@@ -20,6 +21,7 @@ from tierline.schemas.health import HealthSnapshot
 from tierline.schemas.request import RouteRequest
 from tierline.schemas.response import RouteResponse
 from tierline.schemas.routed import RoutedRequest
+from tierline.schemas.settlement import Settlement
 
 TOPIC_MODELS: dict[str, type[BaseModel]] = {
     "tierline.requests": RouteRequest,
@@ -29,6 +31,8 @@ TOPIC_MODELS: dict[str, type[BaseModel]] = {
     "tierline.feedback": Feedback,
     "tierline.attempts": Attempt,
     "tierline.health": HealthSnapshot,
+    "tierline.alerts": Alert,
+    "tierline.settlements": Settlement,
 }
 OUT_DIR = Path(__file__).parent / "jsonschema"
 

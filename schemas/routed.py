@@ -35,4 +35,7 @@ class RoutedRequest(BaseModel):
     #: where to go when every candidate stays unusable until the request's deadline (an
     #: outage): the next tier up, when the policy allows it and the hints do
     escalation: Escalation | None = None
+    #: set when a budget holds a reservation for the request: the `tierline.requests`
+    #: partition whose router owns it; the worker's `Settlement` goes to that partition
+    budget_partition: int | None = Field(default=None, ge=0)
     routed_at: datetime

@@ -26,6 +26,13 @@ class Outgoing:
     value: bytes
     headers: Headers | None = None
     partition: int | None = None
+    #: a delete marker for a compacted topic: sent with no value at all
+    tombstone: bool = False
+
+    @property
+    def payload(self) -> bytes | None:
+        """The value as produced: None for a tombstone."""
+        return None if self.tombstone else self.value
 
     def header_list(self) -> list[tuple[str, bytes]] | None:
         """The headers the way Kafka clients take them."""

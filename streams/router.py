@@ -19,6 +19,7 @@ import faust
 from tierline.processors.errors import TierlineError
 from tierline.processors.health.board import HealthBoard
 from tierline.processors.pricing.catalog import Catalog
+from tierline.processors.routing.budget_gate import BudgetExceeded
 from tierline.processors.routing.classifiers import Classifier
 from tierline.processors.routing.decide import route
 from tierline.processors.routing.health_screen import screen_by_health
@@ -28,6 +29,7 @@ from tierline.processors.routing.policy_reload import PolicySource, as_source
 from tierline.processors.routing.reply_topics import rules_from
 from tierline.processors.routing.tier_rules import TierRules
 from tierline.schemas import ErrorInfo, ErrorType, encode
+from tierline.streams.budget_keeper import BudgetKeeper
 from tierline.streams.config import Settings
 from tierline.streams.faust_transport import ShortWaitTransport
 from tierline.streams.outgoing import Outgoing, Source, dead_letter
@@ -56,7 +58,10 @@ class RequestRouter:
         catalog: Catalog,
         directory: TopicDirectory,
         health: HealthBoard | None = None,
+        budgets: BudgetKeeper | None = None,
     ) -> None:
+        #: the budget ledgers of the partitions this router owns; None = budgets ignored
+        self.budgets = budgets
         #: the providers' health as the workers report it (`tierline.health`); None = ignore
         self.health = health
         self.settings = settings
@@ -83,17 +88,25 @@ class RequestRouter:
         if refusal is not None:
             error = ErrorInfo(type=ErrorType.INVALID_REQUEST, message=refusal)
             return self._reject(Rejection(error, admitted.id, admitted.tenant), read_at)
+        extra: list[Outgoing] = []
         try:
+            policy = self.policy.current()
             routed = route(
                 admitted,
                 self.classifier,
-                self.policy.current(),
+                policy,
                 self.catalog,
                 outage_escalation=self.health is not None
                 and self.settings.health.escalate_on_outage,
             )
             if self.health is not None:
                 routed = screen_by_health(routed, self.health, self.catalog)
+            if self.budgets is not None and policy.budgets:
+                routed, extra = self.budgets.admit(routed, source[1], policy, self.catalog)
+        except BudgetExceeded as exc:
+            rejection = Rejection(exc.info(), admitted.id, admitted.tenant, admitted.reply_to)
+            assert self.budgets is not None
+            return self.budgets.outgoing(exc.result, source[1]) + self._reject(rejection, read_at)
         except TierlineError as exc:
             rejection = Rejection(exc.info(), admitted.id, admitted.tenant, admitted.reply_to)
             return self._reject(rejection, read_at)
@@ -109,7 +122,7 @@ class RequestRouter:
         # keyed by request, not tenant: a few big tenants would pin a tier to a few
         # partitions and so to one workers process; the same request always hashes to the
         # same partition, whose done log catches a copy the router forwarded twice
-        return [Outgoing(tier_topic, admitted.key.encode(), encode(routed))]
+        return [Outgoing(tier_topic, admitted.key.encode(), encode(routed)), *extra]
 
     async def _reply_refusal(self, tenant: str | None, reply_to: str | None) -> str | None:
         """Why a request may not be answered on `reply_to`; None when it may (or names none)."""
@@ -190,7 +203,7 @@ def build_router_app(router: RequestRouter, bootstrap: str, settings: Settings) 
                 # without waiting for each send's ack
                 await output(send.topic).send(
                     key=send.key,
-                    value=send.value,
+                    value=send.payload,
                     headers=send.header_list(),
                     partition=send.partition,
                 )

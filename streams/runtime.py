@@ -30,6 +30,7 @@ from tierline.processors.serving.walk import Dispatcher, RetryPlan
 from tierline.schemas import Tier
 from tierline.streams.attempt_log import attempt_recorder
 from tierline.streams.attempt_sink import AttemptSink
+from tierline.streams.budget_keeper import BudgetKeeper
 from tierline.streams.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings
 from tierline.streams.cost_sink import CostSink
 from tierline.streams.embedded import EmbeddedBroker
@@ -344,7 +345,15 @@ async def _start_router(
         pipeline.catalog,
         TopicDirectory(admin.list_topics),
         health=pipeline.health,
+        # budgets need the plain loop: it reads settlements with the requests, in range
+        budgets=(
+            BudgetKeeper(pipeline.topics, pipeline.bootstrap, settings.isolation_level)
+            if settings.router.engine == "aiokafka"
+            else None
+        ),
     )
+    if router.budgets is None and policy.current().budgets:
+        log.warning("router.engine = faust: the policy's [[budgets]] are NOT enforced")
     pipeline.router = router
     if settings.router.engine == "aiokafka":
         loop = PlainRouterLoop(router, pipeline.bootstrap, producer)

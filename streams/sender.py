@@ -64,7 +64,7 @@ async def send_one(producer: AIOKafkaProducer, send: Outgoing) -> BaseException 
     try:
         future = await producer.send(
             send.topic,
-            send.value,
+            send.payload,
             key=send.key,
             headers=send.header_list(),
             partition=send.partition,

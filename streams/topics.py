@@ -51,6 +51,21 @@ class Topics:
         """Compacted, keyed by dead letter: which ones `tierline dlq replay` has sent again."""
         return self.prefix + "dlq.replays"
 
+    @property
+    def alerts(self) -> str:
+        """Budget and anomaly alerts (`Alert`), keyed by tenant."""
+        return self.prefix + "alerts"
+
+    @property
+    def settlements(self) -> str:
+        """What each budgeted request cost (`Settlement`), on its router's partition."""
+        return self.prefix + "settlements"
+
+    @property
+    def budget_changelog(self) -> str:
+        """Compacted: the router's budget ledger, partition for partition with requests."""
+        return self.prefix + "budget.changelog"
+
     def tier(self, tier: Tier) -> str:
         return f"{self.prefix}tier.{tier}"
 
@@ -60,7 +75,8 @@ class Topics:
 
     def all(self) -> list[str]:
         names = [self.requests, self.responses, self.costs, self.dlq, self.feedback, self.attempts]
-        names += [self.health, self.dlq_replays]
+        names += [self.health, self.dlq_replays, self.alerts, self.settlements]
+        names += [self.budget_changelog]
         for tier in Tier:
             names += [self.tier(tier), self.done(tier)]
         return names
@@ -74,6 +90,7 @@ async def ensure_topics(settings: KafkaSettings, bootstrap: str) -> Topics:
     compacted = {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)}
     configs[topics.health] = compacted | {"min.cleanable.dirty.ratio": "0.1"}
     configs[topics.dlq_replays] = compacted
+    configs[topics.budget_changelog] = compacted
     for tier in Tier:
         configs[topics.tier(tier)] = big
         configs[topics.done(tier)] = {"retention.ms": str(6 * 3600 * 1000)}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tierline.processors.serving.walk import ServeOutcome
-from tierline.schemas import ErrorType, RoutedRequest, Tier, encode
+from tierline.schemas import ErrorType, RoutedRequest, Settlement, Tier, encode
 from tierline.streams.outgoing import Outgoing, Source, dead_letter
 
 if TYPE_CHECKING:  # only the type: `streams.topics` imports aiokafka
@@ -22,7 +23,9 @@ def respond(
     """The response, the bills, the settled attempts, and a dead letter if unanswered.
 
     The response goes to the request's reply_to, else the shared response topic,
-    keyed by request id; each billed attempt to the cost topic keyed by tenant.
+    keyed by request id; each billed attempt to the cost topic keyed by tenant; a
+    request a budget holds a reservation for settles it (`Settlement`, on the
+    router's partition).
     When every candidate failed, the routed request as it was read goes to the
     DLQ too (after its error response, which the client gets either way).
     """
@@ -32,6 +35,23 @@ def respond(
     tenant = request.tenant.encode()
     sends += [Outgoing(topics.costs, tenant, encode(c)) for c in outcome.costs]
     sends += [Outgoing(topics.attempts, tenant, encode(a)) for a in outcome.attempts]
+    if routed.budget_partition is not None:
+        # what the request cost, to the router partition holding its reservation
+        settlement = Settlement(
+            request_id=request.id,
+            tenant=request.tenant,
+            feature=request.metadata.feature or "",
+            cost_usd=outcome.response.cost_usd,
+            created_at=outcome.response.created_at or datetime.now(UTC),
+        )
+        sends.append(
+            Outgoing(
+                topics.settlements,
+                tenant,
+                encode(settlement),
+                partition=routed.budget_partition,
+            )
+        )
     if outcome.failed:
         error = outcome.response.error
         sends.append(

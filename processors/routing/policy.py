@@ -15,6 +15,7 @@ from tierline.processors.routing.cost_cap import DEFAULT_OUTPUT_TOKENS
 from tierline.processors.routing.experiments import Experiment
 from tierline.processors.routing.sensitivity_filter import SAFE_DEFAULTS, SensitivityRules
 from tierline.processors.routing.tier_rules import TierRules
+from tierline.processors.spend.budgets import Budgets
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,8 @@ class Policy:
     experiments: tuple[Experiment, ...] = ()
     #: the output-token estimate for `max_cost_usd` when a request sets no max_tokens
     default_output_tokens: int = DEFAULT_OUTPUT_TOKENS
+    #: spend budgets per tenant (and feature), held by the router's ledger
+    budgets: Budgets = field(default_factory=Budgets)
     #: where it came from (a path and its mtime, or "defaults"), for logs
     source: str = field(default="defaults", compare=False)
 

@@ -12,6 +12,8 @@ every key, is documented by example in deploy/policy.example.toml:
     [sensitivity]    <class> = [providers], unlisted = "deny"|"allow", detect
     [[experiments]]  name, task, share, arms = [{name, models, weight, tier}],
                      optional tenants and tiers
+    [[budgets]]      tenant ("*" = any without its own), optional feature,
+                     period (day|month), limit_usd, optional soft_limit_usd
 
 Parsing is strict: an unknown key, a wrong type or a value out of range is a
 `PolicyFileError` naming the key, so a typo never silently changes routing.
@@ -23,16 +25,18 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tierline.processors.pricing.catalog import Catalog
 from tierline.processors.routing.experiments import Arm, Experiment
 from tierline.processors.routing.policy import CascadeRules, Policy
 from tierline.processors.routing.sensitivity_filter import SensitivityRules
 from tierline.processors.routing.tier_rules import TenantRules, Thresholds, TierFloor, TierRules
+from tierline.processors.spend.budgets import Budget, Budgets
 from tierline.schemas import Tier
 
 NAME_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
@@ -87,6 +91,22 @@ class _Experiment(_Strict):
     tiers: list[Tier] | None = None
 
 
+class _Budget(_Strict):
+    tenant: str = Field(min_length=1, max_length=128)
+    feature: str | None = Field(default=None, min_length=1, max_length=128)
+    period: Literal["day", "month"]
+    #: money is a decimal string ("25.00"): a float would not be exact
+    limit_usd: str = Field(pattern=r"^\d{1,12}(\.\d{1,9})?$")
+    soft_limit_usd: str | None = Field(default=None, pattern=r"^\d{1,12}(\.\d{1,9})?$")
+
+    @field_validator("limit_usd", "soft_limit_usd", mode="before")
+    @classmethod
+    def _money_as_text(cls, value: object) -> object:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f'write money as a string, e.g. "{value}": a TOML number is not exact')
+        return value
+
+
 class _File(_Strict):
     version: Literal[1] = 1
     routing: _Routing = Field(default_factory=_Routing)
@@ -95,6 +115,7 @@ class _File(_Strict):
     cascade: _Cascade | None = None
     sensitivity: dict[str, Any] | None = None
     experiments: list[_Experiment] = Field(default_factory=list)
+    budgets: list[_Budget] = Field(default_factory=list)
 
 
 def parse_policy(text: str, *, defaults: Policy | None = None, source: str = "<string>") -> Policy:
@@ -125,6 +146,7 @@ def parse_policy(text: str, *, defaults: Policy | None = None, source: str = "<s
             default_output_tokens=(
                 parsed.routing.default_output_tokens or base.default_output_tokens
             ),
+            budgets=_budgets(parsed.budgets) if parsed.budgets else base.budgets,
             source=source,
         )
     except ValueError as exc:
@@ -227,6 +249,21 @@ def _experiments(entries: list[_Experiment]) -> tuple[Experiment, ...]:
             tiers=frozenset(e.tiers) if e.tiers is not None else None,
         )
         for e in entries
+    )
+
+
+def _budgets(entries: list[_Budget]) -> Budgets:
+    return Budgets(
+        tuple(
+            Budget(
+                tenant=b.tenant,
+                feature=b.feature,
+                period=b.period,
+                limit_usd=Decimal(b.limit_usd),
+                soft_limit_usd=Decimal(b.soft_limit_usd) if b.soft_limit_usd is not None else None,
+            )
+            for b in entries
+        )
     )
 
 
