@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from clickhouse_connect.driver.client import Client
 
 from tests.integration.support import sink_settings, wait_until
 from tierline.processors.store.clickhouse import insert_costs, migrate
+from tierline.processors.store.spend import SpendFilter, query_spend, spend_query
 from tierline.schemas import CostRecord, Tier, encode
 from tierline.streams.cli import main
 from tierline.streams.cost_sink import CostSink
@@ -119,6 +120,159 @@ def test_spend_command_csv_and_long_model_names(chdb_url: str, clickhouse: Clien
     table = CliRunner().invoke(main, ["spend", "--by", "model", "--since", "all"], env=env)
     assert table.exit_code == 0, table.output
     assert "…" not in table.output  # folded onto more lines, not cut at 80 columns
+
+
+# `tierline spend` with filters, a window and several --by dimensions. The rows sit on
+# two February 2025 days, apart from every other test's, and each query names the
+# tenants it reads, so rows other tests leave in the shared engine never count.
+FEB_1, FEB_3 = datetime(2025, 2, 1, tzinfo=UTC), datetime(2025, 2, 3, tzinfo=UTC)
+MULTI = "--tenant multi-a --tenant multi-b"
+FEBRUARY = "--since 2025-02-01 --until 2025-02-03"
+# request, tenant, model, cost, hours after Feb 1 00:00 UTC; m-dear calls are premium chats
+FEBRUARY_ROWS = [
+    ("multi-1", "multi-a", "m-cheap", "0.000000001", 12),
+    ("multi-1", "multi-a", "m-dear", "0.5", 12),  # the same request's second attempt
+    ("multi-2", "multi-a", "m-cheap", "0.25", 36),
+    ("multi-3", "multi-a", "m-cheap", "0.000000002", 48 - 1 / 3_600_000),  # the last ms in
+    ("multi-4", "multi-a", "m-cheap", "7", 48),  # the first ms out: --until is exclusive
+    ("multi-5", "multi-b", "m-cheap", "0.1", 12),
+    ("multi-6", "multi-b", "m-dear", "1.000000003", 36),
+]
+
+
+def _at(billed: CostRecord, when: datetime, **changes: object) -> CostRecord:
+    """`billed`, made at `when`, with `changes` to its other fields."""
+    return billed.model_copy(update={"created_at": when, **changes})
+
+
+def _insert_february(clickhouse: Client) -> None:
+    migrate(clickhouse)
+    seen: list[str] = []
+    records = []
+    for rid, tenant, model, cost, hours in FEBRUARY_ROWS:
+        seen.append(rid)
+        dear = model == "m-dear"
+        changes = {"feature": "chat", "tier": Tier.PREMIUM} if dear else {}
+        billed = record(rid, seen.count(rid), cost, tenant, model)
+        records.append(_at(billed, FEB_1 + timedelta(hours=hours), **changes))
+    insert_costs(clickhouse, records)
+
+
+def _invoke(chdb_url: str, flags: str, *more: str) -> str:
+    """`tierline spend FLAGS MORE...`'s output; `more` for values with spaces in them."""
+    result = CliRunner().invoke(
+        main, ["spend", *flags.split(), *more], env={"TIERLINE_CLICKHOUSE_URL": chdb_url}
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _spend(chdb_url: str, flags: str, *more: str) -> list[dict[str, object]]:
+    records: list[dict[str, object]] = orjson.loads(
+        _invoke(chdb_url, f"--format json {flags}", *more)
+    )
+    return records
+
+
+def _costs(chdb_url: str, flags: str, *more: str) -> list[object]:
+    return [r["cost_usd"] for r in _spend(chdb_url, flags, *more)]
+
+
+def test_spend_groups_by_several_dimensions_most_expensive_first(
+    chdb_url: str, clickhouse: Client
+) -> None:
+    _insert_february(clickhouse)
+    rows = _spend(chdb_url, f"--by tenant --by model {MULTI} {FEBRUARY}")
+    assert [(r["tenant"], r["model"], r["calls"], r["cost_usd"]) for r in rows] == [
+        ("multi-b", "m-dear", 1, "1.000000003"),
+        ("multi-a", "m-dear", 1, "0.500000000"),
+        ("multi-a", "m-cheap", 3, "0.250000003"),  # Feb 3, 00:00 is outside [since, until)
+        ("multi-b", "m-cheap", 1, "0.100000000"),
+    ]
+    assert rows == _spend(chdb_url, f"--by tenant,model {MULTI} {FEBRUARY}")
+    assert _invoke(chdb_url, f"--by day,tenant {MULTI} {FEBRUARY} --format csv").splitlines() == [
+        "day,tenant,requests,calls,input_tokens,output_tokens,cost_usd",
+        "2025-02-02,multi-b,1,1,100,20,1.000000003",
+        "2025-02-01,multi-a,1,2,200,40,0.500000001",
+        "2025-02-02,multi-a,2,2,200,40,0.250000002",
+        "2025-02-01,multi-b,1,1,100,20,0.100000000",
+    ]
+    table = _invoke(chdb_url, f"--by tenant --by tier {MULTI} {FEBRUARY}")
+    assert "premium" in table and "1.850000006" in table  # the total
+
+
+def test_spend_filters_keep_any_of_their_values_and_all_apply(
+    chdb_url: str, clickhouse: Client
+) -> None:
+    _insert_february(clickhouse)
+    chat = _spend(chdb_url, f"--by tenant --feature chat {MULTI} {FEBRUARY}")
+    assert [(r["tenant"], r["cost_usd"]) for r in chat] == [
+        ("multi-b", "1.000000003"),
+        ("multi-a", "0.500000000"),
+    ]
+    cheap_a = _spend(chdb_url, "--by model --tenant multi-a --model m-cheap --tier economy "
+                     "--since all")  # fmt: skip
+    assert [(r["model"], r["calls"], r["cost_usd"]) for r in cheap_a] == [
+        ("m-cheap", 4, "7.250000003")  # no --until: Feb 3 counts too
+    ]
+    assert _spend(chdb_url, "--tenant multi-a --tier batch --since all") == []
+
+
+def test_spend_windows_take_iso_times_and_spans(chdb_url: str, clickhouse: Client) -> None:
+    _insert_february(clickhouse)
+    day_one = _spend(
+        chdb_url, f"--by tenant {MULTI} --since 2025-02-01T00:00:00Z --until 2025-02-02T00:00Z"
+    )
+    assert [(r["tenant"], r["cost_usd"]) for r in day_one] == [
+        ("multi-a", "0.500000001"),
+        ("multi-b", "0.100000000"),
+    ]
+    # 01:00 in UTC+1 is midnight UTC: the Feb 3 row is the first one outside
+    to_midnight = "--tenant multi-a --since 2025-02-02 --until 2025-02-03T01:00:00+01:00"
+    assert _costs(chdb_url, to_midnight) == ["0.250000002"]
+
+    now = datetime.now(UTC)
+    insert_costs(
+        clickhouse,
+        [
+            _at(record("recent-1", 1, "3", "multi-recent"), now - timedelta(days=3)),
+            _at(record("recent-2", 1, "1", "multi-recent"), now - timedelta(hours=36)),
+            _at(record("recent-3", 1, "0.5", "multi-recent"), now - timedelta(minutes=30)),
+        ],
+    )
+    assert _costs(chdb_url, "--tenant multi-recent --since 2d --until 1h") == ["1.000000000"]
+    assert _costs(chdb_url, "--tenant multi-recent --since 4d --until 2d") == ["3.000000000"]
+    assert _costs(chdb_url, "--tenant multi-recent --since 1h") == ["0.500000000"]
+    empty = CliRunner().invoke(
+        main, ["spend", "--since", "1d", "--until", "2d"], env={"TIERLINE_CLICKHOUSE_URL": chdb_url}
+    )
+    assert empty.exit_code == 2 and "--until" in empty.output
+
+
+def test_spend_values_are_parameters_and_injection_is_inert(
+    chdb_url: str, clickhouse: Client
+) -> None:
+    _insert_february(clickhouse)
+    odd = "o'brien \\' OR 1=1 --"  # a real tenant name with a quote and a backslash
+    insert_costs(clickhouse, [_at(record("odd-1", 1, "0.000000005", odd), FEB_1)])
+    for attempt in ("x' OR 1=1 --", "multi-a' OR '1'='1", "multi-a') OR (1=1"):
+        assert _spend(chdb_url, "--since all --tenant", attempt) == []
+        shown = _invoke(chdb_url, "--since all --show-sql --tenant", attempt)
+        assert clickhouse.query(shown).result_rows == []  # the printed SQL is safe too
+    found = _spend(chdb_url, f"{FEBRUARY} --tenant", odd)
+    assert [(r["tenant"], r["cost_usd"]) for r in found] == [(odd, "0.000000005")]
+    # the printed literal SQL reads the same rows as the parametrized query that runs
+    rows = SpendFilter(FEB_1, FEB_3, tenants=("multi-a", "multi-b", odd), features=("search",))
+    query = spend_query(["tenant", "day"], rows)
+    assert query.parameters["tenant"] == ("multi-a", "multi-b", odd)
+    assert odd not in query.sql
+    assert query.run(clickhouse) == clickhouse.query(query.literal()).result_rows
+    assert [r.keys for r in query_spend(clickhouse, ["tenant", "day"], rows=rows)] == [
+        ("multi-a", "2025-02-02"),
+        ("multi-b", "2025-02-01"),
+        (odd, "2025-02-01"),
+        ("multi-a", "2025-02-01"),
+    ]
 
 
 async def test_sink_keeps_records_while_clickhouse_refuses_them(
