@@ -29,9 +29,10 @@ from pydantic import ValidationError
 from tierline.processors.pricing.catalog import Catalog
 from tierline.processors.routing.budget_gate import GateResult, gate
 from tierline.processors.routing.policy import Policy
-from tierline.processors.spend.ledger import Entry, Ledger
+from tierline.processors.spend.ledger import AccountKey, Entry, Ledger
 from tierline.schemas import RoutedRequest, Settlement, encode
 from tierline.schemas.request import request_key
+from tierline.streams.metrics import Metrics
 from tierline.streams.outgoing import Outgoing
 from tierline.streams.tail import read_topic
 from tierline.streams.topics import Topics
@@ -52,7 +53,9 @@ class BudgetKeeper:
         bootstrap: str,
         isolation_level: str,
         clock: Clock = _utc_now,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.topics = topics
         self.bootstrap = bootstrap
         self.isolation_level = isolation_level
@@ -131,7 +134,27 @@ class BudgetKeeper:
         admitted = result.routed
         if key in ledger.holds:  # held: the worker settles it on this partition
             admitted = admitted.model_copy(update={"budget_partition": partition})
+            self._gauge(ledger, policy, ledger.holds[key].accounts)
         return admitted, self.outgoing(result, partition)
+
+    def _gauge(self, ledger: Ledger, policy: Policy | None, keys: Iterable[AccountKey]) -> None:
+        """The whole-tenant accounts' figures as Prometheus gauges."""
+        if self.metrics is None:
+            return
+        for key in keys:
+            if key.feature:
+                continue
+            account = ledger.accounts.get(key)
+            if account is None:
+                continue
+            self.metrics.budget_spent.labels(key.tenant, key.period).set(float(account.spent))
+            self.metrics.budget_reserved.labels(key.tenant, key.period).set(float(account.reserved))
+            if policy is not None:
+                for budget in policy.budgets.covering(key.tenant, None):
+                    if budget.period == key.period:
+                        self.metrics.budget_limit.labels(key.tenant, key.period).set(
+                            float(budget.limit_usd)
+                        )
 
     def outgoing(self, result: GateResult, partition: int) -> list[Outgoing]:
         sends = [self._entry(entry, partition) for entry in result.entries]
@@ -150,11 +173,13 @@ class BudgetKeeper:
             log.warning("budgets: ignoring a malformed settlement (%s)", type(exc).__name__)
             return []
         ledger = self.ledgers.setdefault(partition, Ledger())
-        entries = ledger.settle(
-            request_key(settlement.tenant, settlement.request_id), settlement.cost_usd
-        )
-        if not entries:
-            self.unmatched += 1
+        key = request_key(settlement.tenant, settlement.request_id)
+        hold = ledger.holds.get(key)
+        entries = ledger.settle(key, settlement.cost_usd)
+        if hold is None:
+            self.unmatched += 1  # a redelivery, or a tenant no budget covers: counted, no change
+        else:
+            self._gauge(ledger, None, hold.accounts)
 
         return [self._entry(entry, partition) for entry in entries]
 

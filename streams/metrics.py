@@ -111,6 +111,24 @@ class Metrics:
             ["error_type"],
             registry=r,
         )
+        self.budget_spent = Gauge(
+            "tierline_budget_spent_usd",
+            "A tenant's settled spend this budget period (whole-tenant budgets), USD.",
+            ["tenant", "period"],
+            registry=r,
+        )
+        self.budget_reserved = Gauge(
+            "tierline_budget_reserved_usd",
+            "A tenant's open reservations this budget period (whole-tenant budgets), USD.",
+            ["tenant", "period"],
+            registry=r,
+        )
+        self.budget_limit = Gauge(
+            "tierline_budget_limit_usd",
+            "A tenant's hard budget limit per period, USD.",
+            ["tenant", "period"],
+            registry=r,
+        )
         self._ready: dict[str, bool] = {}
 
     def set_circuit(self, provider: str, model: str, state: str) -> None:

@@ -347,7 +347,12 @@ async def _start_router(
         health=pipeline.health,
         # budgets need the plain loop: it reads settlements with the requests, in range
         budgets=(
-            BudgetKeeper(pipeline.topics, pipeline.bootstrap, settings.isolation_level)
+            BudgetKeeper(
+                pipeline.topics,
+                pipeline.bootstrap,
+                settings.isolation_level,
+                metrics=pipeline.metrics,
+            )
             if settings.router.engine == "aiokafka"
             else None
         ),

@@ -25,6 +25,7 @@ def main() -> None:
 def _register() -> None:
     from tierline.streams.cli import (
         bench,
+        budgets,
         db,
         demo,
         dlq,
@@ -36,7 +37,7 @@ def _register() -> None:
         train,
     )
 
-    for module in (run, demo, status, spend, dlq, db, simulate, bench, train, evaluate):
+    for module in (run, demo, status, budgets, spend, dlq, db, simulate, bench, train, evaluate):
         main.add_command(module.command)
 
 

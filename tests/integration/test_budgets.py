@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
+from click.testing import CliRunner
 from clickhouse_connect.driver.client import Client
 
 from tests.integration.support import (
@@ -25,7 +26,8 @@ from tests.integration.support import (
     wait_until,
 )
 from tierline.processors.simulator import SimulatorProfile, spawn_simulator
-from tierline.schemas import ErrorType, RouteResponse
+from tierline.schemas import ErrorType, RouteResponse, Tier
+from tierline.streams.cli import main
 from tierline.streams.runtime import start_pipeline
 from tierline.streams.tail import read_topic, tail_consumer
 
@@ -150,3 +152,68 @@ async def test_a_hard_cap_holds_across_routers_workers_and_a_router_kill(
         finally:
             stop_roles(*procs.values())  # type: ignore[arg-type]
             await asyncio.wait_for(sink.stop(), timeout=60)
+
+
+async def test_past_the_soft_limit_requests_go_a_tier_cheaper_with_one_alert(
+    kafka_bootstrap: str, topic_prefix: str, chdb_url: str, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        "[routing]\nstandard_threshold = 0.0\npremium_threshold = 0.99\n\n"
+        '[[budgets]]\ntenant = "soft"\nperiod = "month"\nlimit_usd = "10"\n'
+        'soft_limit_usd = "0.01"\n'
+    )
+    with spawn_simulator(SimulatorProfile(seed=22, latency_ms=20)) as sim:
+        settings = make_settings(kafka_bootstrap, topic_prefix, chdb_url, sim.url, tmp_path)
+        settings.router.policy = str(policy)
+        pipeline = await start_pipeline(settings, roles=("router", "workers"))
+        try:
+            responses = await tail_consumer(kafka_bootstrap, pipeline.topics.responses)
+            ids = [f"{topic_prefix}soft-{i}" for i in range(45)]
+            bodies = [request_body(rid, "Say hi", tenant="soft") for rid in ids]
+            await Trickle(kafka_bootstrap, pipeline.topics.requests, bodies, 3, 0.2, b"soft").run()
+            got = [
+                RouteResponse.model_validate(orjson.loads(r.value))
+                for r in await collect(responses, 45, timeout_s=60, settle_s=1)
+            ]
+            assert {r.id for r in got} == set(ids) and all(r.status == "ok" for r in got)
+            got.sort(key=lambda r: ids.index(r.id))  # in the order they were sent
+            tiers = [r.tier for r in got]
+            # under the soft limit at first; past it, one tier cheaper for good
+            assert tiers[0] == Tier.STANDARD and tiers[-5:] == [Tier.ECONOMY] * 5, tiers
+            cheaper = [r for r in got if r.tier == Tier.ECONOMY]
+            assert all(
+                any(
+                    "soft limit of soft per month" in x and "standard -> economy" in x
+                    for x in (r.decision.reasons if r.decision else [])
+                )
+                for r in cheaper
+            )
+
+            async def one_alert() -> bool:
+                alerts = await read_topic(kafka_bootstrap, pipeline.topics.alerts, "read_committed")
+                return len(alerts) >= 1
+
+            assert await wait_until(one_alert, 20)
+            await asyncio.sleep(1)
+            alerts = await read_topic(kafka_bootstrap, pipeline.topics.alerts, "read_committed")
+            kinds = [orjson.loads(a.value)["kind"] for a in alerts]
+            assert kinds == ["soft_limit_crossed"], kinds  # once per period, not per request
+            # the operator's view of the same ledger
+            env = {
+                "TIERLINE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+                "TIERLINE_KAFKA_TOPIC_PREFIX": topic_prefix,
+                "TIERLINE_ROUTER_POLICY": str(policy),
+            }
+            shown = await asyncio.to_thread(
+                CliRunner().invoke, main, ["budgets", "--json"], env=env
+            )
+            assert shown.exit_code == 0, shown.output
+            (row,) = [orjson.loads(x) for x in shown.output.splitlines() if x.startswith("{")]
+            assert row["tenant"] == "soft" and row["period"] == "month"
+            assert row["state"] in ("ok", "soft limit")  # near it: standard no longer fits
+            assert Decimal(row["spent_usd"]) > 0
+            assert (row["limit_usd"], row["soft_limit_usd"]) == ("10", "0.01")
+            await responses.stop()
+        finally:
+            await asyncio.wait_for(pipeline.stop(), timeout=60)

@@ -50,6 +50,9 @@ def touch_every_metric(m: Metrics) -> None:
     m.held_requests.labels("fast").set(0)
     m.consumer_lag.labels("tierline-router", "tierline.requests").set(0)
     m.dead_letters.labels("invalid_request").inc()
+    m.budget_spent.labels("acme", "day").set(1.5)
+    m.budget_reserved.labels("acme", "day").set(0.25)
+    m.budget_limit.labels("acme", "day").set(25)
 
 
 def test_counted_requests_and_attempts_show_up_in_render_with_their_labels() -> None:
@@ -98,6 +101,9 @@ def test_the_documented_metric_names_and_only_those() -> None:
         "tierline_held_requests",
         "tierline_consumer_lag",
         "tierline_dead_letters",
+        "tierline_budget_spent_usd",
+        "tierline_budget_reserved_usd",
+        "tierline_budget_limit_usd",
     }
 
 
