@@ -217,3 +217,18 @@ def test_a_new_utc_day_starts_a_new_account() -> None:
         next(k for k, h in ledger.holds.items() if yesterday in h.accounts), Decimal("0.001")
     )
     assert ledger.accounts[yesterday].spent == spent_before + Decimal("0.001")
+
+
+def test_a_settlement_for_no_reservation_or_garbage_is_counted_never_fatal() -> None:
+    from tierline.schemas import Settlement, encode
+    from tierline.streams.budget_keeper import BudgetKeeper
+    from tierline.streams.topics import Topics
+
+    keeper = BudgetKeeper(Topics("t."), "unused:9092", "read_committed")
+    stranger = Settlement(
+        request_id="r9", tenant="nobody", cost_usd=Decimal("0.5"), created_at=NOON
+    )
+    assert keeper.settle(encode(stranger), 0) == []
+    assert keeper.settle(b"{not json", 0) == []
+    assert (keeper.unmatched, keeper.malformed) == (1, 1)
+    assert all(not ledger.accounts for ledger in keeper.ledgers.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,16 @@ def test_as_source_accepts_every_form() -> None:
     assert as_source(policy).current() is policy
     fixed = FixedPolicy(policy)
     assert as_source(fixed) is fixed
+
+
+def test_a_malformed_budget_keeps_the_last_good_budgets(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    good = '[[budgets]]\ntenant = "acme"\nperiod = "day"\nlimit_usd = "25.00"\n'
+    write(path, good, 0)
+    clock = Clock()
+    reloader = PolicyReloader(path, check_every_s=5, clock=clock)
+    assert reloader.current().budgets.covering("acme", None)[0].limit_usd == Decimal("25.00")
+    write(path, '[[budgets]]\ntenant = "acme"\nperiod = "day"\nlimit_usd = 25\n', 1)
+    clock.now += 6
+    assert reloader.current().budgets.covering("acme", None)[0].limit_usd == Decimal("25.00")
+    assert reloader.last_error is not None and "write money as a string" in reloader.last_error
