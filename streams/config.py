@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -154,6 +155,25 @@ class RepliesSettings(BaseModel):
     tenants: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class AlertsSettings(BaseModel):
+    """Spend alerts (`tierline.alerts`): the webhook the alert sink posts them to, and the
+    cost sink's spend-rate anomaly detector (processors/spend/anomaly.py)."""
+
+    #: POST each alert's JSON here; empty = no webhook (alerts still land in ClickHouse).
+    #: Treated as a secret: logs name only its host
+    webhook_url: str = Field(default="", repr=False)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    #: tries after the first, with exponential backoff, before an alert is given up
+    webhook_retries: int = Field(default=3, ge=0)
+    anomaly_enabled: bool = True
+    #: spend is summed and judged per bucket of this many seconds
+    anomaly_bucket_s: float = Field(default=300.0, ge=10)
+    #: a bucket is anomalous above the baseline mean plus k standard deviations
+    anomaly_k: float = Field(default=4.0, gt=0)
+    #: and only with at least this much spend in the bucket (USD)
+    anomaly_floor_usd: Decimal = Field(default=Decimal("1.00"), ge=0)
+
+
 class Settings(BaseModel):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
@@ -163,6 +183,7 @@ class Settings(BaseModel):
     prices: PricesSettings = Field(default_factory=PricesSettings)
     replies: RepliesSettings = Field(default_factory=RepliesSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     #: Prometheus /metrics, /healthz and /readyz on this port (every role of the process);
     #: 0 = pick a free port, "off" = no endpoint
     metrics_port: int | Literal["off"] = 9464
@@ -196,7 +217,17 @@ class Settings(BaseModel):
         return self.clickhouse.url or f"chdb://{(self.state_dir / 'chdb').resolve()}"
 
 
-SECTIONS = ("kafka", "clickhouse", "router", "worker", "sink", "prices", "replies", "health")
+SECTIONS = (
+    "kafka",
+    "clickhouse",
+    "router",
+    "worker",
+    "sink",
+    "prices",
+    "replies",
+    "health",
+    "alerts",
+)
 #: settings given as comma-separated lists in the environment
 LISTS = {("worker", "tiers"), ("replies", "allowed")}
 

@@ -28,6 +28,7 @@ from tierline.processors.routing.policy_reload import open_policy_source
 from tierline.processors.routing.tier_rules import Thresholds, TierRules
 from tierline.processors.serving.walk import Dispatcher, RetryPlan
 from tierline.schemas import Tier
+from tierline.streams.alert_sink import AlertSink
 from tierline.streams.attempt_log import attempt_recorder
 from tierline.streams.attempt_sink import AttemptSink
 from tierline.streams.budget_keeper import BudgetKeeper
@@ -75,6 +76,7 @@ class Pipeline:
     sink: CostSink | None = None
     feedback_sink: FeedbackSink | None = None
     attempt_sink: AttemptSink | None = None
+    alert_sink: AlertSink | None = None
     #: the providers' health as this process sees it (None: health loop off, or sink only)
     health: HealthBoard | None = None
     health_feed: HealthFeed | None = None
@@ -293,6 +295,9 @@ def _start_sinks(pipeline: Pipeline, producer: AIOKafkaProducer) -> None:
     pipeline._tasks.append(
         asyncio.create_task(attempts.run(pipeline.stop_event), name="attempt_sink")
     )
+    alerts = AlertSink(settings, topics, bootstrap, producer)
+    pipeline.alert_sink = alerts
+    pipeline._tasks.append(asyncio.create_task(alerts.run(pipeline.stop_event), name="alert_sink"))
 
 
 def _start_workers(

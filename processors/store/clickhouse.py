@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from tierline.schemas import Attempt, CostRecord, Feedback
+from tierline.schemas import Alert, Attempt, CostRecord, Feedback
 from tierline.schemas.migrations import migrations
 from tierline.schemas.rows import columns, row
 
@@ -23,6 +23,7 @@ log = logging.getLogger("tierline.clickhouse")
 COST_COLUMNS = columns(CostRecord)
 FEEDBACK_COLUMNS = columns(Feedback)
 ATTEMPT_COLUMNS = columns(Attempt)
+ALERT_COLUMNS = columns(Alert)
 
 _chdb_clients: dict[str, Client] = {}
 _chdb_lock = threading.Lock()
@@ -80,6 +81,10 @@ def insert_costs(client: Client, records: Sequence[CostRecord]) -> None:
 
 def insert_feedback(client: Client, signals: Sequence[Feedback]) -> None:
     client.insert("feedback", [row(s) for s in signals], column_names=FEEDBACK_COLUMNS)
+
+
+def insert_alerts(client: Client, alerts: Sequence[Alert]) -> None:
+    client.insert("alerts", [row(a) for a in alerts], column_names=ALERT_COLUMNS)
 
 
 def insert_attempts(client: Client, attempts: Sequence[Attempt]) -> None:
