@@ -88,6 +88,8 @@ class Pipeline:
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     async def stop(self) -> None:
+        for component in self.metrics.ready()[1]:
+            self.metrics.set_ready(component, False)  # /readyz says 503 while draining
         self.stop_event.set()
         for task in self._tasks:
             try:
