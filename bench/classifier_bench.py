@@ -206,7 +206,8 @@ def main() -> None:
         "prompt_chars": {"p50": chars[len(chars) // 2], "max": chars[-1]},
         "python": sys.version.split()[0],
         "learned_artifact": learned_from,
-        "learned_vocabulary": len(learned.artifact.ngram_weights),
+        "learned_learner": learned.learner,
+        "learned_vocabulary": learned.vocabulary_size,
     }
     for classifier in (RulesClassifier(), learned):
         cpu, wall = time_classifier(classifier, batch)
@@ -216,7 +217,7 @@ def main() -> None:
         return
     print(
         f"{result['prompts']} prompts, chars p50 {chars[len(chars) // 2]:,} max {chars[-1]:,}; "
-        f"learned: {learned_from}, {result['learned_vocabulary']} n-grams"
+        f"learned ({learned.learner}): {learned_from}, {result['learned_vocabulary']} terms"
     )
     print(f"{'classifier':<18}{'mean':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>9}   (µs)")
     for name in ("rules", "learned"):

@@ -110,6 +110,21 @@ Sources = Sequence[tuple[Dataset, list[RoutingExample]]]
 BlendGrid = dict[tuple[float, float], dict[str, float | None]]
 
 
+def usable_examples(
+    datasets: Sequence[Dataset], strong: str, weak: str
+) -> tuple[list[tuple[Dataset, list[RoutingExample]]], list[RoutingExample]]:
+    """Per dataset, the examples that have outcomes for both models; and all of them
+    (ValueError when fewer than 2 are left)."""
+    sources = [
+        (d, [e for e in d.examples if strong in e.outcomes and weak in e.outcomes])
+        for d in datasets
+    ]
+    examples = [e for _, kept in sources for e in kept]
+    if len(examples) < 2:
+        raise ValueError(f"need at least 2 examples with outcomes for {strong!r} and {weak!r}")
+    return sources, examples
+
+
 def train(
     datasets: Sequence[Dataset],
     strong: str,
@@ -120,13 +135,7 @@ def train(
 ) -> LearnedArtifact:
     """Fit a learned router on `datasets` for the (strong, weak) pair; return its artifact."""
     options = options or TrainingOptions()
-    sources = [
-        (d, [e for e in d.examples if strong in e.outcomes and weak in e.outcomes])
-        for d in datasets
-    ]
-    examples = [e for _, kept in sources for e in kept]
-    if len(examples) < 2:
-        raise ValueError(f"need at least 2 examples with outcomes for {strong!r} and {weak!r}")
+    sources, examples = usable_examples(datasets, strong, weak)
     y = labels(examples, strong, weak, options.label)
     featurized = [featurize(e.text(), max_tokens=options.max_tokens) for e in examples]
     groups = np.array([i for i, (_, kept) in enumerate(sources) for _ in kept], dtype=np.int64)

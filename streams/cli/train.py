@@ -9,12 +9,17 @@ that can and cannot learn: prompts are not stored, so not the text classifier).
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tierline.streams.cli.common import echo_json, say
 from tierline.streams.cli.routing_data import load_datasets
+
+if TYPE_CHECKING:
+    from tierline.processors.learning.datasets import Dataset
 
 EXAMPLES = """
 \b
@@ -22,6 +27,11 @@ Examples:
   # RouterBench-style CSVs; GPT-4 as the strong model, Mistral 7B as the weak one
   tierline train --dataset arc_train.csv --dataset mbpp_train.csv \\
       --strong gpt-4-1106-preview --weak mistralai/mistral-7b-chat --out router.json
+\b
+  # the tfidf learner: scikit-learn TF-IDF + logistic regression (C by CV), exported to the
+  # same JSON artifact and scored without scikit-learn
+  tierline train --learner tfidf --dataset mbpp_train.csv \\
+      --strong gpt-4-1106-preview --weak mistralai/mixtral-8x7b-chat --out router.json
 \b
   # tierline JSONL, one {"id", "prompt", "outcomes": {model: {"score", "cost_usd"}}} per line
   tierline train --dataset outcomes.jsonl --strong big --weak small --out router.json --json
@@ -102,6 +112,15 @@ Then measure it on held-out data (and load it with `LearnedClassifier.load(PATH)
     "dataset (generalises to new data), or one shared intercept (also learns which of the "
     "training datasets is harder: better on a mix of exactly those).",
 )
+@click.option(
+    "--learner",
+    type=click.Choice(["ngram", "tfidf"]),
+    default="ngram",
+    show_default=True,
+    help="ngram: n-gram presence + prompt features, Adam, blended with rules/length; tfidf: "
+    "scikit-learn TF-IDF (1-2-grams, sublinear tf) + prompt features, logistic regression "
+    "with C by cross-validated APGR (needs scikit-learn at training time only).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the CV folds.")
 @click.option(
     "--cv-folds",
@@ -126,6 +145,7 @@ def command(
     l2_ngrams: float,
     min_df: int,
     per_dataset_intercepts: bool,
+    learner: str,
     seed: int,
     cv_folds: int,
     as_json: bool,
@@ -155,6 +175,9 @@ def command(
     from tierline.processors.learning.training import TrainingOptions, train
 
     loaded = load_datasets(datasets, strong, weak)
+    if learner == "tfidf":
+        _train_tfidf(loaded, strong, weak, out, label, min_df, seed, cv_folds, as_json)
+        return
     options = TrainingOptions(
         l2=l2,
         l2_ngrams=l2_ngrams,
@@ -172,22 +195,66 @@ def command(
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     artifact.save(out)
-    summary = {"artifact": str(out), **artifact.training}
-    if as_json:
-        echo_json(summary)
-        return
-    metrics = artifact.training["metrics"]
-    click.echo(f"wrote {out}")
-    click.echo(
-        f"  {artifact.training['examples']} prompts, {len(artifact.ngram_weights)} n-grams, "
-        f"positive rate {artifact.training['positive_rate']:.3f}"
+    _report(
+        out,
+        artifact.training,
+        f"{len(artifact.ngram_weights)} n-grams, "
+        f"positive rate {artifact.training['positive_rate']:.3f}",
+        as_json,
     )
+
+
+def _report(out: Path, training: Mapping[str, Any], sizes: str, as_json: bool) -> None:
+    """What training wrote and how it scored on its own data (and in cross-validation)."""
+    if as_json:
+        echo_json({"artifact": str(out), **training})
+        return
+    metrics = training["metrics"]
+    click.echo(f"wrote {out}")
+    click.echo(f"  {training['examples']} prompts, {sizes}")
     for name, value in metrics["train_apgr"].items():
         cv = metrics.get("cv_apgr", {}).get(name)
         cv_text = f"  cv APGR {cv:.3f}" if cv is not None else ""
         train_text = f"{value:.3f}" if value is not None else "n/a"
         label_text = "all datasets pooled" if name == "*" else name
         click.echo(f"  {label_text}: train APGR {train_text}{cv_text}")
+
+
+def _train_tfidf(
+    loaded: list[Dataset],
+    strong: str,
+    weak: str,
+    out: Path,
+    label: str,
+    min_df: int,
+    seed: int,
+    cv_folds: int,
+    as_json: bool,
+) -> None:
+    from tierline.processors.learning.tfidf_training import TfidfOptions, train_tfidf
+    from tierline.processors.routing.classifiers.learned import save_artifact
+
+    options = TfidfOptions(
+        label=label,  # type: ignore[arg-type]
+        min_df=min_df,
+        seed=seed,
+        cv_folds=cv_folds,
+    )
+    say(f"training tfidf {weak} -> {strong} (label={label}, cv_folds={cv_folds}) ...")
+    try:
+        artifact = train_tfidf(
+            loaded, strong, weak, options, created_at=datetime.date.today().isoformat()
+        )
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    save_artifact(artifact, out)
+    _report(
+        out,
+        artifact.training,
+        f"{len(artifact.weights)} terms, C={artifact.training['C']}, "
+        f"positive rate {artifact.training['positive_rate']:.3f}",
+        as_json,
+    )
 
 
 def _floors_from_clickhouse(

@@ -16,6 +16,17 @@ tokenisation, a dict lookup per n-gram, a sigmoid. The model lives in a
 versioned JSON artifact (`ARTIFACT_FORMAT`, `ARTIFACT_VERSION`) holding the
 feature configuration, the weights and the training metadata; `training`
 writes it, `LearnedClassifier.load` reads it.
+
+Two learners share the artifact (`"learner"` in it, format version 2; version
+1 files are the `ngram` learner and still load):
+
+* `ngram` (this module): binary n-gram presence scaled by 1/sqrt(#n-grams) plus
+  the dense features, fitted by `processors.learning.fitting` (Adam) and
+  blended with the rules' score and length.
+* `tfidf` (`classifiers.tfidf`): scikit-learn's TF-IDF (word 1-2-grams,
+  sublinear tf, L2 norm) + L2 logistic regression with C chosen by
+  cross-validated APGR, optionally with the dense features appended; fitted by
+  `processors.learning.tfidf_training`, scored here in pure Python.
 """
 
 from __future__ import annotations
@@ -32,10 +43,14 @@ from typing import Any
 from tierline.processors.routing.classifiers.base import Classification
 from tierline.processors.routing.classifiers.features import PromptFeatures, extract
 from tierline.processors.routing.classifiers.rules import TASKS, RulesClassifier
+from tierline.processors.routing.classifiers.tfidf import TfidfArtifact, TfidfScorer, sigmoid
 from tierline.schemas import RouteRequest
 
 ARTIFACT_FORMAT = "tierline.learned-router"
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2
+#: versions this tierline reads: 1 (ngram learner only, no "learner" key) and 2
+READABLE_VERSIONS = (1, 2)
+LEARNERS = ("ngram", "tfidf")
 MAX_TOKENS = 96
 
 DENSE_FEATURES: tuple[str, ...] = (
@@ -141,6 +156,7 @@ class LearnedArtifact:
         return {
             "format": ARTIFACT_FORMAT,
             "format_version": ARTIFACT_VERSION,
+            "learner": "ngram",
             "features": {
                 "dense": list(self.dense_features),
                 "dense_mean": list(self.dense_mean),
@@ -157,13 +173,8 @@ class LearnedArtifact:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LearnedArtifact:
-        if data.get("format") != ARTIFACT_FORMAT:
-            raise ArtifactError(f"not a learned-router artifact (format={data.get('format')!r})")
-        version = data.get("format_version")
-        if version != ARTIFACT_VERSION:
-            raise ArtifactError(
-                f"artifact format_version {version!r}; this tierline reads {ARTIFACT_VERSION}"
-            )
+        if _learner(data) != "ngram":
+            raise ArtifactError("a tfidf artifact: load it with `load_artifact`")
         try:
             features, weights = data["features"], data["weights"]
             names = tuple(str(name) for name in features["dense"])
@@ -193,18 +204,75 @@ class LearnedArtifact:
         return artifact
 
     def save(self, path: str | Path) -> None:
-        text = json.dumps(self.to_json(), indent=1, sort_keys=False, ensure_ascii=False)
-        Path(path).write_text(text + "\n", encoding="utf-8")
+        save_artifact(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> LearnedArtifact:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ArtifactError(f"{path}: not JSON: {error.msg}") from None
-        if not isinstance(data, dict):
-            raise ArtifactError(f"{path}: an artifact is a JSON object")
-        return cls.from_json(data)
+        artifact = load_artifact(path)
+        if not isinstance(artifact, LearnedArtifact):
+            raise ArtifactError(f"{path}: a tfidf artifact, not an ngram one")
+        return artifact
+
+
+Artifact = LearnedArtifact | TfidfArtifact
+
+
+def _learner(data: Mapping[str, Any]) -> str:
+    """Check format and version; the artifact's learner (version 1 files are `ngram`)."""
+    if data.get("format") != ARTIFACT_FORMAT:
+        raise ArtifactError(f"not a learned-router artifact (format={data.get('format')!r})")
+    version = data.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise ArtifactError(
+            f"artifact format_version {version!r}; this tierline reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
+        )
+    learner = data.get("learner", "ngram") if version == 2 else "ngram"
+    if learner not in LEARNERS:
+        raise ArtifactError(f"unknown learner {learner!r} (this tierline knows {LEARNERS})")
+    return str(learner)
+
+
+def tfidf_to_json(artifact: TfidfArtifact) -> dict[str, Any]:
+    return {
+        "format": ARTIFACT_FORMAT,
+        "format_version": ARTIFACT_VERSION,
+        "learner": "tfidf",
+        "features": artifact.features_json(),
+        "weights": artifact.weights_json(),
+        "training": dict(artifact.training),
+    }
+
+
+def artifact_from_json(data: Mapping[str, Any]) -> Artifact:
+    """Either learner's artifact from its JSON; `ArtifactError` if it is not one."""
+    if _learner(data) == "ngram":
+        return LearnedArtifact.from_json(data)
+    try:
+        artifact = TfidfArtifact.from_parts(
+            data["features"], data["weights"], data.get("training", {})
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        raise ArtifactError(f"malformed tfidf artifact: {error!r}") from None
+    if artifact.dense_features and artifact.dense_features != DENSE_FEATURES:
+        raise ArtifactError("artifact's dense features differ from this tierline's")
+    return artifact
+
+
+def save_artifact(artifact: Artifact, path: str | Path) -> None:
+    data = artifact.to_json() if isinstance(artifact, LearnedArtifact) else tfidf_to_json(artifact)
+    text = json.dumps(data, indent=1, sort_keys=False, ensure_ascii=False)
+    Path(path).write_text(text + "\n", encoding="utf-8")
+
+
+def load_artifact(path: str | Path) -> Artifact:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ArtifactError(f"{path}: not JSON: {error.msg}") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: an artifact is a JSON object")
+    return artifact_from_json(data)
 
 
 class LearnedClassifier:
@@ -212,7 +280,16 @@ class LearnedClassifier:
 
     name = "learned"
 
-    def __init__(self, artifact: LearnedArtifact) -> None:
+    def __init__(self, artifact: LearnedArtifact | TfidfArtifact) -> None:
+        if isinstance(artifact, TfidfArtifact):
+            self._tfidf: TfidfScorer | None = TfidfScorer(artifact)
+            self._max_tokens = MAX_TOKENS
+            self._dense: tuple[float, ...] = ()
+            self._bias = 0.0
+            self._ngrams: dict[str, float] = {}
+            return
+        self._tfidf = None
+        self._max_tokens = artifact.max_tokens
         self.artifact = artifact
         # Fold standardisation into the weights once: z = bias' + sum(w'_i * x_i).
         self._dense = tuple(
@@ -228,13 +305,24 @@ class LearnedClassifier:
 
     @classmethod
     def load(cls, path: str | Path) -> LearnedClassifier:
-        return cls(LearnedArtifact.load(path))
+        return cls(load_artifact(path))
+
+    @property
+    def learner(self) -> str:
+        return "ngram" if self._tfidf is None else "tfidf"
+
+    @property
+    def vocabulary_size(self) -> int:
+        """How many n-grams / terms carry a weight."""
+        return len(self._ngrams) if self._tfidf is None else len(self._tfidf.artifact.weights)
 
     def classify(self, request: RouteRequest) -> Classification:
         return self.classify_text(request.prompt_text(), task_hint=request.hints.task)
 
     def classify_text(self, text: str, task_hint: str | None = None) -> Classification:
-        x = featurize(text, task_hint, self.artifact.max_tokens)
+        if self._tfidf is not None:
+            return self._classify_tfidf(self._tfidf, text, task_hint)
+        x = featurize(text, task_hint, self._max_tokens)
         weights = self._ngrams
         known = weights.keys() & x.ngrams
         score = self._probability(x, math.fsum(map(weights.__getitem__, known)))
@@ -247,6 +335,38 @@ class LearnedClassifier:
         coverage = len(known) / len(x.ngrams) if x.ngrams else 0.0
         confidence = round(0.4 + 0.5 * min(1.0, coverage / 0.5), 3)
         return Classification(x.rules.task, round(score, 6), confidence, tuple(reasons))
+
+    def score_text(self, text: str, task_hint: str | None = None) -> float:
+        """The unrounded probability `classify_text` reports (tests compare it with sklearn)."""
+        if self._tfidf is not None:
+            return sigmoid(self._tfidf_logit(self._tfidf, text, task_hint)[0])
+        return self.score_featurized(featurize(text, task_hint, self._max_tokens))
+
+    @staticmethod
+    def _tfidf_logit(
+        model: TfidfScorer, text: str, task_hint: str | None
+    ) -> tuple[float, str | None, float, Classification]:
+        """One `extract` feeds both the tf-idf block (the ask) and the dense features."""
+        features = extract(text)
+        rules = RulesClassifier.verdict(features, task_hint)
+        part, top, coverage = model.text_logit(features.tokens, features.word_counts)
+        z = model.bias + part
+        if model.uses_dense:
+            dense = dense_features(features, rules)
+            z += math.fsum(map(operator.mul, model.dense, dense))
+        return z, top, coverage, rules
+
+    @classmethod
+    def _classify_tfidf(
+        cls, model: TfidfScorer, text: str, task_hint: str | None
+    ) -> Classification:
+        z, top, coverage, rules = cls._tfidf_logit(model, text, task_hint)
+        score = sigmoid(z)
+        reasons = [rules.reasons[0], f"learned p={score:.2f}"]
+        if top:
+            reasons.append(f"words like '{top}'")
+        confidence = round(0.4 + 0.5 * min(1.0, coverage / 0.5), 3)
+        return Classification(rules.task, round(score, 6), confidence, tuple(reasons))
 
     def score_featurized(self, x: Featurized) -> float:
         """The score of an already-featurized prompt (training's cross-validation uses it)."""

@@ -1,0 +1,158 @@
+"""The tfidf learner: sklearn fit, pure-Python scoring equal to sklearn's, artifact v1/v2."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tierline.processors.learning.datasets import Dataset, ModelOutcome, RoutingExample
+from tierline.processors.learning.tfidf_training import TfidfOptions, _fit, _predict, train_tfidf
+from tierline.processors.routing.classifiers.learned import (
+    ARTIFACT_VERSION,
+    ArtifactError,
+    LearnedArtifact,
+    LearnedClassifier,
+    artifact_from_json,
+    load_artifact,
+    save_artifact,
+)
+from tierline.processors.routing.classifiers.tfidf import (
+    TfidfArtifact,
+    analyze,
+    prepare,
+    term_counts,
+)
+from tierline.schemas import ChatMessage
+
+HARD = ["prove", "derive", "theorem", "asymptotic", "recurrence", "integral", "lemma"]
+EASY = ["hello", "thanks", "friend", "greeting", "weather", "nice", "day"]
+COMMON = ["the", "please", "about", "this", "with", "question", "me", "tell"]
+
+
+def synthetic(n: int = 160, seed: int = 3, long: bool = False) -> Dataset:
+    rng = random.Random(seed)
+    examples = []
+    for i in range(n):
+        hard = i % 2 == 0
+        words = [rng.choice(HARD if hard else EASY) for _ in range(rng.randint(2, 6))]
+        words += [rng.choice(COMMON) for _ in range(rng.randint(3, 12) + 150 * long)]
+        rng.shuffle(words)
+        text = " ".join(words) + (" " + "x" * rng.randint(0, 300) if hard else "")
+        flip = rng.random() < 0.15
+        weak = 0.0 if hard != flip else 1.0
+        outcomes = {"big": ModelOutcome(1.0, 0.01), "small": ModelOutcome(weak, 0.001)}
+        examples.append(
+            RoutingExample(f"s{i}", (ChatMessage(role="user", content=text),), outcomes)
+        )
+    return Dataset("synthetic", tuple(examples))
+
+
+def test_terms_are_what_sklearn_is_given() -> None:
+    from collections import Counter
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from tierline.processors.routing.classifiers.features import extract
+
+    text = "Prove that x_1, x-2 and the THE café's ünïcode a b c; 42 == 42!"
+    prepared = prepare(text)
+    analyzer = TfidfVectorizer(analyzer=analyze).build_analyzer()
+    tokens = extract(text).tokens
+    assert prepared.split() == list(tokens)
+    assert term_counts(tokens) == Counter(analyzer(prepared))
+    assert "the the" in term_counts(tokens) and "prove" in term_counts(tokens)
+    long = " ".join(f"w{i}" for i in range(300))
+    assert prepare(long).split() == [f"w{i}" for i in range(96)]
+    assert term_counts(extract(long).tokens) == Counter(analyzer(prepare(long)))
+
+
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("label", ["hard", "consensus"])
+def test_pure_python_scores_equal_sklearn_predict_proba(dense: bool, label: str) -> None:
+    data = synthetic()
+    options = TfidfOptions(C=3.0, dense=dense, cv_folds=0, label=label)  # type: ignore[arg-type]
+    artifact = train_tfidf([data], "big", "small", options)
+    model = LearnedClassifier(artifact)
+    # refit the same model with sklearn and compare on unseen texts
+    from tierline.processors.learning.tfidf_training import _dense
+    from tierline.processors.learning.training import labels
+
+    y = labels(list(data.examples), "big", "small", options.label)
+    texts = [prepare(e.text()) for e in data.examples]
+    fitted = _fit(texts, _dense(list(data.examples)) if dense else None, y, 3.0, options)
+    unseen = (*synthetic(40, seed=11).examples, *synthetic(4, seed=5, long=True).examples)
+    expected = _predict(
+        fitted, [prepare(e.text()) for e in unseen], _dense(list(unseen)) if dense else None
+    )
+    got = np.array([model.score_text(e.text()) for e in unseen])
+    assert np.max(np.abs(got - expected)) < 1e-9
+    assert model.classify_text(unseen[0].text()).score == pytest.approx(got[0], abs=1e-6)
+
+
+def test_learns_the_synthetic_signal_and_chooses_c_by_cv() -> None:
+    artifact = train_tfidf([synthetic()], "big", "small", TfidfOptions(cv_folds=3))
+    assert artifact.training["C"] in (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+    assert set(artifact.training["metrics"]["cv_apgr_by_C"]) == {
+        "0.1", "0.3", "1.0", "3.0", "10.0", "30.0"
+    }  # fmt: skip
+    model = LearnedClassifier(artifact)
+    assert model.score_text("prove the theorem and derive the lemma") > model.score_text(
+        "hello friend, nice day"
+    )
+
+
+def test_artifact_round_trips_and_old_versions_still_load(tmp_path: Path) -> None:
+    artifact = train_tfidf([synthetic()], "big", "small", TfidfOptions(C=1.0, cv_folds=0))
+    path = tmp_path / "router.json"
+    save_artifact(artifact, path)
+    data = json.loads(path.read_text())
+    assert data["format_version"] == ARTIFACT_VERSION == 2 and data["learner"] == "tfidf"
+    loaded = load_artifact(path)
+    assert isinstance(loaded, TfidfArtifact)
+    text = "prove the integral with me"
+    assert LearnedClassifier.load(path).score_text(text) == LearnedClassifier(artifact).score_text(
+        text
+    )
+    with pytest.raises(ArtifactError, match="tfidf"):
+        LearnedArtifact.load(path)
+    # a version-1 (ngram) artifact has no "learner" key and still loads
+    ngram = LearnedArtifact(0.1, (0.0,) * 27, (0.0,) * 27, (1.0,) * 27, {"hello": 0.5})
+    old = ngram.to_json()
+    old["format_version"] = 1
+    old.pop("learner")
+    assert isinstance(artifact_from_json(old), LearnedArtifact)
+    with pytest.raises(ArtifactError, match="format_version"):
+        artifact_from_json({**old, "format_version": 3})
+    with pytest.raises(ArtifactError, match="learner"):
+        artifact_from_json({**data, "learner": "forest"})
+    broken = {**data, "weights": {"intercept": 0.0}}
+    with pytest.raises(ArtifactError, match="malformed"):
+        artifact_from_json(broken)
+
+
+def test_cli_trains_a_tfidf_artifact_that_eval_loads(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tierline.streams.cli import evaluate as eval_cli
+    from tierline.streams.cli import train as train_cli
+
+    lines = []
+    for e in synthetic(80).examples:
+        outcomes = {m: {"score": o.score, "cost_usd": o.cost_usd} for m, o in e.outcomes.items()}
+        lines.append(json.dumps({"id": e.id, "prompt": e.text(), "outcomes": outcomes}))
+    data = tmp_path / "outcomes.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "router.json"
+    common = ["--dataset", str(data), "--strong", "big", "--weak", "small"]
+    result = CliRunner().invoke(
+        train_cli.command, [*common, "--learner", "tfidf", "--cv-folds", "2", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["learner"] == "tfidf"
+    result = CliRunner().invoke(eval_cli.command, [*common, "--router", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output[result.output.index("{") :])["apgr"] > 0.5
