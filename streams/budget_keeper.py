@@ -97,7 +97,7 @@ class BudgetKeeper:
 
     async def _rebuild(self, wanted: list[int]) -> None:
         records = await read_topic(
-            self.bootstrap, self.topics.budget_changelog, self.isolation_level
+            self.bootstrap, self.topics.budget_changelog, self.isolation_level, only=wanted
         )
         fresh = {p: Ledger() for p in wanted}
         for record in records:

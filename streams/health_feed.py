@@ -16,7 +16,6 @@ to the topic cannot stop a worker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -29,11 +28,13 @@ from pydantic import ValidationError
 
 from tierline.processors.health.board import HealthBoard
 from tierline.schemas import HealthSnapshot, encode
-from tierline.streams.topics import Topics, partition_ids
+from tierline.streams.tail import tail_consumer
+from tierline.streams.topics import Topics
 
 log = logging.getLogger("tierline.health")
 
 _TICK_S = 0.2
+_TICK_S_MS = int(_TICK_S * 1000)
 
 
 def replica_name() -> str:
@@ -65,19 +66,24 @@ class HealthFeed:
         self.warm = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
+        try:  # the topic is created at start; the broker may take a moment to show it
+            consumer = await tail_consumer(
+                self.bootstrap,
+                self.topic,
+                from_start=True,
+                wait_s=20,
+                fetch_max_wait_ms=_TICK_S_MS,  # a long-lived reader: no busy fetching
+            )
+        except RuntimeError:
+            log.warning("health: topic %s not found; not sharing health", self.topic)
+            self.warm.set()
+            return
         try:
-            partitions = await self._assign(consumer)
-            ends = await consumer.end_offsets(partitions) if partitions else {}
+            partitions = list(consumer.assignment())
+            ends = await consumer.end_offsets(partitions)
             next_full = time.monotonic() + self.publish_interval_s
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=int(_TICK_S * 1000), max_records=500)
+                batch = await consumer.getmany(timeout_ms=_TICK_S_MS, max_records=500)
                 for records in batch.values():
                     for record in records:
                         self._merge(record.value)
@@ -91,22 +97,6 @@ class HealthFeed:
         finally:
             self.warm.set()
             await consumer.stop()
-
-    async def _assign(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        ids: list[int] = []
-        for _ in range(100):  # the topic is created at start; the broker may lag a moment
-            with contextlib.suppress(KafkaError):
-                ids = await partition_ids(self.bootstrap, self.topic)
-            if ids:
-                break
-            await asyncio.sleep(0.2)
-        if not ids:
-            log.warning("health: topic %s not found; not sharing health", self.topic)
-            return []
-        partitions = [TopicPartition(self.topic, p) for p in ids]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        return partitions
 
     def _merge(self, raw: bytes | None) -> None:
         if raw is None:

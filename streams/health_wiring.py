@@ -72,8 +72,5 @@ async def sample_gauges(
             metrics.inflight.labels(tier.value).set(in_flight(tier))
             held = board.held[tier] if board is not None else 0
             metrics.held_requests.labels(tier.value).set(held)
-        if board is not None:
-            for health in board.models():
-                metrics.set_circuit(health.provider, health.model, health.circuit.state)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Collection
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -18,8 +19,11 @@ async def tail_consumer(
     from_start: bool = False,
     wait_s: float = 10.0,
     isolation_level: str = "read_committed",
+    only: Collection[int] | None = None,
+    fetch_max_wait_ms: int = 10,
 ) -> AIOKafkaConsumer:
-    """A group-less consumer on every partition of `topic`, at its end (or its start).
+    """A group-less consumer on every partition of `topic` (or the `only` ones), at its end
+    (or its start).
 
     It reads committed transactions only, as any client of tierline's topics should
     (`Settings.isolation_level` says what tierline's own consumers use).
@@ -33,12 +37,12 @@ async def tail_consumer(
         await asyncio.sleep(0.2)
     if not ids:
         raise RuntimeError(f"topic {topic} does not exist")
-    partitions = [TopicPartition(topic, p) for p in ids]
+    partitions = [TopicPartition(topic, p) for p in ids if only is None or p in only]
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
         isolation_level=isolation_level,
-        fetch_max_wait_ms=10,
+        fetch_max_wait_ms=fetch_max_wait_ms,  # short: a tail reads to an end and stops
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
@@ -53,14 +57,19 @@ async def tail_consumer(
 
 
 async def read_topic(
-    bootstrap: str, topic: str, isolation_level: str, since_ms: int | None = None
+    bootstrap: str,
+    topic: str,
+    isolation_level: str,
+    since_ms: int | None = None,
+    only: Collection[int] | None = None,
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of `topic` (from `since_ms`, epoch ms, when given) up to the end offsets it
-    had when reading began; a topic that does not exist has none."""
+    """Every record of `topic` (of its `only` partitions, when given; from `since_ms`, epoch
+    ms, when given) up to the end offsets it had when reading began; a topic that does not
+    exist has none."""
     if not await partition_ids(bootstrap, topic):
         return []
     consumer = await tail_consumer(
-        bootstrap, topic, from_start=True, isolation_level=isolation_level
+        bootstrap, topic, from_start=True, isolation_level=isolation_level, only=only
     )
     try:
         partitions = list(consumer.assignment())

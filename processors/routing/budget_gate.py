@@ -31,7 +31,7 @@ from tierline.processors.routing import cost_cap
 from tierline.processors.routing.decide import plan
 from tierline.processors.routing.policy import Policy
 from tierline.processors.spend.budgets import period_start
-from tierline.processors.spend.ledger import Crossing, Entry, Ledger, Verdict
+from tierline.processors.spend.ledger import Crossing, Entry, Ledger
 from tierline.schemas import Alert, AlertKind, ErrorType, RoutedRequest, Tier
 
 
@@ -176,4 +176,4 @@ def _usd(amount: Decimal) -> str:
     return "$" + format(amount, "f")
 
 
-__all__ = ["BudgetExceeded", "GateResult", "Verdict", "gate", "worst_case"]
+__all__ = ["BudgetExceeded", "GateResult", "gate", "worst_case"]

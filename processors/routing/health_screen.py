@@ -103,7 +103,7 @@ def _by_health(
     routed: RoutedRequest, names: list[str], board: HealthBoard, catalog: Catalog
 ) -> list[str]:
     """The plan's order kept; within a run of neighbours of equal estimated cost, the
-    lower p95 first."""
+    lower p95 first (p95s are looked up only for such runs: most have one model)."""
 
     def cost(name: str) -> Decimal | None:
         model = catalog.models.get(name)
@@ -114,11 +114,13 @@ def _by_health(
         value = board.p95(model)[0] if model is not None else None
         return value if value is not None else 0.0
 
-    ordered: list[str] = []
-    run: list[str] = []
+    runs: list[list[str]] = []
+    last: Decimal | None = None
     for name in names:
-        if run and cost(name) != cost(run[0]):
-            ordered += sorted(run, key=p95)
-            run = []
-        run.append(name)
-    return ordered + sorted(run, key=p95)
+        here = cost(name)
+        if runs and here == last:
+            runs[-1].append(name)
+        else:
+            runs.append([name])
+        last = here
+    return [name for run in runs for name in (sorted(run, key=p95) if len(run) > 1 else run)]

@@ -152,19 +152,11 @@ class Dispatcher:
         deadline = self._deadline(routed)
         while True:
             models = self._usable_models(routed.candidates, routed, walk)
-            for nth, model in enumerate(models):
-                if health is not None:
-                    blocked = health.blocked(model)
-                    if blocked is not None:
-                        walk.skip(model, blocked)
-                        continue
-                last = nth == len(models) - 1
-                reply = await self._try_model(model, routed, walk, last=last)
-                if reply is not None:
-                    return walk.success(model, reply, _ms_since(started))
-                if walk.last_error is not None and not walk.last_error.kind.next_model_helps:
-                    return walk.failure(_ms_since(started), self.keys.redact)
-            if health is None or not self._worth_holding(models, walk):
+            answer = await self._first_answer(models, routed, walk)
+            if answer is not None:
+                return walk.success(*answer, _ms_since(started))
+            final = walk.last_error is not None and not walk.last_error.kind.next_model_helps
+            if final or health is None or not self._worth_holding(models, walk):
                 return walk.failure(_ms_since(started), self.keys.redact)
             left = deadline - health.clock()
             if left <= 0:
@@ -175,6 +167,23 @@ class Dispatcher:
             )
             walk.held_rounds += 1
         return await self._past_deadline(routed, walk, started)
+
+    async def _first_answer(
+        self, models: list[ModelSpec], routed: RoutedRequest, walk: _Walk
+    ) -> tuple[ModelSpec, ProviderReply] | None:
+        """One pass over `models`: the first that answers, skipping blocked ones; None when
+        none did, or when an error no other model can help with ended the pass."""
+        for nth, model in enumerate(models):
+            blocked = self.health.blocked(model) if self.health is not None else None
+            if blocked is not None:
+                walk.skip(model, blocked)
+                continue
+            reply = await self._try_model(model, routed, walk, last=nth == len(models) - 1)
+            if reply is not None:
+                return model, reply
+            if walk.last_error is not None and not walk.last_error.kind.next_model_helps:
+                return None
+        return None
 
     def _usable_models(
         self, names: list[str], routed: RoutedRequest, walk: _Walk
@@ -246,14 +255,10 @@ class Dispatcher:
                     "escalation": None,
                 }
             )
-            for model in self._usable_models(escalation.candidates, walk.routed, walk):
-                blocked = self.health.blocked(model) if self.health is not None else None
-                if blocked is not None:
-                    walk.skip(model, blocked)
-                    continue
-                reply = await self._try_model(model, walk.routed, walk, last=True)
-                if reply is not None:
-                    return walk.success(model, reply, _ms_since(started))
+            models = self._usable_models(escalation.candidates, walk.routed, walk)
+            answer = await self._first_answer(models, walk.routed, walk)
+            if answer is not None:
+                return walk.success(*answer, _ms_since(started))
         cause = walk.last_error.message if walk.last_error is not None else "no usable candidate"
         walk.last_error = None
         walk.note(

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tierline.streams.cli.common import config_option, echo_json, load
+from tierline.streams.cli.common import (
+    config_option,
+    echo_json,
+    load,
+    require_kafka,
+    wide_console,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -79,11 +85,7 @@ def command(config_path: Path | None, all_periods: bool, as_json: bool) -> None:
       tierline budgets --all-periods --json
     """
     settings = load(config_path)
-    if not settings.kafka.bootstrap:
-        raise click.ClickException(
-            "no Kafka configured: set TIERLINE_KAFKA_BOOTSTRAP (or kafka.bootstrap in the config "
-            "file) to the cluster whose routers keep the budgets"
-        )
+    require_kafka(settings, "whose routers keep the budgets")
     budgets = _budgets(settings)
     accounts = asyncio.run(_accounts(settings))
     rows = budget_rows(accounts, budgets, datetime.now(UTC), all_periods)
@@ -94,12 +96,7 @@ def command(config_path: Path | None, all_periods: bool, as_json: bool) -> None:
     if not rows:
         click.echo("no budget has been spent against yet this period")
         return
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)
-    console.print(budget_table(rows))
+    wide_console().print(budget_table(rows))
 
 
 def _budgets(settings: Settings) -> Budgets:

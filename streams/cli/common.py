@@ -63,3 +63,22 @@ def echo_json(data: Any) -> None:
     import orjson
 
     click.echo(orjson.dumps(data).decode())
+
+
+def require_kafka(settings: Settings, whose: str) -> str:
+    """The configured bootstrap; a command that reads tierline's topics has nothing to read
+    on an embedded broker it would start itself."""
+    if not settings.kafka.bootstrap:
+        raise click.ClickException(
+            "no Kafka configured: set TIERLINE_KAFKA_BOOTSTRAP (or kafka.bootstrap in the config "
+            f"file) to the cluster {whose}"
+        )
+    return settings.kafka.bootstrap
+
+
+def wide_console() -> Any:
+    """A rich console; piped (not a terminal), 200 columns wide, so tables keep whole rows."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=200)

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tierline.streams.cli.common import config_option, echo_json, load
+from tierline.streams.cli.common import (
+    config_option,
+    echo_json,
+    load,
+    require_kafka,
+    wide_console,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -48,11 +54,7 @@ def command(config_path: Path | None, as_json: bool, watch: float | None) -> Non
       tierline status --json | jq 'select(.circuit != "closed")'
     """
     settings = load(config_path)
-    if not settings.kafka.bootstrap:
-        raise click.ClickException(
-            "no Kafka configured: set TIERLINE_KAFKA_BOOTSTRAP (or kafka.bootstrap in the config "
-            "file) to the cluster whose workers to show"
-        )
+    require_kafka(settings, "whose workers to show")
     if watch is None:
         _show(asyncio.run(_latest(settings)), as_json)
         return
@@ -77,12 +79,7 @@ def _show(snapshots: list[tuple[HealthSnapshot, int]], as_json: bool) -> None:
     if not snapshots:
         click.echo("no health reported yet: no worker has called a provider")
         return
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:  # piped: whole rows, not an 80-column squeeze
-        console = Console(width=200)
-    console.print(health_table(snapshots))
+    wide_console().print(health_table(snapshots))
 
 
 async def _latest(settings: Settings) -> list[tuple[HealthSnapshot, int]]:
