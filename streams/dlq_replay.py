@@ -44,7 +44,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
-from tierline.processors.store.spend import parse_since
+from tierline.processors.store.spend import moment_of, parse_bound
 from tierline.schemas import DeadLetter, ErrorType, RoutedRequest, RouteRequest, encode
 from tierline.streams.config import Settings
 from tierline.streams.outgoing import Outgoing
@@ -134,22 +134,15 @@ class DeadRecord:
 
 
 def parse_when(text: str, now: datetime) -> datetime:
-    """`--since`: an ISO-8601 time (without an offset: UTC), or a span back from `now`.
-
-    Spans are those of `tierline spend --since`: `30m`, `2h`, `1d`, `2w`.
-    """
-    try:
-        return now - parse_since(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
+    """`--since`: an ISO-8601 time (without an offset: UTC), or a span back from `now`; the
+    forms of `tierline spend --since` (`processors.store.spend.parse_bound`), but not `all`."""
+    bound = parse_bound(text, "--since")
+    if bound is None:
         raise ValueError(
-            "--since takes an ISO-8601 time (2025-03-01T12:00:00Z) or a span back from now "
-            f"(30m, 2h, 1d, 2w); got {text!r}"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            "--since takes an ISO-8601 time or a span back from now; leave it out "
+            "for every dead letter"
+        )
+    return moment_of(bound, now)
 
 
 def dead_request(value: bytes | None) -> RouteRequest | None:
