@@ -10,6 +10,15 @@ ends are the weak and the strong model: the number that tells two-model
 routers apart), and `aiq_models_only`, the hull of the models by themselves
 (the "zero router" every router is compared with). Same inputs, same numbers:
 nothing here is random or order-dependent.
+
+When every score is in [0, 1], it also reads the scores as what a router's
+score is meant to be, P(the weak model falls short on this prompt), and checks
+them against what happened (`falls_short`: the weak model scored below the
+strong one): the Brier score, the reliability table and its expected
+calibration error (`Calibration`). Given the classifier's confidences too, it
+checks whether they predict which score-above-0.5 decisions are right
+(`ConfidenceCheck`), next to `max(p, 1 - p)`, what a calibrated score's own
+confidence would be.
 """
 
 from __future__ import annotations
@@ -21,13 +30,50 @@ from typing import Any
 from tierline.processors.learning.datasets import RoutingExample
 from tierline.processors.learning.metrics import (
     CurvePoint,
+    ReliabilityBin,
     aiq,
     apgr,
+    auroc,
+    brier_score,
+    calibration_error,
     cpt,
+    reliability,
     routing_curve,
     saving_at_quality,
 )
 from tierline.processors.learning.scorers import Scorer
+
+#: the decision a score stands for: at or above it, "the weak model falls short"
+DECISION_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """The scores as P(weak falls short), against what happened.
+
+    `brier_base_rate` is the Brier score of predicting the observed rate for every
+    prompt, r(1 - r): a score that does no better knows nothing about the prompt.
+    """
+
+    positive_rate: float
+    brier: float
+    brier_base_rate: float
+    ece: float
+    reliability: tuple[ReliabilityBin, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfidenceCheck:
+    """Does a confidence predict whether the decision (score >= 0.5: "weak falls short")
+    is right? `by_bin`: per confidence bin, its mean confidence (`mean_predicted`) and the
+    decisions' accuracy (`observed_rate`). `brier`: the confidence read as P(right);
+    `auroc`: how well it ranks right decisions above wrong ones (0.5 = not at all)."""
+
+    accuracy: float
+    brier: float
+    auroc: float | None
+    ece: float
+    by_bin: tuple[ReliabilityBin, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +96,12 @@ class RouterEvaluation:
     aiq_models_only: float | None
     aiq_models: tuple[str, ...]
     curve: tuple[CurvePoint, ...]
+    #: None when some score is outside [0, 1]
+    calibration: Calibration | None = None
+    #: the classifier's confidences, checked (None: none given)
+    confidence: ConfidenceCheck | None = None
+    #: `max(p, 1 - p)` as the confidence, checked the same way (None: not probabilities)
+    confidence_max_p: ConfidenceCheck | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,6 +110,51 @@ class RouterEvaluation:
 def paired(examples: Iterable[RoutingExample], strong: str, weak: str) -> list[RoutingExample]:
     """The examples on which both the strong and the weak model have an outcome."""
     return [e for e in examples if strong in e.outcomes and weak in e.outcomes]
+
+
+def falls_short(examples: Sequence[RoutingExample], strong: str, weak: str) -> list[int]:
+    """Per example, 1 where the weak model scored below the strong one, else 0: the event
+    a router's score is meant to be the probability of (training's `hard` label)."""
+    return [int(e.outcomes[strong].score > e.outcomes[weak].score) for e in examples]
+
+
+def calibration(
+    scores: Sequence[float], outcomes: Sequence[int], bins: int = 10
+) -> Calibration | None:
+    """Brier, ECE and the reliability table of `scores` against `outcomes` (`falls_short`);
+    None when some score is not a probability."""
+    if not scores or not all(0.0 <= s <= 1.0 for s in scores):
+        return None
+    rate = sum(outcomes) / len(outcomes)
+    table = reliability(scores, outcomes, bins)
+    return Calibration(
+        positive_rate=rate,
+        brier=brier_score(scores, outcomes),
+        brier_base_rate=rate * (1 - rate),
+        ece=calibration_error(table),
+        reliability=table,
+    )
+
+
+def check_confidence(
+    scores: Sequence[float],
+    confidences: Sequence[float],
+    outcomes: Sequence[int],
+    bins: int = 10,
+) -> ConfidenceCheck:
+    """How well `confidences` predict that `score >= DECISION_THRESHOLD` matches the
+    outcome."""
+    right = [
+        int((s >= DECISION_THRESHOLD) == bool(y)) for s, y in zip(scores, outcomes, strict=True)
+    ]
+    table = reliability(confidences, right, bins)
+    return ConfidenceCheck(
+        accuracy=sum(right) / len(right),
+        brier=brier_score(confidences, right),
+        auroc=auroc(confidences, right),
+        ece=calibration_error(table),
+        by_bin=table,
+    )
 
 
 def score_all(router: Scorer, examples: Sequence[RoutingExample]) -> list[float]:
@@ -73,8 +170,10 @@ def evaluate(
     router: str = "router",
     dataset: str = "",
     curve_points: int = 21,
+    confidences: Sequence[float] | None = None,
 ) -> RouterEvaluation:
-    """Metrics of routing `examples` by `scores` (a list aligned with them, or id -> score)."""
+    """Metrics of routing `examples` by `scores` (a list aligned with them, or id -> score);
+    `confidences`, aligned with the examples, are checked too when given."""
     if isinstance(scores, Mapping):
         by_id = scores
         aligned = [by_id[e.id] for e in examples]
@@ -82,11 +181,22 @@ def evaluate(
         if len(scores) != len(examples):
             raise ValueError(f"{len(scores)} scores for {len(examples)} examples")
         aligned = list(scores)
+    if confidences is not None and len(confidences) != len(examples):
+        raise ValueError(f"{len(confidences)} confidences for {len(examples)} examples")
     keep = [i for i, e in enumerate(examples) if strong in e.outcomes and weak in e.outcomes]
     if not keep:
         raise ValueError(f"no example has outcomes for both {strong!r} and {weak!r}")
     chosen = [examples[i] for i in keep]
     chosen_scores = [aligned[i] for i in keep]
+    outcomes = falls_short(chosen, strong, weak)
+    calibrated = calibration(chosen_scores, outcomes)
+    confidence = max_p = None
+    if calibrated is not None:
+        if confidences is not None:
+            kept = [confidences[i] for i in keep]
+            confidence = check_confidence(chosen_scores, kept, outcomes)
+        margins = [max(s, 1.0 - s) for s in chosen_scores]
+        max_p = check_confidence(chosen_scores, margins, outcomes)
     curve = routing_curve(
         chosen_scores,
         [e.outcomes[strong].score for e in chosen],
@@ -118,6 +228,9 @@ def evaluate(
         aiq_models_only=models_aiq,
         aiq_models=tuple(models),
         curve=curve.sampled(curve_points),
+        calibration=calibrated,
+        confidence=confidence,
+        confidence_max_p=max_p,
     )
 
 

@@ -21,6 +21,18 @@ Read off the curve:
 PGR-based numbers are `None` when the strong model is not better than the weak
 one on the data (the gap to recover is zero or negative); cost-based numbers
 are `None` without costs. Everything here is plain, deterministic arithmetic.
+
+The curve only asks scores to rank; the calibration numbers ask them to be
+probabilities (of the weak model falling short, against 0/1 outcomes):
+
+* Brier score: the mean of (p - outcome)^2; predicting the base rate r for
+  every prompt scores r(1 - r).
+* Reliability table: predictions in `bins` equal-width bins, each bin's count,
+  mean prediction and observed rate (equal when calibrated).
+* ECE (expected calibration error): the count-weighted mean over bins of
+  |mean prediction - observed rate|.
+* AUROC: how well a score ranks positives above negatives (0.5 = not at all),
+  what the confidence check reads a confidence by.
 """
 
 from __future__ import annotations
@@ -209,3 +221,110 @@ def _first_reaching(values: Sequence[float], target: float, eps: float = 1e-12) 
             rise = values[k] - values[k - 1]
             return k - 1 + (target - values[k - 1]) / rise if rise > 0 else float(k)
     return None
+
+
+# Calibration: do the scores read as probabilities? A router's score is meant to be
+# P(the weak model falls short on this prompt); these check that against outcomes.
+
+
+@dataclass(frozen=True, slots=True)
+class ReliabilityBin:
+    """Predictions in [low, high) (the last bin includes 1): how many, their mean, the
+    observed rate of the event among them (None for an empty bin)."""
+
+    low: float
+    high: float
+    count: int
+    mean_predicted: float | None
+    observed_rate: float | None
+
+
+def brier_score(probs: Sequence[float], labels: Sequence[float]) -> float:
+    """The mean squared difference between predicted probability and outcome (0 or 1):
+    0 is perfect; always predicting the base rate r scores r(1 - r)."""
+    _check_probabilities(probs, labels)
+    return sum((p - y) ** 2 for p, y in zip(probs, labels, strict=True)) / len(probs)
+
+
+def reliability(
+    probs: Sequence[float], labels: Sequence[float], bins: int = 10
+) -> tuple[ReliabilityBin, ...]:
+    """The reliability table: `bins` equal-width bins of the predictions, each with its
+    count, mean prediction and observed rate. Calibrated predictions have the two equal."""
+    _check_probabilities(probs, labels)
+    if bins < 1:
+        raise ValueError("a reliability table needs at least one bin")
+    counts = [0] * bins
+    predicted = [0.0] * bins
+    observed = [0.0] * bins
+    for p, y in zip(probs, labels, strict=True):
+        k = min(int(p * bins), bins - 1)
+        counts[k] += 1
+        predicted[k] += p
+        observed[k] += y
+    return tuple(
+        ReliabilityBin(
+            k / bins,
+            (k + 1) / bins,
+            counts[k],
+            predicted[k] / counts[k] if counts[k] else None,
+            observed[k] / counts[k] if counts[k] else None,
+        )
+        for k in range(bins)
+    )
+
+
+def expected_calibration_error(
+    probs: Sequence[float], labels: Sequence[float], bins: int = 10
+) -> float:
+    """ECE: over the reliability table's bins, the count-weighted mean of
+    |mean prediction - observed rate|."""
+    return calibration_error(reliability(probs, labels, bins))
+
+
+def calibration_error(table: Sequence[ReliabilityBin]) -> float:
+    """The ECE of an already computed reliability table."""
+    n = sum(b.count for b in table)
+    if n == 0:
+        raise ValueError("an empty reliability table")
+    return (
+        sum(
+            b.count * abs(b.mean_predicted - b.observed_rate)
+            for b in table
+            if b.mean_predicted is not None and b.observed_rate is not None
+        )
+        / n
+    )
+
+
+def auroc(scores: Sequence[float], labels: Sequence[float]) -> float | None:
+    """The probability that a random positive (label 1) scores above a random negative,
+    ties counting half (Mann-Whitney); None without both classes."""
+    if len(scores) != len(labels):
+        raise ValueError("scores and labels must have one entry per prompt")
+    positives = sum(1 for y in labels if y == 1)
+    negatives = len(labels) - positives
+    if positives == 0 or negatives == 0:
+        return None
+    order = sorted(range(len(scores)), key=scores.__getitem__)
+    rank_sum = 0.0
+    start = 0
+    while start < len(order):
+        end = start
+        while end < len(order) and scores[order[end]] == scores[order[start]]:
+            end += 1
+        midrank = (start + 1 + end) / 2  # ranks start..end-1 are 1-based start+1..end
+        rank_sum += midrank * sum(1 for i in order[start:end] if labels[i] == 1)
+        start = end
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def _check_probabilities(probs: Sequence[float], labels: Sequence[float]) -> None:
+    if not probs:
+        raise ValueError("no predictions")
+    if len(probs) != len(labels):
+        raise ValueError("predictions and labels must have one entry per prompt")
+    if not all(0.0 <= p <= 1.0 for p in probs):
+        raise ValueError("predictions must be probabilities in [0, 1]")
+    if not all(0.0 <= y <= 1.0 for y in labels):
+        raise ValueError("labels must be in [0, 1]")

@@ -15,14 +15,16 @@ the old one) so a reload never sees a half-written file; the check after the
 read (the file's stamp must not change while it is read) catches most
 non-atomic writers anyway.
 
+The watching itself (stamp, re-stat, swap, refusal) is `file_reload.FileReloader`'s,
+shared with the hot-reloaded classifier (`classifiers.reloading`).
+
 `FixedPolicy` is the same interface for a policy that never changes.
 """
 
 from __future__ import annotations
 
+import io
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,13 +32,13 @@ from pathlib import Path
 from typing import Protocol
 
 from tierline.processors.pricing.catalog import Catalog
+from tierline.processors.routing.file_reload import Clock, FileReloader, Stamp
 from tierline.processors.routing.policy import Policy
 from tierline.processors.routing.policy_file import PolicyFileError, parse_policy, problems
 from tierline.processors.routing.tier_rules import TierRules
 
 log = logging.getLogger("tierline.policy")
 
-Clock = Callable[[], float]
 Validate = Callable[[Policy], Sequence[str]]
 
 
@@ -52,16 +54,12 @@ class FixedPolicy:
         return self.policy
 
 
-_Stamp = tuple[int, int, int]
-
-
-def _stamp(path: Path) -> _Stamp:
-    stat = os.stat(path)
-    return stat.st_mtime_ns, stat.st_size, stat.st_ino
-
-
 class PolicyReloader:
-    """The policy in `path`, reloaded when the file changes (checked every `check_every_s`)."""
+    """The policy in `path`, reloaded when the file changes (checked every `check_every_s`).
+
+    The watching is `file_reload.FileReloader`'s; this adds the parse (TOML, the
+    defaults, the optional validation) and the log lines.
+    """
 
     def __init__(
         self,
@@ -76,55 +74,38 @@ class PolicyReloader:
         self.check_every_s = check_every_s
         self.defaults = defaults
         self._validate = validate
-        self._clock = clock
-        self._lock = threading.Lock()
-        self.reloads = 0
-        #: why the last attempted reload was refused (None after a good one)
-        self.last_error: str | None = None
         # The first load must succeed: a bad policy at start is a configuration error.
-        stamp = _stamp(path)
-        self._policy = self._parse(path.read_text(), stamp)
-        self._stamp: _Stamp | None = stamp
-        self._refused: _Stamp | None = None
-        self._next_check = clock() + check_every_s
+        self._file = FileReloader(
+            path,
+            self._parse,
+            check_every_s=check_every_s,
+            errors=(UnicodeDecodeError, PolicyFileError),
+            clock=clock,
+            on_reload=self._reloaded,
+            on_refuse=self._refused,
+        )
+
+    @property
+    def reloads(self) -> int:
+        """How many times a changed file was swapped in."""
+        return self._file.reloads
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last attempted reload was refused (None after a good one)."""
+        return self._file.last_error
 
     def current(self) -> Policy:
         """The policy in force. Cheap; at most every `check_every_s` it also stats the file."""
-        if self._clock() >= self._next_check:
-            self.check()
-        return self._policy
+        return self._file.current()
 
     def check(self) -> bool:
         """Look at the file now; True when a new policy was swapped in."""
-        if not self._lock.acquire(blocking=False):
-            return False  # another thread is checking right now
-        try:
-            self._next_check = self._clock() + self.check_every_s
-            return self._reload_if_changed()
-        finally:
-            self._lock.release()
+        return self._file.check()
 
-    def _reload_if_changed(self) -> bool:
-        try:
-            stamp = _stamp(self.path)
-            if stamp == self._stamp or stamp == self._refused:
-                return False
-            text = self.path.read_text()
-            if _stamp(self.path) != stamp:
-                return False  # still being written: try again at the next check
-            policy = self._parse(text, stamp)
-        except (OSError, UnicodeDecodeError, PolicyFileError) as exc:
-            self._refuse(str(exc))
-            return False
-        self._policy = policy  # the swap: one reference assignment
-        self._stamp = stamp
-        self._refused = None
-        self.last_error = None
-        self.reloads += 1
-        log.info("policy reloaded from %s", policy.source)
-        return True
-
-    def _parse(self, text: str, stamp: _Stamp) -> Policy:
+    def _parse(self, content: bytes, stamp: Stamp) -> Policy:
+        # decoded as `Path.read_text()` decodes (the locale's encoding, universal newlines)
+        text = io.TextIOWrapper(io.BytesIO(content)).read()
         source = f"{self.path}@{stamp[0] // 1_000_000_000}"
         policy = parse_policy(text, defaults=self.defaults, source=source)
         found = list(self._validate(policy)) if self._validate is not None else []
@@ -132,14 +113,13 @@ class PolicyReloader:
             raise PolicyFileError(f"{self.path}: " + "; ".join(found))
         return policy
 
-    def _refuse(self, why: str) -> None:
-        if why != self.last_error:
+    @staticmethod
+    def _reloaded(policy: Policy) -> None:
+        log.info("policy reloaded from %s", policy.source)
+
+    def _refused(self, why: str, stamp: Stamp | None) -> None:
+        if why != self._file.last_error:
             log.warning("policy file not reloaded, keeping the last good policy: %s", why)
-        self.last_error = why
-        try:
-            self._refused = _stamp(self.path)
-        except OSError:
-            self._refused = None
 
 
 def open_policy_source(
