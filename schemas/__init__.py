@@ -9,6 +9,7 @@ from tierline.schemas.codec import decode, encode
 from tierline.schemas.cost import CostRecord
 from tierline.schemas.dead_letter import DeadLetter
 from tierline.schemas.errors import ErrorInfo, ErrorType
+from tierline.schemas.features import FeatureRecord
 from tierline.schemas.feedback import Feedback
 from tierline.schemas.health import CircuitState, HealthSnapshot
 from tierline.schemas.messages import ChatMessage
@@ -29,6 +30,7 @@ __all__ = [
     "ErrorInfo",
     "ErrorType",
     "Escalation",
+    "FeatureRecord",
     "Feedback",
     "HealthSnapshot",
     "Hints",

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from tierline.schemas.alert import Alert
 from tierline.schemas.attempt import Attempt
 from tierline.schemas.cost import CostRecord
+from tierline.schemas.features import FeatureRecord
 from tierline.schemas.feedback import Feedback
 from tierline.schemas.health import HealthSnapshot
 from tierline.schemas.request import RouteRequest
@@ -29,6 +30,7 @@ TOPIC_MODELS: dict[str, type[BaseModel]] = {
     "tierline.responses": RouteResponse,
     "tierline.costs": CostRecord,
     "tierline.feedback": Feedback,
+    "tierline.features": FeatureRecord,
     "tierline.attempts": Attempt,
     "tierline.health": HealthSnapshot,
     "tierline.alerts": Alert,

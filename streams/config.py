@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from tierline.schemas import LatencyClass, Tier
 
@@ -71,6 +71,8 @@ class RouterSettings(BaseModel):
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     #: "rules", or the path of a trained classifier artifact
     classifier: str = "rules"
+    #: how often the router checks the classifier artifact for changes (hot swap)
+    classifier_check_s: float = Field(default=5.0, gt=0)
     standard_threshold: float = Field(default=0.45, ge=0, le=1)
     premium_threshold: float = Field(default=0.7, ge=0, le=1)
     #: a policy file (deploy/policy.example.toml); empty = thresholds above, no other rules
@@ -174,6 +176,16 @@ class AlertsSettings(BaseModel):
     anomaly_floor_usd: Decimal = Field(default=Decimal("1.00"), ge=0)
 
 
+class LearningSettings(BaseModel):
+    """What the router records for the quality loop (`tierline.features`, ClickHouse
+    `request_features`): per routed request its decision and hashed features."""
+
+    #: record the decision and the hashed features of every routed request
+    record_features: bool = True
+    #: also store the prompt text with them (off: only hashed terms, never raw text)
+    store_prompts: bool = False
+
+
 class Settings(BaseModel):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
@@ -184,6 +196,7 @@ class Settings(BaseModel):
     replies: RepliesSettings = Field(default_factory=RepliesSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    learning: LearningSettings = Field(default_factory=LearningSettings)
     #: Prometheus /metrics, /healthz and /readyz on this port (every role of the process);
     #: 0 = pick a free port, "off" = no endpoint
     metrics_port: int | Literal["off"] = 9464
@@ -196,6 +209,13 @@ class Settings(BaseModel):
     #: the file holding [models] and [tiers]; empty = the config file, else the bundled one
     catalog: str = ""
     source: str = Field(default="defaults", exclude=True)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        """Made absolute once, at load: the embedded chDB engine changes the process's
+        working directory when it starts, so a path resolved later would point elsewhere."""
+        return path.expanduser().absolute()
 
     @property
     def embedded_kafka(self) -> bool:
@@ -227,6 +247,7 @@ SECTIONS = (
     "replies",
     "health",
     "alerts",
+    "learning",
 )
 #: settings given as comma-separated lists in the environment
 LISTS = {("worker", "tiers"), ("replies", "allowed")}

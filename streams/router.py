@@ -21,6 +21,9 @@ from tierline.processors.health.board import HealthBoard
 from tierline.processors.pricing.catalog import Catalog
 from tierline.processors.routing.budget_gate import BudgetExceeded
 from tierline.processors.routing.classifiers import Classifier
+from tierline.processors.routing.classifiers.hashed_terms import HASHING
+from tierline.processors.routing.classifiers.learned import DENSE_FEATURES
+from tierline.processors.routing.classifiers.recorded import request_features
 from tierline.processors.routing.decide import route
 from tierline.processors.routing.health_screen import screen_by_health
 from tierline.processors.routing.intake import Rejection, admit
@@ -28,7 +31,7 @@ from tierline.processors.routing.policy import Policy
 from tierline.processors.routing.policy_reload import PolicySource, as_source
 from tierline.processors.routing.reply_topics import rules_from
 from tierline.processors.routing.tier_rules import TierRules
-from tierline.schemas import ErrorInfo, ErrorType, encode
+from tierline.schemas import ErrorInfo, ErrorType, FeatureRecord, RoutedRequest, encode
 from tierline.streams.budget_keeper import BudgetKeeper
 from tierline.streams.config import Settings
 from tierline.streams.faust_transport import ShortWaitTransport
@@ -119,10 +122,35 @@ class RequestRouter:
             return self._reject(rejection, read_at)
         self.stats.routed += 1
         tier_topic = self.topics.tier(routed.decision.tier)
+        key = admitted.key.encode()
+        if self.settings.learning.record_features:
+            extra.append(Outgoing(self.topics.features, key, encode(self._record(routed))))
         # keyed by request, not tenant: a few big tenants would pin a tier to a few
         # partitions and so to one workers process; the same request always hashes to the
         # same partition, whose done log catches a copy the router forwarded twice
-        return [Outgoing(tier_topic, admitted.key.encode(), encode(routed)), *extra]
+        return [Outgoing(tier_topic, key, encode(routed)), *extra]
+
+    def _record(self, routed: RoutedRequest) -> FeatureRecord:
+        """The decision and the hashed features of `routed`, for the quality loop."""
+        request, decision = routed.request, routed.decision
+        found = request_features(request)
+        return FeatureRecord(
+            request_id=request.id,
+            tenant=request.tenant,
+            feature=request.metadata.feature or "",
+            task=decision.task,
+            tier=decision.tier,
+            classifier=self.classifier.name,
+            artifact=str(getattr(self.classifier, "artifact_id", "")),
+            score=decision.score,
+            confidence=decision.confidence,
+            hashing=HASHING,
+            term_ids=list(found.term_ids),
+            term_counts=list(found.term_counts),
+            dense=list(found.dense),
+            dense_names=list(DENSE_FEATURES),
+            prompt=request.prompt_text() if self.settings.learning.store_prompts else None,
+        )
 
     async def _reply_refusal(self, tenant: str | None, reply_to: str | None) -> str | None:
         """Why a request may not be answered on `reply_to`; None when it may (or names none)."""

@@ -35,6 +35,7 @@ from tierline.streams.budget_keeper import BudgetKeeper
 from tierline.streams.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings
 from tierline.streams.cost_sink import CostSink
 from tierline.streams.embedded import EmbeddedBroker
+from tierline.streams.feature_sink import FeatureSink
 from tierline.streams.feedback_sink import FeedbackSink
 from tierline.streams.health_feed import HealthFeed, replica_name
 from tierline.streams.health_wiring import health_board, report_to, sample_gauges
@@ -51,15 +52,16 @@ ROLES = ("router", "workers", "sink")
 SIMULATOR_KEY = "sim-key"
 
 
-def load_classifier(spec: str) -> Classifier:
-    """`rules`, or the path of a trained artifact."""
+def load_classifier(spec: str, *, check_every_s: float = 5.0) -> Classifier:
+    """`rules`, or the path of a trained artifact: reloaded when the file changes (checked
+    every `check_every_s`); a bad artifact at start raises, a bad one later is refused."""
     if spec == "rules":
         from tierline.processors.routing.classifiers.rules import RulesClassifier
 
         return RulesClassifier()
-    from tierline.processors.routing.classifiers.learned import LearnedClassifier
+    from tierline.processors.routing.classifiers.reloading import ReloadingClassifier
 
-    return LearnedClassifier.load(Path(spec))
+    return ReloadingClassifier(Path(spec), check_every_s=check_every_s)
 
 
 @dataclass
@@ -76,6 +78,7 @@ class Pipeline:
     sink: CostSink | None = None
     feedback_sink: FeedbackSink | None = None
     attempt_sink: AttemptSink | None = None
+    feature_sink: FeatureSink | None = None
     alert_sink: AlertSink | None = None
     #: the providers' health as this process sees it (None: health loop off, or sink only)
     health: HealthBoard | None = None
@@ -297,6 +300,11 @@ def _start_sinks(pipeline: Pipeline, producer: AIOKafkaProducer) -> None:
     pipeline._tasks.append(
         asyncio.create_task(attempts.run(pipeline.stop_event), name="attempt_sink")
     )
+    features = FeatureSink(settings, topics, bootstrap, producer)
+    pipeline.feature_sink = features
+    pipeline._tasks.append(
+        asyncio.create_task(features.run(pipeline.stop_event), name="feature_sink")
+    )
     alerts = AlertSink(settings, topics, bootstrap, producer)
     pipeline.alert_sink = alerts
     pipeline._tasks.append(asyncio.create_task(alerts.run(pipeline.stop_event), name="alert_sink"))
@@ -347,7 +355,9 @@ async def _start_router(
     router = RequestRouter(
         settings,
         pipeline.topics,
-        load_classifier(settings.router.classifier),
+        load_classifier(
+            settings.router.classifier, check_every_s=settings.router.classifier_check_s
+        ),
         policy,
         pipeline.catalog,
         TopicDirectory(admin.list_topics),

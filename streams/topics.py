@@ -37,6 +37,11 @@ class Topics:
         return self.prefix + "feedback"
 
     @property
+    def features(self) -> str:
+        """Per routed request, its decision and hashed features (`FeatureRecord`)."""
+        return self.prefix + "features"
+
+    @property
     def attempts(self) -> str:
         """Every provider call, `started` before it and `settled` with its answer."""
         return self.prefix + "attempts"
@@ -76,7 +81,7 @@ class Topics:
     def all(self) -> list[str]:
         names = [self.requests, self.responses, self.costs, self.dlq, self.feedback, self.attempts]
         names += [self.health, self.dlq_replays, self.alerts, self.settlements]
-        names += [self.budget_changelog]
+        names += [self.budget_changelog, self.features]
         for tier in Tier:
             names += [self.tier(tier), self.done(tier)]
         return names

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from tierline.schemas import Alert, Attempt, CostRecord, Feedback
+from tierline.schemas import Alert, Attempt, CostRecord, FeatureRecord, Feedback
 from tierline.schemas.migrations import migrations
 from tierline.schemas.rows import columns, row
 
@@ -24,6 +24,7 @@ COST_COLUMNS = columns(CostRecord)
 FEEDBACK_COLUMNS = columns(Feedback)
 ATTEMPT_COLUMNS = columns(Attempt)
 ALERT_COLUMNS = columns(Alert)
+FEATURE_COLUMNS = columns(FeatureRecord)
 
 _chdb_clients: dict[str, Client] = {}
 _chdb_lock = threading.Lock()
@@ -81,6 +82,10 @@ def insert_costs(client: Client, records: Sequence[CostRecord]) -> None:
 
 def insert_feedback(client: Client, signals: Sequence[Feedback]) -> None:
     client.insert("feedback", [row(s) for s in signals], column_names=FEEDBACK_COLUMNS)
+
+
+def insert_features(client: Client, records: Sequence[FeatureRecord]) -> None:
+    client.insert("request_features", [row(r) for r in records], column_names=FEATURE_COLUMNS)
 
 
 def insert_alerts(client: Client, alerts: Sequence[Alert]) -> None:

@@ -1,9 +1,10 @@
 """`tierline train`: fit the learned router on routing datasets and write its artifact.
 
-With `--from-clickhouse URL` it learns from production instead: per-task (and
-per-feature) tier floors from the feedback applications sent, written as
-`[[floors]]` for the policy file (`processors.feedback_floors` says what
-that can and cannot learn: prompts are not stored, so not the text classifier).
+With `--from-clickhouse URL` it learns from production instead: the text
+classifier itself (a hashed tf-idf artifact, `processors.learning.production`),
+from the features the router recorded and the feedback applications sent; or,
+with `--learn floors` (or an `--out` ending in .toml), per-task and per-feature
+tier floors written as `[[floors]]` for the policy file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tierline.streams.cli.routing_data import load_datasets
 
 if TYPE_CHECKING:
     from tierline.processors.learning.datasets import Dataset
+    from tierline.processors.learning.production import ScoredRequest
 
 EXAMPLES = """
 \b
@@ -40,9 +42,17 @@ Then measure it on held-out data (and load it with `LearnedClassifier.load(PATH)
   tierline eval --dataset arc_test.csv --strong gpt-4-1106-preview \\
       --weak mistralai/mistral-7b-chat --router router.json
 \b
-  # from production: tier floors per task/feature from the last 30 days of feedback,
-  # as [[floors]] to paste into the policy file (prompts are not stored: the text
-  # classifier cannot be trained from ClickHouse)
+  # from production: the text classifier, from the hashed features the router recorded
+  # and the feedback on the economy tier's answers (last 30 days), then compared with
+  # the deployed one on the last 7 days before it is promoted
+  tierline train --from-clickhouse http://default:@localhost:8123/default --out router.json
+  tierline eval --from-clickhouse http://default:@localhost:8123/default --router router.json
+\b
+  # a hashed tfidf artifact from public data, to start with before production has signal
+  tierline train --learner tfidf --hashed --dataset mbpp_train.csv \\
+      --strong gpt-4-1106-preview --weak mistralai/mixtral-8x7b-chat --out router.json
+\b
+  # from production: tier floors per task/feature, as [[floors]] for the policy file
   tierline train --from-clickhouse http://default:@localhost:8123/default --out floors.toml
 """
 
@@ -62,8 +72,28 @@ Then measure it on held-out data (and load it with `LearnedClassifier.load(PATH)
     "clickhouse_url",
     metavar="URL",
     default=None,
-    help="Learn tier floors from the feedback in this ClickHouse (http(s)://... or "
-    "chdb:///path) instead of training the classifier on datasets.",
+    help="Learn from production in this ClickHouse (http(s)://... or chdb:///path) "
+    "instead of datasets: the classifier (from recorded features and feedback), or tier "
+    "floors (--learn floors).",
+)
+@click.option(
+    "--learn",
+    type=click.Choice(["classifier", "floors"]),
+    default=None,
+    help="--from-clickhouse: what to learn [default: floors when --out ends in .toml, "
+    "else classifier].",
+)
+@click.option(
+    "--weak-tier",
+    default="economy",
+    show_default=True,
+    help="--from-clickhouse classifier: the tier whose shortfall the score predicts.",
+)
+@click.option(
+    "--hashed",
+    is_flag=True,
+    help="--learner tfidf: fit on hashed term ids, the features the router records, so "
+    "the artifact can be compared and retrained on production data.",
 )
 @click.option(
     "--since-days", type=int, default=30, show_default=True, help="--from-clickhouse: window."
@@ -135,6 +165,9 @@ def command(
     strong: str | None,
     weak: str | None,
     clickhouse_url: str | None,
+    learn: str | None,
+    weak_tier: str,
+    hashed: bool,
     since_days: int,
     min_signals: int,
     tolerance: float,
@@ -166,9 +199,14 @@ def command(
     if clickhouse_url is not None:
         if datasets or strong or weak:
             raise click.UsageError("--from-clickhouse replaces --dataset, --strong and --weak")
-        _floors_from_clickhouse(
-            clickhouse_url, out, since_days, min_signals, tolerance, tenant, as_json
-        )
+        if (learn or ("floors" if out.suffix == ".toml" else "classifier")) == "floors":
+            _floors_from_clickhouse(
+                clickhouse_url, out, since_days, min_signals, tolerance, tenant, as_json
+            )
+        else:
+            _classifier_from_clickhouse(
+                clickhouse_url, out, since_days, min_signals, weak_tier, tenant, seed, as_json
+            )
         return
     if not datasets or strong is None or weak is None:
         raise click.UsageError("give --dataset, --strong and --weak (or --from-clickhouse URL)")
@@ -176,8 +214,10 @@ def command(
 
     loaded = load_datasets(datasets, strong, weak)
     if learner == "tfidf":
-        _train_tfidf(loaded, strong, weak, out, label, min_df, seed, cv_folds, as_json)
+        _train_tfidf(loaded, strong, weak, out, label, min_df, seed, cv_folds, hashed, as_json)
         return
+    if hashed:
+        raise click.UsageError("--hashed needs --learner tfidf")
     options = TrainingOptions(
         l2=l2,
         l2_ngrams=l2_ngrams,
@@ -229,6 +269,7 @@ def _train_tfidf(
     min_df: int,
     seed: int,
     cv_folds: int,
+    hashed: bool,
     as_json: bool,
 ) -> None:
     from tierline.processors.learning.tfidf_training import TfidfOptions, train_tfidf
@@ -239,6 +280,7 @@ def _train_tfidf(
         min_df=min_df,
         seed=seed,
         cv_folds=cv_folds,
+        hashed=hashed,
     )
     say(f"training tfidf {weak} -> {strong} (label={label}, cv_folds={cv_folds}) ...")
     try:
@@ -307,3 +349,67 @@ def _floors_from_clickhouse(
     for floor in floors:
         where = f"task={floor.task}" + (f" feature={floor.feature}" if floor.feature else "")
         click.echo(f"  {where}: at least {floor.min_tier}")
+
+
+def _classifier_from_clickhouse(
+    url: str,
+    out: Path,
+    since_days: int,
+    min_signals: int,
+    weak_tier: str,
+    tenant: str | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    from tierline.processors.learning.production import (
+        ProductionDataError,
+        train_from_production,
+    )
+    from tierline.processors.learning.tfidf_training import TfidfOptions
+    from tierline.processors.routing.classifiers.learned import save_artifact
+
+    if since_days <= 0 or min_signals <= 0:
+        raise click.BadParameter("need --since-days > 0 and --min-signals > 0")
+    until = datetime.datetime.now(datetime.UTC)
+    since = until - datetime.timedelta(days=since_days)
+    requests = read_production(url, since, until, tenant)
+    say(f"training the classifier on {len(requests)} recorded requests ...")
+    try:
+        artifact = train_from_production(
+            requests,
+            weak_tier=weak_tier,
+            min_signals=min_signals,
+            options=TfidfOptions(seed=seed),
+            created_at=until.date().isoformat(),
+            window=(since.isoformat(), until.isoformat()),
+        )
+    except ProductionDataError as error:
+        raise click.ClickException(str(error)) from None
+    save_artifact(artifact, out)
+    training = artifact.training
+    if as_json:
+        echo_json({"artifact": str(out), **training})
+        return
+    kinds = ", ".join(f"{n} {k}" for k, n in training["examples_by_kind"].items())
+    click.echo(f"wrote {out}")
+    click.echo(
+        f"  {training['examples']} labelled requests ({kinds}), {training['vocabulary']} "
+        f"term ids, C={training['C']}, shortfall rate {training['positive_rate']:.3f}"
+    )
+    click.echo(f"  compare before promoting: tierline eval --from-clickhouse URL --router {out}")
+
+
+def read_production(
+    url: str, since: datetime.datetime, until: datetime.datetime, tenant: str | None
+) -> list[ScoredRequest]:
+    """The recorded, decided requests of the window; one clear error if ClickHouse fails."""
+    from tierline.processors.learning.production import read_scored
+    from tierline.processors.store.clickhouse import connect
+
+    try:
+        return read_scored(connect(url), since=since, until=until, tenant=tenant)
+    except Exception as error:  # noqa: BLE001 - any driver failure is one clear line
+        raise click.ClickException(
+            f"reading recorded requests from ClickHouse failed: {error} "
+            "(has `tierline db migrate` created request_features and decisions?)"
+        ) from None

@@ -42,7 +42,7 @@ async def route(board: HealthBoard, **hints: object) -> RoutedRequest:
             "hints": hints,
         }
     )
-    (send,) = await router(board).decide(raw, ("t.requests", 0, 1))
+    send, _features = await router(board).decide(raw, ("t.requests", 0, 1))
     return RoutedRequest.model_validate_json(send.value)
 
 

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from tierline.processors.pricing.catalog import load_catalog
+from tierline.processors.routing.classifiers.hashed_terms import HASHING, meta_terms
+from tierline.processors.routing.classifiers.learned import DENSE_FEATURES
+from tierline.processors.routing.classifiers.recorded import text_features
 from tierline.processors.routing.classifiers.rules import RulesClassifier
 from tierline.processors.routing.tier_rules import TierRules
-from tierline.schemas import DeadLetter, RoutedRequest, RouteResponse, Tier
-from tierline.streams.config import Settings
+from tierline.schemas import DeadLetter, FeatureRecord, RoutedRequest, RouteResponse, Tier
+from tierline.streams.config import LearningSettings, Settings
 from tierline.streams.done_log import DoneSet
 from tierline.streams.router import RequestRouter
 from tierline.streams.topic_directory import TopicDirectory
 from tierline.streams.topics import Topics
 
 
-def router(*existing: str) -> RequestRouter:
+def router(*existing: str, settings: Settings | None = None) -> RequestRouter:
     """A router step on a broker that has `existing` topics besides tierline's own."""
     topics = Topics("t.")
     directory = TopicDirectory.fixed([*topics.all(), *existing])
     return RequestRouter(
-        Settings(), topics, RulesClassifier(), TierRules(), load_catalog(), directory
+        settings or Settings(), topics, RulesClassifier(), TierRules(), load_catalog(), directory
     )
 
 
@@ -36,7 +40,7 @@ def body(**overrides: object) -> bytes:
 
 async def test_a_valid_request_goes_to_its_tier_keyed_by_request() -> None:
     sends = await router().decide(body(hints={"min_tier": "premium"}), ("t.requests", 0, 7))
-    assert len(sends) == 1
+    assert [s.topic for s in sends] == ["t.tier.premium", "t.features"]
     assert sends[0].topic == "t.tier.premium"
     assert sends[0].key == b"acme\x1fr1"  # by request (tenant and id), for even spread
     routed = RoutedRequest.model_validate(orjson.loads(sends[0].value))
@@ -117,6 +121,39 @@ async def test_reply_to_of_another_tenant_a_missing_topic_or_an_internal_one_is_
         assert response.error is not None and response.error.type == "invalid_request"
         assert why in response.error.message
     sends = await step.decide(body(reply_to="acme.replies"), ("t.requests", 0, 6))
+    assert [s.topic for s in sends] == ["t.tier.economy", "t.features"]
+
+
+async def test_a_routed_request_records_its_decision_and_hashed_features_not_its_text() -> None:
+    raw = body(metadata={"feature": "translate"}, hints={"task": "translation"})
+    sends = await router().decide(raw, ("t.requests", 0, 7))
+    routed = RoutedRequest.model_validate(orjson.loads(sends[0].value))
+    assert sends[1].key == sends[0].key
+    record = FeatureRecord.model_validate(orjson.loads(sends[1].value))
+    assert (record.request_id, record.tenant, record.feature) == ("r1", "acme", "translate")
+    assert (record.tier, record.score) == (routed.decision.tier, routed.decision.score)
+    assert record.classifier == "rules" and record.hashing == HASHING
+    # the ask's words, pairs and the three metadata terms, as ids; no text anywhere
+    expected = text_features(
+        "Translate 'hello' to French.",
+        "translation",
+        meta_terms("translation", "translate", "acme"),
+    )
+    assert record.term_ids == list(expected.term_ids) and len(record.term_ids) >= 3 + 3 + 3
+    assert record.term_counts == list(expected.term_counts)
+    assert record.dense == pytest.approx(list(expected.dense))
+    assert record.dense_names == list(DENSE_FEATURES)
+    assert record.prompt is None
+    assert b"hello" not in sends[1].value and b"French" not in sends[1].value
+
+
+async def test_prompts_are_stored_only_when_asked_and_recording_can_be_off() -> None:
+    stored = Settings(learning=LearningSettings(store_prompts=True))
+    sends = await router(settings=stored).decide(body(), ("t.requests", 0, 1))
+    record = FeatureRecord.model_validate(orjson.loads(sends[1].value))
+    assert record.prompt == "Translate 'hello' to French."
+    off = Settings(learning=LearningSettings(record_features=False))
+    sends = await router(settings=off).decide(body(), ("t.requests", 0, 2))
     assert [s.topic for s in sends] == ["t.tier.economy"]
 
 

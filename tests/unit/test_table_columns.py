@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import pytest
 from pydantic import BaseModel
 
-from tierline.schemas import Attempt, CostRecord, Feedback, Tier
+from tierline.schemas import Attempt, CostRecord, FeatureRecord, Feedback, Tier
 from tierline.schemas.rows import columns, row
 
 _CREATE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\s*\((.*?)\n\)", re.S)
@@ -55,6 +55,8 @@ _STORES: dict[Any, Any] = {
     datetime: lambda t: t.startswith("DateTime64"),
     Decimal: lambda t: t == "Decimal(18, 9)",
     list[str]: lambda t: t == "Array(String)",
+    list[int]: lambda t: t.startswith(("Array(UInt", "Array(Int")),
+    list[float]: lambda t: t.startswith("Array(Float"),
 }
 
 
@@ -72,7 +74,13 @@ def holds(ch_type: str, annotation: Any) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("table", "model"), [("costs", CostRecord), ("feedback", Feedback), ("attempts", Attempt)]
+    ("table", "model"),
+    [
+        ("costs", CostRecord),
+        ("feedback", Feedback),
+        ("attempts", Attempt),
+        ("request_features", FeatureRecord),
+    ],
 )
 def test_every_model_field_is_a_column_of_its_table(table: str, model: type[BaseModel]) -> None:
     ddl = ddl_columns(table)

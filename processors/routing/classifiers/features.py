@@ -23,6 +23,7 @@ import string
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 HEAD_CHARS = 3000
 TAIL_CHARS = 1000
@@ -118,8 +119,13 @@ def tokenize(lowered: str) -> tuple[str, ...]:
     return tuple(lowered.translate(_TO_SPACE).split())
 
 
+@lru_cache(maxsize=256)
 def extract(text: str) -> PromptFeatures:
-    """Measure a prompt. Cost is bounded by the scan caps, not by the prompt's length."""
+    """Measure a prompt. Cost is bounded by the scan caps, not by the prompt's length.
+
+    Remembered for the last few prompts: one routing step reads the same prompt twice
+    (the classifier, then the feature record), and `PromptFeatures` is immutable.
+    """
     body = scanned(text)
     ask, shots = split_ask(body)
     ask = scanned(ask, ASK_CHARS * 3 // 4, ASK_CHARS // 4)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tierline.processors.routing.classifiers.features import extract
+from tierline.processors.routing.classifiers.hashed_terms import HASHING, hashed_counts
 
 TOKENIZER = "tierline.features.tokenize(ask)"
 #: the ask's first tokens the vectorizer reads (as the ngram learner's `MAX_TOKENS`): bounds
@@ -48,6 +49,12 @@ def prepare(text: str) -> str:
 def analyze(prepared: str) -> list[str]:
     """The terms of `prepare`d text: its unigrams then its bigrams (sklearn's analyzer)."""
     tokens = prepared.split()
+    return [*tokens, *map(" ".join, zip(tokens, tokens[1:], strict=False))]
+
+
+def terms(tokens: Sequence[str]) -> list[str]:
+    """The unigrams then bigrams of the first `MAX_TOKENS` of `tokens`, repeats kept."""
+    tokens = tokens[:MAX_TOKENS]
     return [*tokens, *map(" ".join, zip(tokens, tokens[1:], strict=False))]
 
 
@@ -73,6 +80,9 @@ class TfidfArtifact:
     dense_scale: tuple[float, ...] = ()
     dense_weights: tuple[float, ...] = ()
     training: Mapping[str, Any] = field(default_factory=dict)
+    #: terms are `hashed_terms` ids (as decimal strings), not words: fitted on stored
+    #: feature records, and scored on the same ids (metadata terms included)
+    hashed: bool = False
 
     def features_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +93,7 @@ class TfidfArtifact:
                 "norm": "l2",
                 "text": "ask",
                 "max_tokens": MAX_TOKENS,
+                "terms": HASHING if self.hashed else "text",
             },
             "dense": list(self.dense_features),
             "dense_mean": list(self.dense_mean),
@@ -111,6 +122,9 @@ class TfidfArtifact:
             or config.get("max_tokens") != MAX_TOKENS
         ):
             raise ValueError(f"unsupported ngram_range {config['ngram_range']}")
+        kind = config.get("terms", "text")
+        if kind not in ("text", HASHING):
+            raise ValueError(f"unsupported terms {kind!r} (this tierline hashes {HASHING})")
         terms = {str(t): (float(v[0]), float(v[1])) for t, v in weights["terms"].items()}
         artifact = cls(
             intercept=float(weights["intercept"]),
@@ -122,7 +136,10 @@ class TfidfArtifact:
             dense_scale=tuple(float(s) for s in features.get("dense_scale", ())),
             dense_weights=tuple(float(w) for w in weights.get("dense", ())),
             training=dict(training),
+            hashed=kind == HASHING,
         )
+        if artifact.hashed and not all(t.isdigit() for t in artifact.weights):
+            raise ValueError("a hashed artifact's terms are ids")
         width = len(artifact.dense_features)
         if not (
             len(artifact.dense_mean)
@@ -139,7 +156,9 @@ class TfidfScorer:
 
     def __init__(self, artifact: TfidfArtifact) -> None:
         self.artifact = artifact
+        self.hashed = artifact.hashed
         self._terms = {t: (artifact.idf[t], w) for t, w in artifact.weights.items()}
+        self._ids = {int(t): v for t, v in self._terms.items()} if artifact.hashed else {}
         # Fold the dense standardisation into the weights: w * (x - m) / s.
         self.dense: tuple[float, ...] = tuple(
             w / s for w, s in zip(artifact.dense_weights, artifact.dense_scale, strict=True)
@@ -156,18 +175,25 @@ class TfidfScorer:
         return bool(self.dense)
 
     def text_logit(
-        self, tokens: Sequence[str], word_counts: Mapping[str, int] | None = None
+        self,
+        tokens: Sequence[str],
+        word_counts: Mapping[str, int] | None = None,
+        meta: Sequence[str] = (),
     ) -> tuple[float, str | None, float]:
         """(tf-idf part of the logit, the known term pushing it up most, vocabulary coverage)
         of the ask's first `MAX_TOKENS` tokens; `word_counts` (their `Counter`, which `extract`
-        has) saves a pass when the ask is no longer than that.
+        has) saves a pass when the ask is no longer than that. A hashed artifact reads the
+        terms' ids, and the request's metadata terms (`meta`) with them.
         """
+        if self.hashed:
+            part, coverage = self.id_logit(hashed_counts(terms(tokens), meta))
+            return part, None, coverage
         if len(tokens) > MAX_TOKENS or word_counts is None:
             tokens = tokens[:MAX_TOKENS]
             word_counts = Counter(tokens)
         bigrams = Counter(map(" ".join, zip(tokens, tokens[1:], strict=False)))
-        terms = self._terms
-        known = [*(terms.keys() & word_counts.keys()), *(terms.keys() & bigrams.keys())]
+        vocabulary = self._terms
+        known = [*(vocabulary.keys() & word_counts.keys()), *(vocabulary.keys() & bigrams.keys())]
         if not known:
             return 0.0, None, 0.0
         log = math.log
@@ -175,7 +201,7 @@ class TfidfScorer:
         dot = square = 0.0
         best, best_term = 0.0, None
         for term in known:
-            idf, weight = terms[term]
+            idf, weight = vocabulary[term]
             count = word_counts.get(term) or bigrams[term]
             value = ((1.0 + log(count)) if sublinear else count) * idf
             square += value * value
@@ -184,6 +210,23 @@ class TfidfScorer:
             if contribution > best:
                 best, best_term = contribution, term
         return dot / math.sqrt(square), best_term, len(known) / (len(word_counts) + len(bigrams))
+
+    def id_logit(self, ids: Mapping[int, int]) -> tuple[float, float]:
+        """(tf-idf part of the logit, coverage) of a hashed artifact for term-id counts."""
+        terms = self._ids
+        known = terms.keys() & ids.keys()
+        if not known:
+            return 0.0, 0.0
+        log = math.log
+        sublinear = self.artifact.sublinear_tf
+        dot = square = 0.0
+        for term in known:
+            idf, weight = terms[term]
+            count = ids[term]
+            value = ((1.0 + log(count)) if sublinear else count) * idf
+            square += value * value
+            dot += value * weight
+        return dot / math.sqrt(square), len(known) / len(ids)
 
     def logit(self, tokens: Sequence[str], dense: Sequence[float] = ()) -> float:
         z = self.bias + self.text_logit(tokens)[0]
