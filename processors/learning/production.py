@@ -40,6 +40,7 @@ import numpy as np
 
 from tierline.processors.learning.datasets import ModelOutcome, RoutingExample
 from tierline.processors.learning.harness import evaluate
+from tierline.processors.learning.metrics import auroc, brier_score
 from tierline.processors.learning.tfidf_training import TfidfOptions, fit_documents
 from tierline.processors.routing.classifiers.hashed_terms import HASHING, as_document
 from tierline.processors.routing.classifiers.learned import (
@@ -261,9 +262,10 @@ def shadow_compare(
         "routers": {},
     }
     for name, scores in (("deployed", deployed_scores), ("candidate", candidate_scores)):
+        auc = auroc(scores, [float(label > 0.5) for label in labels])
         entry: dict[str, Any] = {
-            "brier": round(brier(scores, labels), 6),
-            "auc": _auc(scores, labels),
+            "brier": round(brier_score(scores, labels), 6),
+            "auc": None if auc is None else round(auc, 6),
         }
         if examples is not None:
             result = evaluate(examples, scores, STRONG, WEAK, router=name)
@@ -280,21 +282,6 @@ def shadow_compare(
             "quality; only Brier and AUC are reported"
         )
     return out
-
-
-def brier(scores: Sequence[float], labels: Sequence[float]) -> float:
-    """Mean squared difference between a probability and what happened (soft labels ok)."""
-    return float(np.mean((np.asarray(scores) - np.asarray(labels)) ** 2))
-
-
-def _auc(scores: Sequence[float], labels: Sequence[float]) -> float | None:
-    """ROC AUC of the scores for "the weak tier fell short" (label > 0.5)."""
-    from sklearn.metrics import roc_auc_score
-
-    truth = [label > 0.5 for label in labels]
-    if len(set(truth)) < 2:
-        return None
-    return round(float(roc_auc_score(truth, scores)), 6)
 
 
 def _mean(values: Sequence[float]) -> float | None:
