@@ -3,6 +3,11 @@
 `record_id` (request id and attempt number) is the row's identity: the cost
 table collapses rows with the same `record_id`, so a redelivered record is
 stored once and counted once.
+
+The token counts are those of `Usage`, one column per class of token billed:
+`input_tokens` (the whole prompt), `cached_input_tokens` (read from the prompt
+cache), `cache_write_tokens` (written to it) and `cache_write_1h_tokens` (of the
+writes, the 1-hour ones), then `output_tokens`.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ class CostRecord(BaseModel):
     input_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
+    #: of `cache_write_tokens`, those written to a 1-hour cache (Anthropic); the rest are
+    #: 5-minute writes. 0 in records older than the field, which priced every write as 5-minute
+    cache_write_1h_tokens: int = 0
     output_tokens: int = 0
     cost_usd: Money
     latency_ms: float = 0.0

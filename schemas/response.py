@@ -16,13 +16,21 @@ FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "error"
 
 
 class Usage(BaseModel):
-    """Token counts as the provider reported them. `input_tokens` includes cached ones."""
+    """Token counts as the provider reported them, one count per class of token billed.
+
+    `input_tokens` is the whole prompt: of it, `cached_input_tokens` were read from the
+    provider's prompt cache and `cache_write_tokens` written to it, and of those writes
+    `cache_write_1h_tokens` went to Anthropic's 1-hour cache (the rest are 5-minute
+    writes, the only kind other providers report). Each class has its own price.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     input_tokens: int = Field(default=0, ge=0)
     cached_input_tokens: int = Field(default=0, ge=0)
     cache_write_tokens: int = Field(default=0, ge=0)
+    #: of `cache_write_tokens`, the 1-hour ones; 0 in messages older than the field
+    cache_write_1h_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)
 
     def __add__(self, other: Usage) -> Usage:
@@ -30,6 +38,7 @@ class Usage(BaseModel):
             input_tokens=self.input_tokens + other.input_tokens,
             cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
         )
 

@@ -6,9 +6,11 @@ public catalog unless the config file gives them (`price = {...}` on the
 model, which pins it). A model's `provider` is its family (`openai`,
 `anthropic`, `gemini`, `deepseek`, ...); its price is looked up by
 `price_key`, else by its name with the family's catalog prefix
-(`gemini/gemini-2.5-flash`), else by its bare name. `with_price_book()` reprices
-every model that is not pinned from a newer price book (see
-`processors.prices.refresh`), without a restart.
+(`gemini/gemini-2.5-flash`), else by its bare name. Cache prices the catalog does
+not list come from the multipliers the model's provider documents
+(`processors.pricing.cache_rates`). `with_price_book()` reprices every model that
+is not pinned from a newer price book (see `processors.prices.refresh`), without
+a restart.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tierline.processors.errors import InputError
+from tierline.processors.pricing.cache_rates import documented_cache_rates
 from tierline.processors.pricing.families import family_defaults
 from tierline.processors.pricing.prices import Price, PriceBook, bundled_price_book
 from tierline.schemas import ErrorType, Tier
@@ -82,7 +85,11 @@ class Catalog:
         models = {}
         for name, m in self.models.items():
             listed = prices.get(m.price_key) if m.price_key else None
-            models[name] = replace(m, price=listed.price) if listed is not None else m
+            models[name] = (
+                replace(m, price=documented_cache_rates(listed.price, m.provider))
+                if listed is not None
+                else m
+            )
         return Catalog(models, {t: list(ns) for t, ns in self.tiers.items()})
 
     @classmethod
@@ -129,6 +136,7 @@ def _model_spec(name: str, entry: Mapping[str, Any], prices: PriceBook) -> Model
             _opt_dec(p.get("cache_write")),
             _opt_dec(p.get("batch_input")),
             _opt_dec(p.get("batch_output")),
+            cache_write_1h=_opt_dec(p.get("cache_write_1h")),
         )
     elif listed is not None:
         price = listed.price
@@ -143,7 +151,7 @@ def _model_spec(name: str, entry: Mapping[str, Any], prices: PriceBook) -> Model
         model_id=str(entry.get("model_id", name)),
         api_base=str(entry.get("api_base", defaults.api_base)).rstrip("/"),
         key_env=str(entry.get("key_env", defaults.key_env)),
-        price=price,
+        price=documented_cache_rates(price, provider),
         context_window=entry.get("context_window") or (listed.max_input_tokens if listed else None),
         max_output_tokens=(
             entry.get("max_output_tokens") or (listed.max_output_tokens if listed else None)

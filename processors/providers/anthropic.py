@@ -15,17 +15,24 @@ Request, from our OpenAI-format one:
 * `response_format` `json_schema` becomes `output_config.format` (structured
   outputs); `json_object`, which Anthropic lacks, becomes a system instruction;
 * prompt caching is the client's choice: a part's `cache_control` is passed on
-  as `{"type": "ephemeral"}` (the 5-minute cache; the 1-hour TTL is dropped so
-  every cache write is billed at the one cache-write price the catalog has).
+  as `{"type": "ephemeral"}`, with its `ttl` when that is one Anthropic takes
+  (`"5m"`, `"1h"`; the 1-hour cache costs more to write, and is billed so).
 
 Reply: the `text` blocks joined; `stop_reason` `end_turn`/`stop_sequence` ->
 stop, `max_tokens`/`model_context_window_exceeded`/`pause_turn` -> length,
-`tool_use` -> tool_calls, `refusal` -> content_filter. Usage: Anthropic's
-`input_tokens` counts only the prompt tokens that were neither read from nor
-written to the cache, so the normalized input is `input_tokens +
+`tool_use` -> tool_calls, `refusal` -> content_filter. The request id is the
+`request-id` header, else the message `id`.
+
+Usage: Anthropic's `input_tokens` counts only the prompt tokens that were neither
+read from nor written to the cache, so the normalized input is `input_tokens +
 cache_creation_input_tokens + cache_read_input_tokens`, of which the reads are
-`cached_input_tokens` and the writes `cache_write_tokens`. The request id is
-the `request-id` header, else the message `id`.
+`cached_input_tokens` and the writes `cache_write_tokens`. The writes are split
+by TTL in `cache_creation: {ephemeral_5m_input_tokens, ephemeral_1h_input_tokens}`
+(older replies lack it: every write is then a 5-minute one); the 1-hour ones are
+`cache_write_1h_tokens`. Anthropic documents `cache_creation_input_tokens` as the
+sum of the two; should they disagree, the writes are the larger of the total and
+the sum, 1-hour writes as reported and the rest 5-minute, so no write goes
+unbilled.
 """
 
 from __future__ import annotations
@@ -53,6 +60,8 @@ from tierline.schemas.response import FinishReason
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 8192
 JSON_INSTRUCTION = "Respond with a single JSON object and nothing else."
+#: the `cache_control.ttl` values Anthropic accepts
+CACHE_TTLS = frozenset({"5m", "1h"})
 
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -140,12 +149,18 @@ class AnthropicAdapter:
 
 def _usage(usage: dict[str, Any]) -> Usage:
     uncached = tokens(usage["input_tokens"])
-    written = tokens(usage.get("cache_creation_input_tokens"))
     read = tokens(usage.get("cache_read_input_tokens"))
+    by_ttl = usage.get("cache_creation") or {}
+    if not isinstance(by_ttl, dict):
+        raise TypeError("usage.cache_creation is not an object")
+    five_minute = tokens(by_ttl.get("ephemeral_5m_input_tokens"))
+    one_hour = tokens(by_ttl.get("ephemeral_1h_input_tokens"))
+    written = max(tokens(usage.get("cache_creation_input_tokens")), five_minute + one_hour)
     return Usage(
         input_tokens=uncached + written + read,
         cached_input_tokens=read,
         cache_write_tokens=written,
+        cache_write_1h_tokens=one_hour,
         output_tokens=tokens(usage["output_tokens"]),
     )
 
@@ -176,8 +191,14 @@ def _block(part: Part) -> dict[str, Any]:
     else:
         block = {"type": "text", "text": part.text}
     if part.cache_control is not None:
-        block["cache_control"] = {"type": "ephemeral"}
+        block["cache_control"] = _cache_control(part.cache_control)
     return block
+
+
+def _cache_control(asked: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic's one cache type, with the client's TTL when it is one Anthropic takes."""
+    ttl = asked.get("ttl")
+    return {"type": "ephemeral", "ttl": ttl} if ttl in CACHE_TTLS else {"type": "ephemeral"}
 
 
 def _turn(m: ChatMessage) -> dict[str, Any] | None:

@@ -6,7 +6,7 @@ the work, steered by one `Dialect` per family. What differs:
 
 | family     | max tokens field      | cached-read tokens      | cache-write tokens | json_schema |
 |------------|-----------------------|-------------------------|--------------------|-------------|
-| openai     | max_completion_tokens | details.cached_tokens   | - (writes free)    | yes         |
+| openai     | max_completion_tokens | details.cached_tokens   | details.cache_write_tokens | yes |
 | deepseek   | max_tokens            | prompt_cache_hit_tokens | -                  | json_object |
 | mistral    | max_tokens            | details.cached_tokens   | -                  | yes         |
 | qwen       | max_tokens            | details.cached_tokens   | -                  | json_object |
@@ -22,7 +22,10 @@ counts 0; "json_object" means a `json_schema` request is sent as JSON mode.)
 * openai: the reference. Reasoning models (o1, o3, o4-*, gpt-5* but not
   gpt-5-chat) reject `temperature`, `top_p` and `stop`, which are dropped; the
   `developer` role is kept; a `message.refusal` with no content is a content
-  filter.
+  filter. Cache writes cost nothing extra before the GPT-5.6 family; GPT-5.6 and
+  later bill them at 1.25x input and report them in `cache_write_tokens` (the
+  catalog's `cache_creation_input_token_cost`); earlier models report 0 or
+  nothing there.
 * deepseek: `prompt_tokens` = `prompt_cache_hit_tokens` +
   `prompt_cache_miss_tokens`; finish `insufficient_system_resource` is an
   overload (retried); `reasoning_content` (deepseek-reasoner) is not part of
@@ -58,6 +61,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OPENAI_CACHED_READ = ("prompt_tokens_details.cached_tokens",)
+OPENAI_CACHE_WRITE = "prompt_tokens_details.cache_write_tokens"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,7 @@ DIALECTS: dict[str, Dialect] = {
             max_tokens_field="max_completion_tokens",
             developer_role=True,
             reasoning_models=True,
+            cache_write=(OPENAI_CACHE_WRITE,),
         ),
         Dialect(
             "deepseek",
@@ -105,7 +110,7 @@ DIALECTS: dict[str, Dialect] = {
         Dialect("together"),
         Dialect(
             "openrouter",
-            cache_write=("prompt_tokens_details.cache_write_tokens",),
+            cache_write=(OPENAI_CACHE_WRITE,),
             cache_control=True,
             extra_headers={"X-Title": "tierline"},
         ),

@@ -20,9 +20,10 @@ and its kin -> an invalid response; a prompt blocked outright
 (`promptFeedback.blockReason`, no candidates) is content_filtered. Usage from
 `usageMetadata`: input = `promptTokenCount` (which includes
 `cachedContentTokenCount`) + `toolUsePromptTokenCount`, cached-read =
-`cachedContentTokenCount`, output = `candidatesTokenCount` +
-`thoughtsTokenCount` (thinking is billed as output); Gemini bills no cache
-writes per request. The request id is `responseId`.
+`cachedContentTokenCount` (an implicit cache hit or an explicit cache's
+content alike, billed at the model's cached price), output =
+`candidatesTokenCount` + `thoughtsTokenCount` (thinking is billed as output);
+Gemini bills no cache writes per request. The request id is `responseId`.
 
 Errors are google.rpc `Status` objects; an `ErrorInfo` reason such as
 `API_KEY_INVALID` (sent with HTTP 400) makes it an auth error, and a

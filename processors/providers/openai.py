@@ -10,7 +10,9 @@ tokens.
 
 The reply's `choices[0].message.content` (a string, or a list of parts whose
 `text` parts are joined) is the answer; `usage.prompt_tokens` counts the whole
-prompt, cached part included; `completion_tokens` includes reasoning tokens.
+prompt, the parts read from (`prompt_tokens_details.cached_tokens`) and written
+to (`cache_write_tokens`, GPT-5.6 and later) the prompt cache included;
+`completion_tokens` includes reasoning tokens.
 """
 
 from __future__ import annotations

@@ -495,6 +495,7 @@ class _Walk:
                 input_tokens=usage.input_tokens,
                 cached_input_tokens=usage.cached_input_tokens,
                 cache_write_tokens=usage.cache_write_tokens,
+                cache_write_1h_tokens=usage.cache_write_1h_tokens,
                 output_tokens=usage.output_tokens,
                 cost_usd=cost_of(usage, model.price),
                 latency_ms=latency_ms,

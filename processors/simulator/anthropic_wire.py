@@ -15,7 +15,9 @@ Parses a request the way the real API reads it and renders the real shapes:
   `stop_reason` `end_turn` | `max_tokens` | `refusal`, `stop_sequence: null`;
 * usage: `input_tokens` counts only the prompt tokens that were neither read
   from nor written to the cache, as the real API reports it; the total prompt is
-  `input_tokens + cache_creation_input_tokens + cache_read_input_tokens`.
+  `input_tokens + cache_creation_input_tokens + cache_read_input_tokens`, and
+  `cache_creation` splits the writes by TTL (`ephemeral_5m_input_tokens`,
+  `ephemeral_1h_input_tokens`: 1-hour when a marker asks for `"ttl": "1h"`).
   Caching applies only when the request marks a block (system, message or tool)
   or the request itself with `cache_control`, as with the real API;
 * headers: `request-id`, `anthropic-organization-id`; a model with a limit
@@ -72,33 +74,37 @@ def _rfc3339(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(epoch)))
 
 
-def _blocks_text(content: Any) -> tuple[str, bool]:
-    """The text of a content value (string or block list) and whether a block has cache_control."""
+def _blocks_text(content: Any, markers: list[Any]) -> str:
+    """The text of a content value (string or block list); its blocks' `cache_control`
+    values are added to `markers`."""
     if isinstance(content, str):
-        return content, False
+        return content
     if not isinstance(content, list):
-        return "", False
+        return ""
     texts: list[str] = []
-    marked = False
     for block in content:
         if not isinstance(block, dict):
             continue
         if "cache_control" in block:
-            marked = True
+            markers.append(block["cache_control"])
         text = block.get("text")
         if isinstance(text, str):
             texts.append(text)
         elif block.get("type") == "tool_result":
-            inner, inner_marked = _blocks_text(block.get("content"))
-            texts.append(inner)
-            marked = marked or inner_marked
-    return " ".join(texts), marked
+            texts.append(_blocks_text(block.get("content"), markers))
+    return " ".join(texts)
+
+
+def _cache_ttl(markers: list[Any]) -> str:
+    """`1h` when a cache marker asks for the 1-hour cache, else the default `5m`."""
+    return "1h" if any(isinstance(m, dict) and m.get("ttl") == "1h" for m in markers) else "5m"
 
 
 class AnthropicWire(WireFormat):
     """Renders and parses Anthropic Messages."""
 
     name = "anthropic"
+    explicit_cache = True
     error_statuses = (500, 529)
     error_messages = _ERROR_MESSAGES
     server_error_text = "Internal server error"
@@ -178,9 +184,13 @@ class AnthropicWire(WireFormat):
                 400, rid, "stream: streaming is not simulated by tierline's provider simulator"
             )
         tally = PromptTally()
-        system_text, system_marked = _blocks_text(body.get("system"))
-        tally.system(system_text)
-        marked = "cache_control" in body or system_marked
+        markers: list[Any] = []
+        tools = body.get("tools")
+        if isinstance(tools, list):
+            markers += [
+                t["cache_control"] for t in tools if isinstance(t, dict) and "cache_control" in t
+            ]
+        tally.system(_blocks_text(body.get("system"), markers))
         for i, m in enumerate(messages):
             if not isinstance(m, dict):
                 return self._error(400, rid, f"messages.{i}: Input should be a valid dictionary")
@@ -191,14 +201,9 @@ class AnthropicWire(WireFormat):
                 )
             if "content" not in m:
                 return self._error(400, rid, f"messages.{i}.content: Field required")
-            text, m_marked = _blocks_text(m["content"])
-            marked = marked or m_marked
-            tally.message(text, user=role == "user")
-        tools = body.get("tools")
-        if isinstance(tools, list) and any(
-            isinstance(t, dict) and "cache_control" in t for t in tools
-        ):
-            marked = True
+            tally.message(_blocks_text(m["content"], markers), user=role == "user")
+        if "cache_control" in body:  # automatic caching: a marker on the last block
+            markers.append(body["cache_control"])
         schema: dict[str, Any] | None = None
         wants_json = False
         fmt = body.get("output_format")
@@ -209,7 +214,12 @@ class AnthropicWire(WireFormat):
             if isinstance(fmt.get("schema"), dict):
                 schema = fmt["schema"]
         return tally.request(
-            model, max_tokens, wants_json=wants_json, json_schema=schema, cache_marked=marked
+            model,
+            max_tokens,
+            wants_json=wants_json,
+            json_schema=schema,
+            cache_marked=bool(markers),
+            cache_ttl=_cache_ttl(markers),
         )
 
     # ------------------------------------------------------------------ answers
@@ -247,6 +257,7 @@ class AnthropicWire(WireFormat):
             stop_reason = "refusal"
         content = [{"type": "text", "text": reply.text}] if reply.text else []
         uncached = reply.input_tokens - reply.cache_read_tokens - reply.cache_write_tokens
+        one_hour = reply.cache_write_tokens if req.cache_ttl == "1h" else 0
         body = {
             "id": f"msg_sim{rid[:24]}",
             "type": "message",
@@ -260,8 +271,8 @@ class AnthropicWire(WireFormat):
                 "cache_creation_input_tokens": reply.cache_write_tokens,
                 "cache_read_input_tokens": reply.cache_read_tokens,
                 "cache_creation": {
-                    "ephemeral_5m_input_tokens": reply.cache_write_tokens,
-                    "ephemeral_1h_input_tokens": 0,
+                    "ephemeral_5m_input_tokens": reply.cache_write_tokens - one_hour,
+                    "ephemeral_1h_input_tokens": one_hour,
                 },
                 "output_tokens": reply.output_tokens,
                 "service_tier": "standard",

@@ -14,8 +14,9 @@ Parses a request the way the real API reads it and renders the real shapes:
 * success: `candidates[0].content.parts[].text` with role `model`,
   `finishReason` `STOP` | `MAX_TOKENS` | `SAFETY` (a refusal has no content),
   `usageMetadata` {`promptTokenCount` (includes `cachedContentTokenCount`),
-  `candidatesTokenCount`, `totalTokenCount`, `cachedContentTokenCount` when
-  non-zero, as proto3 JSON omits zeros}, `modelVersion`, `responseId`;
+  `candidatesTokenCount`, `totalTokenCount`, `cachedContentTokenCount` (an
+  implicit cache hit: the prompt prefix seen before) and `cacheTokensDetails`
+  when non-zero, as proto3 JSON omits zeros}, `modelVersion`, `responseId`;
 * headers: the real API sends no rate-limit headers, so a model with a limit
   (`rpm_limit`, `tpm_limit`) is announced nowhere; a 429 carries the delay in
   `RetryInfo.retryDelay` ("2s", "0.3s"), over an enforced budget a
@@ -291,9 +292,12 @@ class GeminiWire(WireFormat):
             }
             usage["candidatesTokenCount"] = reply.output_tokens
             usage["totalTokenCount"] = reply.input_tokens + reply.output_tokens
+        usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": reply.input_tokens}]
         if reply.cache_read_tokens:
             usage["cachedContentTokenCount"] = reply.cache_read_tokens
-        usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": reply.input_tokens}]
+            usage["cacheTokensDetails"] = [
+                {"modality": "TEXT", "tokenCount": reply.cache_read_tokens}
+            ]
         body = {
             "candidates": [candidate],
             "usageMetadata": usage,

@@ -11,7 +11,9 @@ Parses a request the way the real API reads it and renders the real shapes:
   `requests` and code `rate_limit_exceeded`; 500/503 `server_error`; a 502 is
   Cloudflare's HTML page, as the real edge sends it;
 * success: a `chat.completion` object; `usage.prompt_tokens` includes
-  `prompt_tokens_details.cached_tokens`; `finish_reason` is `stop`, `length`
+  `prompt_tokens_details.cached_tokens` and, for the GPT-5.6 family and later
+  (which bill cache writes), `prompt_tokens_details.cache_write_tokens`: the
+  prompt prefix the first time it is seen; `finish_reason` is `stop`, `length`
   (capped by `max_completion_tokens` or `max_tokens`) or `content_filter`;
 * headers: `x-request-id`, `openai-processing-ms`, `openai-version`; a model
   with a limit (`rpm_limit`, `tpm_limit`) adds the
@@ -28,6 +30,7 @@ simulated and answers 400.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -94,6 +97,12 @@ def _text(content: Any) -> str:
     return ""
 
 
+#: a GPT model id's version: gpt-5.6-sol is (5, 6), gpt-6 is (6, 0)
+_GPT_VERSION = re.compile(r"^gpt-(\d+)(?:\.(\d+))?")
+#: the first family that bills (and reports) prompt-cache writes
+_WRITES_BILLED_FROM = (5, 6)
+
+
 class OpenAIWire(WireFormat):
     """Renders and parses OpenAI Chat Completions."""
 
@@ -102,6 +111,13 @@ class OpenAIWire(WireFormat):
     error_messages = _ERROR_MESSAGES
     server_error_text = "The server had an error processing your request (HTTP {status})."
     client_error_text = "Simulated client error (HTTP {status})."
+
+    def reports_cache_writes(self, model: str) -> bool:
+        """GPT-5.6 and later bill cache writes (1.25x input) and report them; earlier don't."""
+        version = _GPT_VERSION.match(model)
+        if version is None:
+            return False
+        return (int(version.group(1)), int(version.group(2) or 0)) >= _WRITES_BILLED_FROM
 
     # ------------------------------------------------------------------ plumbing
 
@@ -355,6 +371,10 @@ class OpenAIWire(WireFormat):
 
     def success(self, req: SimRequest, reply: Reply, rid: str, latency_ms: int) -> web.Response:
         finish = "content_filter" if reply.finish == "refusal" else reply.finish
+        prompt_details: dict[str, int] = {"cached_tokens": reply.cache_read_tokens}
+        if self.reports_cache_writes(req.model):
+            prompt_details["cache_write_tokens"] = reply.cache_write_tokens
+        prompt_details["audio_tokens"] = 0
         body = {
             "id": f"chatcmpl-sim{rid[:26]}",
             "object": "chat.completion",
@@ -377,10 +397,7 @@ class OpenAIWire(WireFormat):
                 "prompt_tokens": reply.input_tokens,
                 "completion_tokens": reply.output_tokens,
                 "total_tokens": reply.input_tokens + reply.output_tokens,
-                "prompt_tokens_details": {
-                    "cached_tokens": reply.cache_read_tokens,
-                    "audio_tokens": 0,
-                },
+                "prompt_tokens_details": prompt_details,
                 "completion_tokens_details": {
                     "reasoning_tokens": 0,
                     "audio_tokens": 0,

@@ -29,6 +29,9 @@ class SimRequest:
     json_schema: dict[str, Any] | None = None
     cache_marked: bool = False
     """The request marks a block with cache_control (Anthropic)."""
+    cache_ttl: str = "5m"
+    """How long a cache write lasts: `1h` when a marker asks for the 1-hour cache (Anthropic;
+    1-hour markers must come before 5-minute ones, so the cached prefix is the first)."""
 
 
 def estimate_tokens(chars: int, messages: int) -> int:

@@ -433,11 +433,11 @@ class SimulatorServer:
         return response
 
     def _cache(self, wire: WireFormat, req: SimRequest, input_tokens: int) -> tuple[int, int]:
-        """(cache read, cache write) tokens: the first message is cached once seen."""
+        """(cache read, cache write) tokens: the first message is cached once seen; its first
+        sighting is a write where the format bills writes (`WireFormat.reports_cache_writes`)."""
         if input_tokens < self._cache_min or not req.first_text:
             return 0, 0
-        explicit = wire.name == "anthropic"
-        if explicit and not req.cache_marked:
+        if wire.explicit_cache and not req.cache_marked:
             return 0, 0
         h = blake2b(req.model.encode(), digest_size=16)
         h.update(b"\0")
@@ -449,7 +449,7 @@ class SimulatorServer:
         if len(self._prefixes) >= _MAX_REMEMBERED:
             self._prefixes.clear()
         self._prefixes.add(key)
-        return 0, (first_tokens if explicit else 0)
+        return 0, (first_tokens if wire.reports_cache_writes(req.model) else 0)
 
     async def _hang(self) -> None:
         stats = self.stats

@@ -69,6 +69,7 @@ class PromptTally:
         wants_json: bool = False,
         json_schema: dict[str, Any] | None = None,
         cache_marked: bool = False,
+        cache_ttl: str = "5m",
     ) -> SimRequest:
         return SimRequest(
             model=model,
@@ -80,6 +81,7 @@ class PromptTally:
             wants_json=wants_json,
             json_schema=json_schema,
             cache_marked=cache_marked,
+            cache_ttl=cache_ttl,
         )
 
 
@@ -96,6 +98,16 @@ class WireFormat(ABC):
     """The message of any other 5xx; `{status}` is replaced by the status."""
     client_error_text: ClassVar[str]
     """The message of any other 4xx (a forced `[sim:error=...]`); `{status}` as above."""
+    explicit_cache: ClassVar[bool] = False
+    """Caching applies only to a request that marks a block (Anthropic); else it is implicit."""
+
+    def reports_cache_writes(self, model: str) -> bool:
+        """Whether the provider bills, and reports, the prompt tokens a call writes to its cache.
+
+        Anthropic does for every model (explicit caching); an implicit cache is free to
+        write unless a format says otherwise for the model.
+        """
+        return self.explicit_cache
 
     # ------------------------------------------------------------------ the skeleton
 

@@ -10,6 +10,10 @@ from `FILTERS`, and the `where` clauses tests and the demo write.
 `Query.literal()` renders the same SQL with each value inlined as an escaped literal:
 what `tierline spend --show-sql` prints, to paste into clickhouse-client or a Grafana
 panel. The query that runs is always the parametrized one.
+
+Tokens are summed as input (the whole prompt) and output; asked for, the prompt's
+cache classes too (`TOKEN_CLASSES`: cached reads, cache writes, and of those the
+1-hour writes), each billed at its own price.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ DIMENSIONS: dict[str, str] = {
 }
 #: the `costs` columns a spend question can keep some values of (`--tenant acme`, ...)
 FILTERS = ("tenant", "feature", "model", "tier")
+#: the prompt's cache token classes, summed when asked for (`token_classes=True`)
+TOKEN_CLASSES = ("cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens")
+_CLASS_SUMS = "," + ",".join(f"\n       sum({c}) AS {c}" for c in TOKEN_CLASSES)
 #: the filterable columns `attempts` has as well (it has no `feature`)
 ATTEMPT_FILTERS = frozenset({"tenant", "model", "tier"})
 
@@ -185,12 +192,19 @@ def _conditions(rows: SpendFilter) -> tuple[list[str], dict[str, Value]]:
     return clauses, parameters
 
 
-def spend_query(by: str | Iterable[str], rows: SpendFilter | None = None, where: str = "") -> Query:
+def spend_query(
+    by: str | Iterable[str],
+    rows: SpendFilter | None = None,
+    where: str = "",
+    *,
+    token_classes: bool = False,
+) -> Query:
     """Spend grouped by one or more dimensions, most expensive first.
 
     FINAL: a not-yet-merged duplicate never counts twice. Rows of equal cost come in
     the order of their keys, so the output is the same from run to run. `where` is SQL
-    written by code (never by a user), and-ed to the filters.
+    written by code (never by a user), and-ed to the filters. `token_classes` adds the
+    sums of `TOKEN_CLASSES`, after `cost_usd`.
     """
     keys = dimensions(by)
     clauses, parameters = _conditions(rows or SpendFilter())
@@ -202,7 +216,8 @@ def spend_query(by: str | Iterable[str], rows: SpendFilter | None = None, where:
         f"SELECT {selected}, uniqExact(tenant, request_id) AS requests,\n"
         "       count() AS calls,\n"
         "       sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,\n"
-        "       sum(cost_usd) AS cost_usd\n"
+        "       sum(cost_usd) AS cost_usd"
+        f"{_CLASS_SUMS if token_classes else ''}\n"
         "FROM costs FINAL\n"
         f"{clause}"
         f"GROUP BY {', '.join(keys)}\nORDER BY cost_usd DESC, {', '.join(keys)}"
@@ -218,7 +233,8 @@ def spend_sql(by: str | Iterable[str], since: Bound | None = None, where: str = 
 @dataclass(frozen=True)
 class SpendRow:
     """One group's totals. `key` is its value of the first `--by` dimension, `more_keys`
-    those of the others (empty for a single `--by`)."""
+    those of the others (empty for a single `--by`); the cache token classes are None
+    unless the query asked for them."""
 
     key: str
     requests: int
@@ -227,6 +243,9 @@ class SpendRow:
     output_tokens: int
     cost_usd: Decimal
     more_keys: tuple[str, ...] = ()
+    cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -241,24 +260,31 @@ def query_spend(
     where: str = "",
     *,
     rows: SpendFilter | None = None,
+    token_classes: bool = False,
 ) -> list[SpendRow]:
     """Run `spend_query`. `since`, when given, overrides the window start of `rows`."""
     rows = rows or SpendFilter()
     if since is not None:
         rows = replace(rows, since=since)
     n = len(dimensions(by))
-    return [
-        SpendRow(
-            str(r[0]),
-            int(r[n]),
-            int(r[n + 1]),
-            int(r[n + 2]),
-            int(r[n + 3]),
-            quantize(Decimal(r[n + 4])),
-            tuple(str(k) for k in r[1:n]),
+    found = []
+    for r in spend_query(by, rows, where, token_classes=token_classes).run(client):
+        classes: list[int | None] = [int(v) for v in r[n + 5 :]] or [None] * len(TOKEN_CLASSES)
+        found.append(
+            SpendRow(
+                str(r[0]),
+                int(r[n]),
+                int(r[n + 1]),
+                int(r[n + 2]),
+                int(r[n + 3]),
+                quantize(Decimal(r[n + 4])),
+                tuple(str(k) for k in r[1:n]),
+                cached_input_tokens=classes[0],
+                cache_write_tokens=classes[1],
+                cache_write_1h_tokens=classes[2],
+            )
         )
-        for r in spend_query(by, rows, where).run(client)
-    ]
+    return found
 
 
 #: an attempt younger than this may still be in flight, not cut off

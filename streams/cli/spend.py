@@ -19,6 +19,7 @@ import click
 
 from tierline.processors.store.spend import (
     DIMENSIONS,
+    TOKEN_CLASSES,
     Bound,
     SpendFilter,
     SpendRow,
@@ -98,6 +99,12 @@ def _bound(text: str | None, flag: str) -> Bound | None:
     help="table for people; json (one array) or csv (header row) for programs.",
 )
 @click.option(
+    "--token-classes",
+    is_flag=True,
+    help="Also show the prompt's cache token classes: tokens read from the prompt cache, "
+    "written to it, and of those the writes to a 1-hour cache (each billed at its own price).",
+)
+@click.option(
     "--show-sql",
     is_flag=True,
     help="Print the SQL instead of running it, values inlined as escaped literals "
@@ -113,6 +120,7 @@ def command(
     models: tuple[str, ...],
     tiers: tuple[str, ...],
     fmt: str,
+    token_classes: bool,
     show_sql: bool,
 ) -> None:
     """Spend grouped by tenant, model, tier, feature, provider, task or day.
@@ -132,6 +140,7 @@ def command(
       tierline spend --since 2026-03-01 --until 2026-04-01 --by tier   # March, UTC
       tierline spend --since 14d --until 7d             # the week before last
       tierline spend --by day --since all --format csv > spend.csv
+      tierline spend --by model --token-classes   # cache reads and writes too
       tierline spend --by day --show-sql     # the SQL, to run in clickhouse-client
     """
     settings = load(config_path)
@@ -142,26 +151,29 @@ def command(
         raise click.BadParameter(str(exc), param_hint="--until") from None
     rows = SpendFilter(start, end, tenants, features, models, tiers)
     if show_sql:
-        click.echo(spend_query(by, rows).literal())
+        click.echo(spend_query(by, rows, token_classes=token_classes).literal())
         return
     from tierline.processors.store.clickhouse import connect
 
     try:
-        found = query_spend(connect(settings.clickhouse_url), by, rows=rows)
+        found = query_spend(
+            connect(settings.clickhouse_url), by, rows=rows, token_classes=token_classes
+        )
     except Exception as exc:  # noqa: BLE001 - any driver failure is one clear line
         raise click.ClickException(
             f"could not query spend: {exc}\n(embedded chDB can be read only while no other "
             "tierline process holds it; stop `tierline run`, or use a ClickHouse server)"
         ) from None
     if fmt == "json":
-        click.echo(render_json(found, by))
+        click.echo(render_json(found, by, token_classes=token_classes))
     elif fmt == "csv":
-        click.echo(render_csv(found, by), nl=False)
+        click.echo(render_csv(found, by, token_classes=token_classes), nl=False)
     else:
         from rich.console import Console
 
         console = Console()
-        console.print(spend_table(found, by, spend_title(by, since, until, rows)))
+        title = spend_title(by, since, until, rows)
+        console.print(spend_table(found, by, title, token_classes=token_classes))
         if not counts_unconfirmed(rows):
             return  # attempts have no feature: a figure for all features would mislead
         cut_off = query_unconfirmed(connect(settings.clickhouse_url), rows=rows)
@@ -198,44 +210,68 @@ def _keys(by: str | Sequence[str]) -> tuple[str, ...]:
     return (by,) if isinstance(by, str) else tuple(by)
 
 
-def spend_records(rows: Sequence[SpendRow], by: str | Sequence[str]) -> list[dict[str, Any]]:
+def metrics(token_classes: bool = False) -> tuple[str, ...]:
+    """The total columns, in order: the cache token classes after the output tokens."""
+    if not token_classes:
+        return METRICS
+    return (*METRICS[:-1], *TOKEN_CLASSES, METRICS[-1])
+
+
+def spend_records(
+    rows: Sequence[SpendRow], by: str | Sequence[str], *, token_classes: bool = False
+) -> list[dict[str, Any]]:
     """The rows as plain records (what json and csv print): a field per `--by` dimension,
-    then the totals; `cost_usd` an exact decimal string."""
+    then the totals (the cache token classes too when asked); `cost_usd` an exact
+    decimal string."""
     keys = _keys(by)
-    return [
-        {
-            **dict(zip(keys, r.keys, strict=True)),
+    records = []
+    for r in rows:
+        totals: dict[str, Any] = {
             "requests": r.requests,
             "calls": r.calls,
             "input_tokens": r.input_tokens,
             "output_tokens": r.output_tokens,
+            "cached_input_tokens": r.cached_input_tokens or 0,
+            "cache_write_tokens": r.cache_write_tokens or 0,
+            "cache_write_1h_tokens": r.cache_write_1h_tokens or 0,
             "cost_usd": _usd(r.cost_usd),
         }
-        for r in rows
-    ]
+        record = dict(zip(keys, r.keys, strict=True))
+        record.update((name, totals[name]) for name in metrics(token_classes))
+        records.append(record)
+    return records
 
 
-def render_json(rows: Sequence[SpendRow], by: str | Sequence[str]) -> str:
+def render_json(
+    rows: Sequence[SpendRow], by: str | Sequence[str], *, token_classes: bool = False
+) -> str:
     """One JSON array, one object per row."""
     import orjson
 
-    return orjson.dumps(spend_records(rows, by)).decode()
+    return orjson.dumps(spend_records(rows, by, token_classes=token_classes)).decode()
 
 
-def render_csv(rows: Sequence[SpendRow], by: str | Sequence[str]) -> str:
-    """CSV with a header row: `<by>[,<by>...],requests,calls,input_tokens,output_tokens,cost_usd`.
+def render_csv(
+    rows: Sequence[SpendRow], by: str | Sequence[str], *, token_classes: bool = False
+) -> str:
+    """CSV with a header row: `<by>[,<by>...],requests,calls,input_tokens,output_tokens,cost_usd`
+    (`cached_input_tokens,cache_write_tokens,cache_write_1h_tokens` before `cost_usd` with
+    `token_classes`).
 
     Quoted as the stdlib csv module does (a key with a comma or quote is quoted);
     lines end in `\\n`, so the last column reads clean in shell tools.
     """
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[*_keys(by), *METRICS], lineterminator="\n")
+    names = [*_keys(by), *metrics(token_classes)]
+    writer = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(spend_records(rows, by))
+    writer.writerows(spend_records(rows, by, token_classes=token_classes))
     return out.getvalue()
 
 
-def spend_table(rows: Sequence[SpendRow], by: str | Sequence[str], title: str) -> Table:
+def spend_table(
+    rows: Sequence[SpendRow], by: str | Sequence[str], title: str, *, token_classes: bool = False
+) -> Table:
     """The rich table, a column per `--by` dimension; no cell is ever cut with an ellipsis.
 
     On a narrow terminal cells fold onto more lines (a long model name first), so
@@ -249,18 +285,20 @@ def spend_table(rows: Sequence[SpendRow], by: str | Sequence[str], title: str) -
         table.add_column(key, justify="left", overflow="fold")
     # two-line headers leave the key column room: at 80 columns a model name of up to
     # ~25 characters stays on one line next to six-digit token counts
-    for col in ("requests", "calls", "input\ntokens", "output\ntokens", "cost\n(USD)"):
+    classes = ("cache\nreads", "cache\nwrites", "of which\n1h") if token_classes else ()
+    columns = ("requests", "calls", "input\ntokens", "output\ntokens", *classes, "cost\n(USD)")
+    for col in columns:
         table.add_column(col, justify="right", overflow="fold")
     total = sum((r.cost_usd for r in rows), Decimal(0))
     for r in rows:
+        counts: list[int | None] = [r.requests, r.calls, r.input_tokens, r.output_tokens]
+        if token_classes:
+            counts += [r.cached_input_tokens, r.cache_write_tokens, r.cache_write_1h_tokens]
         table.add_row(
             *(key or "(none)" for key in r.keys),
-            f"{r.requests:,}",
-            f"{r.calls:,}",
-            f"{r.input_tokens:,}",
-            f"{r.output_tokens:,}",
+            *(f"{count or 0:,}" for count in counts),
             _usd(r.cost_usd),
         )
     table.add_section()
-    table.add_row("total", *[""] * (len(keys) - 1), "", "", "", "", _usd(total))
+    table.add_row("total", *[""] * (len(keys) - 1), *[""] * (len(columns) - 1), _usd(total))
     return table

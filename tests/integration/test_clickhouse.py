@@ -13,9 +13,10 @@ from click.testing import CliRunner
 from clickhouse_connect.driver.client import Client
 
 from tests.integration.support import sink_settings, wait_until
-from tierline.processors.store.clickhouse import insert_costs, migrate
+from tierline.processors.store.clickhouse import COST_COLUMNS, insert_costs, migrate
 from tierline.processors.store.spend import SpendFilter, query_spend, spend_query
 from tierline.schemas import CostRecord, Tier, encode
+from tierline.schemas.rows import row
 from tierline.streams.cli import main
 from tierline.streams.cost_sink import CostSink
 from tierline.streams.topics import ensure_topics
@@ -67,6 +68,51 @@ def test_a_redelivered_cost_record_counts_once(clickhouse: Client) -> None:
         "WHERE day = '2026-11-01' AND feature = 'search'"
     ).result_rows[0]
     assert Decimal(daily[0]) >= Decimal("0.500000123")
+
+
+def test_every_token_class_reaches_the_daily_rollup_and_spend(
+    chdb_url: str, clickhouse: Client
+) -> None:
+    migrate(clickhouse)
+    # the prompt caching page's 1-hour example, priced on claude-sonnet-4-5
+    # (tests/unit/test_providers_anthropic.py)
+    billed = record("classes-a", 1, "0.016539", tenant="classes-t").model_copy(
+        update={
+            "input_tokens": 4404,
+            "cached_input_tokens": 1800,
+            "cache_write_tokens": 556,
+            "cache_write_1h_tokens": 100,
+            "output_tokens": 503,
+        }
+    )
+    insert_costs(clickhouse, [billed, billed])  # redelivered: counted once
+    # a row from a sink that predates the 1-hour column: its writes read as 5-minute ones
+    old_columns = [c for c in COST_COLUMNS if c != "cache_write_1h_tokens"]
+    old = record("classes-b", 1, "0.000001", tenant="classes-t").model_copy(
+        update={"cache_write_tokens": 50, "input_tokens": 150}
+    )
+    values = dict(zip(COST_COLUMNS, row(old), strict=True))
+    clickhouse.insert("costs", [[values[c] for c in old_columns]], column_names=old_columns)
+    daily = clickhouse.query(
+        "SELECT calls, input_tokens, cached_input_tokens, cache_write_tokens, "
+        "cache_write_1h_tokens, output_tokens, cost_usd FROM costs_daily "
+        "WHERE tenant = 'classes-t'"
+    ).result_rows
+    assert daily == [(2, 4554, 1800, 606, 100, 523, Decimal("0.016540000"))]
+    rows = _spend(chdb_url, "--by tenant --tenant classes-t --since all --token-classes")
+    assert rows == [
+        {
+            "tenant": "classes-t",
+            "requests": 2,
+            "calls": 2,
+            "input_tokens": 4554,
+            "output_tokens": 523,
+            "cached_input_tokens": 1800,
+            "cache_write_tokens": 606,
+            "cache_write_1h_tokens": 100,
+            "cost_usd": "0.016540000",
+        }
+    ]
 
 
 def test_spend_command_reports_exact_sums(chdb_url: str, clickhouse: Client) -> None:

@@ -113,8 +113,13 @@ def test_content_parts_become_blocks_with_cache_control() -> None:
             ]
         )
     )
+    # the 1-hour TTL goes through: it is billed at its own price (2x input, not 1.25x)
     assert body["system"] == [
-        {"type": "text", "text": "Long manual...", "cache_control": {"type": "ephemeral"}}
+        {
+            "type": "text",
+            "text": "Long manual...",
+            "cache_control": {"type": "ephemeral", "ttl": "1h"},
+        }
     ]
     assert body["messages"] == [
         {
@@ -242,6 +247,102 @@ def test_a_cache_read_is_priced_at_the_read_price() -> None:
     assert cost_of(reply.usage, price) == Decimal("0.062383800")
 
 
+# https://platform.claude.com/docs/en/build-with-claude/prompt-caching#1-hour-cache-duration:
+# "The response will include detailed cache information like the following". The example's
+# total (248) is not the sum of its parts (456 + 100), which the page says it equals.
+DOCUMENTED_1H_USAGE = {
+    "input_tokens": 2048,
+    "cache_read_input_tokens": 1800,
+    "cache_creation_input_tokens": 248,
+    "output_tokens": 503,
+    "cache_creation": {"ephemeral_5m_input_tokens": 456, "ephemeral_1h_input_tokens": 100},
+}
+
+
+def test_the_documented_one_hour_usage_prices_each_ttl_at_its_own_price() -> None:
+    reply = ADAPTER.parse(200, {}, reply_with(usage=DOCUMENTED_1H_USAGE))
+    # writes: the larger of the total (248) and the parts (456 + 100 = 556), so none goes
+    # unbilled; the prompt is 2,048 + 1,800 + 556 = 4,404
+    assert reply.usage == Usage(
+        input_tokens=4404,
+        cached_input_tokens=1800,
+        cache_write_tokens=556,
+        cache_write_1h_tokens=100,
+        output_tokens=503,
+    )
+    # claude-sonnet-4-5 (the catalog's explicit prices, per 1M): $3 in, $0.30 read,
+    # $3.75 5-minute write, $6 1-hour write, $15 out
+    #   2,048 uncached * $3/M       = 0.006144
+    #   1,800 read     * $0.30/M    = 0.000540
+    #     456 5m write * $3.75/M    = 0.001710
+    #     100 1h write * $6/M       = 0.000600   (2 x $3/M; a 5-minute price would say 0.000375)
+    #     503 output   * $15/M      = 0.007545
+    #                               = 0.016539
+    price = CATALOG.model("claude-sonnet-4-5").price
+    assert price.cache_write_1h == Decimal("6E-6")
+    assert cost_of(reply.usage, price) == Decimal("0.016539000")
+
+
+def test_a_consistent_one_hour_usage_reads_the_same() -> None:
+    usage = {**DOCUMENTED_1H_USAGE, "cache_creation_input_tokens": 556}
+    reply = ADAPTER.parse(200, {}, reply_with(usage=usage))
+    assert reply.usage.cache_write_tokens == 556 and reply.usage.cache_write_1h_tokens == 100
+
+
+def test_writes_the_ttl_split_leaves_out_are_five_minute_writes() -> None:
+    # a total above the parts: the remainder is billed at the 5-minute price
+    usage = {
+        "input_tokens": 10,
+        "cache_creation_input_tokens": 300,
+        "cache_read_input_tokens": 0,
+        "output_tokens": 1,
+        "cache_creation": {"ephemeral_1h_input_tokens": 100},
+    }
+    reply = ADAPTER.parse(200, {}, reply_with(usage=usage))
+    assert reply.usage == Usage(
+        input_tokens=310, cache_write_tokens=300, cache_write_1h_tokens=100, output_tokens=1
+    )
+    # claude-haiku-4-5: 10 * $1/M + 200 * $1.25/M + 100 * $2/M + 1 * $5/M
+    #   = 0.00001 + 0.00025 + 0.0002 + 0.000005
+    assert cost_of(reply.usage, CATALOG.model("claude-haiku-4-5").price) == Decimal("0.000465000")
+
+
+@pytest.mark.parametrize("cache_creation", [None, {}])
+def test_without_a_ttl_split_every_write_is_a_five_minute_write(cache_creation: Any) -> None:
+    usage = {**DOCUMENTED_1H_USAGE, "cache_creation_input_tokens": 556}
+    usage["cache_creation"] = cache_creation
+    reply = ADAPTER.parse(200, {}, reply_with(usage=usage))
+    assert reply.usage.cache_write_tokens == 556 and reply.usage.cache_write_1h_tokens == 0
+
+
+@pytest.mark.parametrize(
+    "cache_creation",
+    [[456, 100], {"ephemeral_1h_input_tokens": -1}, {"ephemeral_5m_input_tokens": "4"}],
+)
+def test_a_malformed_ttl_split_is_an_invalid_response(cache_creation: Any) -> None:
+    usage = {**DOCUMENTED_1H_USAGE, "cache_creation": cache_creation}
+    with pytest.raises(ProviderError) as caught:
+        ADAPTER.parse(200, {}, reply_with(usage=usage))
+    assert caught.value.error_type == ErrorType.INVALID_RESPONSE
+
+
+@pytest.mark.parametrize(
+    ("asked", "sent"),
+    [
+        ({"type": "ephemeral"}, {"type": "ephemeral"}),
+        ({"type": "ephemeral", "ttl": "5m"}, {"type": "ephemeral", "ttl": "5m"}),
+        ({"type": "ephemeral", "ttl": "1h"}, {"type": "ephemeral", "ttl": "1h"}),
+        ({"type": "ephemeral", "ttl": "24h"}, {"type": "ephemeral"}),  # not Anthropic's
+    ],
+)
+def test_cache_control_keeps_a_ttl_anthropic_takes(
+    asked: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    part = {"type": "text", "text": "manual", "cache_control": asked}
+    _, body = build(request([{"role": "user", "content": [part]}]))
+    assert body["messages"][0]["content"][0]["cache_control"] == sent
+
+
 @pytest.mark.parametrize(
     ("stop_reason", "finish"),
     [
@@ -327,14 +428,13 @@ async def sim() -> AsyncIterator[RunningSimulator]:
     await running.stop()
 
 
-def cached_chat(system: str, user: str) -> RouteRequest:
+def cached_chat(system: str, user: str, ttl: str | None = None) -> RouteRequest:
+    marker = {"type": "ephemeral"} if ttl is None else {"type": "ephemeral", "ttl": ttl}
     return request(
         [
             {
                 "role": "system",
-                "content": [
-                    {"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}
-                ],
+                "content": [{"type": "text", "text": system, "cache_control": marker}],
             },
             {"role": "user", "content": user},
         ]
@@ -366,6 +466,24 @@ async def test_cache_write_then_read_through_the_simulator_are_billed_exactly(
     assert cost_of(first.usage, model.price) == Decimal("0.000246750")
     # second: 18 * 1e-6 + 103 * 1e-7 + 20 * 5e-6 = 0.000018 + 0.0000103 + 0.0001
     assert cost_of(second.usage, model.price) == Decimal("0.000128300")
+
+
+async def test_a_one_hour_cache_write_through_the_simulator_is_billed_at_twice_input(
+    sim: RunningSimulator,
+) -> None:
+    model = CATALOG.with_simulator(sim.url).model("claude-haiku-4-5")
+    system = "h" * 400  # a prefix no other test caches
+    async with httpx.AsyncClient() as client:
+        first = await call_model(
+            client, ADAPTER, model, cached_chat(system, "a" * 36 + "[sim:output_tokens=20]", "1h"),
+            "sim-key", 5.0,
+        )  # fmt: skip
+    assert first.usage == Usage(
+        input_tokens=121, cache_write_tokens=103, cache_write_1h_tokens=103, output_tokens=20
+    )
+    # claude-haiku-4-5: $1 in, $2 1-hour cache write, $5 out per 1M
+    # 18 * 1e-6 + 103 * 2e-6 + 20 * 5e-6 = 0.000018 + 0.000206 + 0.0001
+    assert cost_of(first.usage, model.price) == Decimal("0.000324000")
 
 
 async def test_simulated_anthropic_faults_are_typed(sim: RunningSimulator) -> None:

@@ -183,6 +183,10 @@ def candidate(**changes: Any) -> bytes:
 
 
 def test_reference_reply_with_cached_content_and_thoughts_is_priced_exactly() -> None:
+    # Implicit caching (https://ai.google.dev/gemini-api/docs/caching) reports its hits in
+    # usageMetadata.cachedContentTokenCount, part of promptTokenCount ("When cached_content
+    # is set, this is still the total effective prompt size", the UsageMetadata reference);
+    # Google publishes no numeric example, so the counts are the reference reply's.
     reply = ADAPTER.parse(200, {}, reply_with())
     assert reply.content == "I have four paws, like every cat."
     assert reply.finish_reason == "stop"

@@ -27,6 +27,7 @@ CATALOG = Catalog.from_config(
             "gpt-4.1-nano": {"provider": "openai"},
             "gpt-4o": {"provider": "openai"},
             "gpt-5-mini": {"provider": "openai"},
+            "gpt-5.6": {"provider": "openai"},
         },
         "tiers": {t: ["gpt-4.1-nano"] for t in ("economy", "standard", "premium")},
     }
@@ -134,6 +135,61 @@ def test_reference_reply_is_normalized_and_priced_exactly() -> None:
     # gpt-4o: $2.50 in, $1.25 cached in, $10 out per 1M tokens
     #   86 uncached * 2.5e-6 = 0.000215; 1,920 cached * 1.25e-6 = 0.0024; 300 * 1e-5 = 0.003
     assert cost_of(reply.usage, CATALOG.model("gpt-4o").price) == Decimal("0.005615000")
+
+
+# https://developers.openai.com/api/docs/guides/prompt-caching#requirements: "The following
+# Chat Completions usage example shows both fields. In this response, 1,920 tokens were
+# read from cache and no tokens were written"; GPT-5.6 and later bill writes at 1.25x input.
+DOCUMENTED_CACHE_USAGE = {
+    "prompt_tokens": 2006,
+    "completion_tokens": 300,
+    "total_tokens": 2306,
+    "prompt_tokens_details": {"cached_tokens": 1920, "cache_write_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 0,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+}
+
+
+def usage_reply(usage: dict[str, Any]) -> bytes:
+    return orjson.dumps({**REFERENCE_REPLY, "model": "gpt-5.6", "usage": usage})
+
+
+def test_the_documented_cache_usage_is_read_and_priced() -> None:
+    reply = ADAPTER.parse(200, {}, usage_reply(DOCUMENTED_CACHE_USAGE))
+    assert reply.usage == Usage(input_tokens=2006, cached_input_tokens=1920, output_tokens=300)
+    # gpt-5.6 (the catalog's prices, per 1M): $5 in, $0.50 cached, $6.25 cache write, $30 out
+    #      86 uncached * $5/M     = 0.00043
+    #   1,920 read     * $0.50/M  = 0.00096
+    #     300 output   * $30/M    = 0.009
+    #                             = 0.01039
+    assert cost_of(reply.usage, CATALOG.model("gpt-5.6").price) == Decimal("0.010390000")
+
+
+def test_cache_writes_are_read_and_billed_at_the_catalog_write_price() -> None:
+    # the same prompt's first call: the 1,920-token prefix written to the cache, not read
+    details = {"cached_tokens": 0, "cache_write_tokens": 1920}
+    usage = {**DOCUMENTED_CACHE_USAGE, "prompt_tokens_details": details}
+    reply = ADAPTER.parse(200, {}, usage_reply(usage))
+    assert reply.usage == Usage(input_tokens=2006, cache_write_tokens=1920, output_tokens=300)
+    price = CATALOG.model("gpt-5.6").price
+    assert price.cache_write == Decimal("6.25E-6")  # 1.25 x $5/M, as the catalog lists it
+    #      86 uncached * $5/M     = 0.00043
+    #   1,920 written  * $6.25/M  = 0.012
+    #     300 output   * $30/M    = 0.009
+    #                             = 0.02143
+    assert cost_of(reply.usage, price) == Decimal("0.021430000")
+
+
+def test_before_gpt_5_6_a_reported_write_costs_plain_input() -> None:
+    # gpt-4o lists no cache-write price: writes are free there beyond the input they are
+    details = {"cached_tokens": 0, "cache_write_tokens": 1920}
+    usage = {**DOCUMENTED_CACHE_USAGE, "prompt_tokens_details": details}
+    reply = ADAPTER.parse(200, {}, usage_reply(usage))
+    # 2,006 * $2.50/M + 300 * $10/M = 0.005015 + 0.003
+    assert cost_of(reply.usage, CATALOG.model("gpt-4o").price) == Decimal("0.008015000")
 
 
 def with_choice(**changes: Any) -> bytes:
@@ -292,6 +348,28 @@ async def test_a_call_through_the_simulator_is_normalized_and_billed_exactly(
     assert cost_of(first.usage, model.price) == Decimal("0.000014900")
     # second: 18 * 1e-7 + 103 * 2.5e-8 + 7 * 4e-7 = 0.0000018 + 0.000002575 + 0.0000028
     assert cost_of(second.usage, model.price) == Decimal("0.000007175")
+
+
+async def test_gpt_5_6_cache_writes_through_the_simulator_are_billed_exactly(
+    sim: RunningSimulator,
+) -> None:
+    model = CATALOG.with_simulator(sim.url).model("gpt-5.6")
+    system = "w" * 400  # a prefix no other test caches
+    async with httpx.AsyncClient() as client:
+        first = await call_model(
+            client, ADAPTER, model, chat(system, "a" * 36 + "[sim:output_tokens=7]"), "sim-key", 5.0
+        )
+        second = await call_model(
+            client, ADAPTER, model, chat(system, "b" * 36 + "[sim:output_tokens=7]"), "sim-key", 5.0
+        )
+    # the system prompt (100 tokens + 3) is written to the cache first, then read
+    assert first.usage == Usage(input_tokens=121, cache_write_tokens=103, output_tokens=7)
+    assert second.usage == Usage(input_tokens=121, cached_input_tokens=103, output_tokens=7)
+    # gpt-5.6: $5 in, $6.25 cache write, $0.50 cached, $30 out per 1M
+    # first: 18 * 5e-6 + 103 * 6.25e-6 + 7 * 3e-5 = 0.00009 + 0.00064375 + 0.00021
+    assert cost_of(first.usage, model.price) == Decimal("0.000943750")
+    # second: 18 * 5e-6 + 103 * 5e-7 + 7 * 3e-5 = 0.00009 + 0.0000515 + 0.00021
+    assert cost_of(second.usage, model.price) == Decimal("0.000351500")
 
 
 async def test_simulated_faults_are_typed_over_http(sim: RunningSimulator) -> None:

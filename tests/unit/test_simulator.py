@@ -630,6 +630,59 @@ async def test_prompt_caching_reports_the_repeated_system_prompt(
     assert p.usage(short)[2] == p.usage(again)[2] == 0
 
 
+@pytest.mark.parametrize(("ttl", "one_hour"), [(None, False), ("5m", False), ("1h", True)])
+async def test_anthropic_cache_writes_are_split_by_the_ttl_asked_for(
+    ttl: str | None, one_hour: bool, sim: RunningSimulator, client: httpx.AsyncClient
+) -> None:
+    system = f"Standing instructions, ttl {ttl}. " * 160
+    system_tokens = math.ceil(len(system) / 4) + 3
+    marker = {"type": "ephemeral"} if ttl is None else {"type": "ephemeral", "ttl": ttl}
+    blocks = [{"type": "text", "text": system, "cache_control": marker}]
+    first = (await call(client, sim, ANTHROPIC, "q1", extra={"system": blocks})).json()
+    second = (await call(client, sim, ANTHROPIC, "q2", extra={"system": blocks})).json()
+    assert first["usage"]["cache_creation_input_tokens"] == system_tokens
+    assert first["usage"]["cache_creation"] == {
+        "ephemeral_5m_input_tokens": 0 if one_hour else system_tokens,
+        "ephemeral_1h_input_tokens": system_tokens if one_hour else 0,
+    }
+    assert second["usage"]["cache_read_input_tokens"] == system_tokens
+    assert second["usage"]["cache_creation"] == {
+        "ephemeral_5m_input_tokens": 0,
+        "ephemeral_1h_input_tokens": 0,
+    }
+
+
+@pytest.mark.parametrize(("model", "writes"), [("gpt-5.6-sol", True), ("gpt-4o-mini", False)])
+async def test_openai_reports_cache_writes_for_the_models_that_bill_them(
+    model: str, writes: bool, sim: RunningSimulator, client: httpx.AsyncClient
+) -> None:
+    system = f"Standing instructions for {model}. " * 160
+    system_tokens = math.ceil(len(system) / 4) + 3
+    first = (await call(client, sim, OPENAI, "q1", model=model, system=system)).json()
+    second = (await call(client, sim, OPENAI, "q2", model=model, system=system)).json()
+    details1 = first["usage"]["prompt_tokens_details"]
+    details2 = second["usage"]["prompt_tokens_details"]
+    assert (details1["cached_tokens"], details2["cached_tokens"]) == (0, system_tokens)
+    if writes:  # GPT-5.6 and later: the prefix is written once, then read
+        assert (details1["cache_write_tokens"], details2["cache_write_tokens"]) == (
+            system_tokens,
+            0,
+        )
+    else:
+        assert "cache_write_tokens" not in details1 and "cache_write_tokens" not in details2
+
+
+async def test_gemini_reports_implicit_cache_hits_by_modality(
+    sim: RunningSimulator, client: httpx.AsyncClient
+) -> None:
+    system = "Standing instructions for Gemini. " * 160
+    system_tokens = math.ceil(len(system) / 4) + 3
+    await call(client, sim, GEMINI, "q1", system=system)
+    usage = (await call(client, sim, GEMINI, "q2", system=system)).json()["usageMetadata"]
+    assert usage["cachedContentTokenCount"] == system_tokens
+    assert usage["cacheTokensDetails"] == [{"modality": "TEXT", "tokenCount": system_tokens}]
+
+
 async def test_openai_json_modes_return_valid_json(
     sim: RunningSimulator, client: httpx.AsyncClient
 ) -> None:

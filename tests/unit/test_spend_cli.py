@@ -310,3 +310,90 @@ def test_several_keys_in_csv_json_and_the_table() -> None:
     total = next(line for line in lines if "total" in line)
     cells = [cell.strip() for cell in total.split("│")[1:-1]]
     assert cells == ["total", "", "", "", "", "", "1.000000001"]  # a blank under each key
+
+
+# --------------------------------------------------------------------------- token classes
+
+
+def test_token_classes_are_summed_after_the_cost_when_asked_for() -> None:
+    sql = spend_query("model", token_classes=True).sql
+    assert sql.startswith(
+        "SELECT model AS model, uniqExact(tenant, request_id) AS requests,\n"
+        "       count() AS calls,\n"
+        "       sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,\n"
+        "       sum(cost_usd) AS cost_usd,\n"
+        "       sum(cached_input_tokens) AS cached_input_tokens,\n"
+        "       sum(cache_write_tokens) AS cache_write_tokens,\n"
+        "       sum(cache_write_1h_tokens) AS cache_write_1h_tokens\n"
+        "FROM costs FINAL\n"
+    )
+    assert "cache" not in spend_query("model").sql  # not asked: the query is as it was
+    client = RecordingClient(rows=[("acme", 1, 2, 4404, 503, "0.016539", 1800, 556, 100)])
+    found = query_spend(cast(Client, client), "tenant", token_classes=True)
+    assert found == [
+        SpendRow(
+            "acme",
+            1,
+            2,
+            4404,
+            503,
+            Decimal("0.016539000"),
+            cached_input_tokens=1800,
+            cache_write_tokens=556,
+            cache_write_1h_tokens=100,
+        )
+    ]
+
+
+CLASS_ROWS = [
+    SpendRow("acme", 1, 2, 4404, 503, Decimal("0.016539000"), (), 1800, 556, 100),
+    SpendRow("globex", 1, 1, 7, 2, Decimal("0E-9"), (), 0, 0, 0),
+]
+
+
+def test_token_classes_in_csv_json_and_the_table() -> None:
+    assert render_csv(CLASS_ROWS, "tenant", token_classes=True).splitlines() == [
+        "tenant,requests,calls,input_tokens,output_tokens,"
+        "cached_input_tokens,cache_write_tokens,cache_write_1h_tokens,cost_usd",
+        "acme,1,2,4404,503,1800,556,100,0.016539000",
+        "globex,1,1,7,2,0,0,0,0.000000000",
+    ]
+    assert orjson.loads(render_json(CLASS_ROWS, "tenant", token_classes=True))[0] == {
+        "tenant": "acme",
+        "requests": 1,
+        "calls": 2,
+        "input_tokens": 4404,
+        "output_tokens": 503,
+        "cached_input_tokens": 1800,
+        "cache_write_tokens": 556,
+        "cache_write_1h_tokens": 100,
+        "cost_usd": "0.016539000",
+    }
+    # not asked for: the columns are as they were
+    assert render_csv(CLASS_ROWS, "tenant").splitlines()[0] == (
+        "tenant,requests,calls,input_tokens,output_tokens,cost_usd"
+    )
+
+    def rendered(width: int) -> str:
+        console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+        console.print(spend_table(CLASS_ROWS, "tenant", "spend by tenant", token_classes=True))
+        return console.export_text()
+
+    narrow = rendered(80)  # cells fold, nothing is cut
+    assert "…" not in narrow and max(len(line) for line in narrow.splitlines()) <= 80
+    cost_column = "".join(
+        line.split("│")[-2].strip() for line in narrow.splitlines() if line.startswith("│")
+    )
+    assert cost_column.startswith("0.016539000" + "0.000000000")
+    text = rendered(120)
+    acme = next(line for line in text.splitlines() if "acme" in line)
+    cells = [cell.strip() for cell in acme.split("│")[1:-1]]
+    assert cells == ["acme", "1", "2", "4,404", "503", "1,800", "556", "100", "0.016539000"]
+    total = next(line for line in text.splitlines() if "total" in line)
+    assert [c.strip() for c in total.split("│")[1:-1]][-1] == "0.016539000"
+
+
+def test_the_token_classes_flag_reaches_the_printed_sql() -> None:
+    result = CliRunner().invoke(main, ["spend", "--token-classes", "--show-sql"])
+    assert result.exit_code == 0, result.output
+    assert "sum(cache_write_1h_tokens) AS cache_write_1h_tokens" in result.output

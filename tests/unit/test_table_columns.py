@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from importlib import resources
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -13,19 +13,46 @@ import pytest
 from pydantic import BaseModel
 
 from tierline.schemas import Attempt, CostRecord, FeatureRecord, Feedback, Tier
+from tierline.schemas.migrations import migrations
 from tierline.schemas.rows import columns, row
 
 _CREATE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\s*\((.*?)\n\)", re.S)
+_ALTER = re.compile(r"ALTER TABLE (\w+)\s+(.*)", re.S)
+#: one column of an ALTER TABLE: `ADD COLUMN [IF NOT EXISTS] name Type [DEFAULT ...]`
+_ADD = re.compile(
+    r"ADD COLUMN (?:IF NOT EXISTS )?(\w+)\s+(.+?)"
+    r"(?:\s+(?:DEFAULT|MATERIALIZED|ALIAS|CODEC|COMMENT|TTL|AFTER|FIRST)\b.*)?$",
+    re.S,
+)
+_DROP = re.compile(r"DROP COLUMN (?:IF EXISTS )?(\w+)$")
+
+
+def columns_of(table: str, statements: Iterable[str]) -> dict[str, str]:
+    """Column name -> ClickHouse type after `statements`, in order: the CREATE TABLE of
+    `table`, then the columns later ALTER TABLE statements add or drop."""
+    found: dict[str, str] | None = None
+    for statement in statements:
+        for name, body in _CREATE.findall(statement):
+            if name == table and found is None:
+                pairs = (line.strip().rstrip(",").split(None, 1) for line in body.splitlines())
+                found = {p[0]: p[1] for p in pairs if len(p) == 2 and not p[0].startswith("--")}
+        altered = _ALTER.match(statement.strip())
+        if altered is None or altered.group(1) != table or found is None:
+            continue
+        for clause in re.split(r",\s*(?=ADD |DROP |MODIFY |RENAME )", altered.group(2)):
+            clause = " ".join(clause.split())
+            if added := _ADD.match(clause):
+                found[added.group(1)] = added.group(2)
+            elif dropped := _DROP.match(clause):
+                found.pop(dropped.group(1), None)
+    if found is None:
+        raise AssertionError(f"no migration creates {table}")
+    return found
 
 
 def ddl_columns(table: str) -> dict[str, str]:
-    """Column name -> ClickHouse type, read from the migration that creates `table`."""
-    for sql in sorted(resources.files("tierline.schemas").joinpath("ddl").iterdir(), key=str):
-        for name, body in _CREATE.findall(sql.read_text()):
-            if name == table:
-                pairs = (line.strip().rstrip(",").split(None, 1) for line in body.splitlines())
-                return {p[0]: p[1] for p in pairs if len(p) == 2 and not p[0].startswith("--")}
-    raise AssertionError(f"no migration creates {table}")
+    """Column name -> ClickHouse type of `table` once every bundled migration has run."""
+    return columns_of(table, (s for m in migrations() for s in m.statements()))
 
 
 def python_types(annotation: Any) -> tuple[set[Any], bool]:
@@ -88,6 +115,23 @@ def test_every_model_field_is_a_column_of_its_table(table: str, model: type[Base
     for name in columns(model):
         annotation = model.model_fields[name].annotation
         assert holds(ddl[name], annotation), f"{table}.{name}: {ddl[name]} cannot hold {annotation}"
+
+
+def test_a_column_added_by_a_later_migration_is_a_column() -> None:
+    assert ddl_columns("costs")["cache_write_1h_tokens"] == "UInt32"
+    statements = [
+        "CREATE TABLE IF NOT EXISTS t\n(\n    a String,\n    b UInt32\n)\nENGINE = MergeTree",
+        "CREATE TABLE IF NOT EXISTS other\n(\n    z String\n)\nENGINE = MergeTree",
+        "ALTER TABLE t\n"
+        "    ADD COLUMN IF NOT EXISTS c DateTime64(3, 'UTC') DEFAULT now() AFTER b,\n"
+        "    ADD COLUMN d LowCardinality(String), DROP COLUMN IF EXISTS b",
+        "ALTER TABLE other ADD COLUMN y UInt8",
+    ]
+    assert columns_of("t", statements) == {
+        "a": "String",
+        "c": "DateTime64(3, 'UTC')",
+        "d": "LowCardinality(String)",
+    }
 
 
 def test_a_column_the_model_lacks_is_caught() -> None:

@@ -1,9 +1,16 @@
 """`Price` (one model's per-token prices) and `PriceBook` (every model's).
 
 A `Price` holds USD per token for plain input, cached-read input, cache-write
-input, output, and the batch API's input and output. Some models cost more
-per token once a prompt passes a size (Gemini 2.5 Pro above 200k tokens, GPT
-models above 272k): the public catalog writes those as
+input (Anthropic's 1-hour writes apart from the 5-minute ones), output, and the
+batch API's input and output: the public catalog's `input_cost_per_token`,
+`cache_read_input_token_cost`, `cache_creation_input_token_cost`,
+`cache_creation_input_token_cost_above_1hr`, `output_cost_per_token` and
+`*_cost_per_token_batches`. A price the catalog leaves out stays None here;
+`processors.pricing.cache_rates` fills in the cache prices a provider documents
+as multiples of its input price, and `cost_of` says what the rest cost.
+
+Some models cost more per token once a prompt passes a size (Gemini 2.5 Pro
+above 200k tokens, GPT models above 272k): the public catalog writes those as
 `input_cost_per_token_above_200k_tokens` and the like, kept here as
 `long_context` tiers; `Price.for_prompt(n)` is the price that applies to a
 call whose prompt has `n` tokens.
@@ -26,7 +33,8 @@ MILLION = Decimal(1_000_000)
 #: a long-context price field of the public catalog, e.g. input_cost_per_token_above_200k_tokens
 LONG_CONTEXT_FIELD = re.compile(
     r"^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost"
-    r"|cache_creation_input_token_cost)_above_(\d+)k_tokens$"
+    r"|cache_creation_input_token_cost|cache_creation_input_token_cost_above_1hr)"
+    r"_above_(\d+)k_tokens$"
 )
 
 
@@ -41,14 +49,17 @@ def to_decimal(value: Any) -> Decimal | None:
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per token. Cached-read and cache-write default to the plain input price."""
+    """USD per token; None where the catalog gives no price (see the module docstring)."""
 
     input: Decimal
     output: Decimal
     cached_input: Decimal | None = None
+    #: a cache write: a 5-minute one for Anthropic, the only kind elsewhere
     cache_write: Decimal | None = None
     batch_input: Decimal | None = None
     batch_output: Decimal | None = None
+    #: a write to Anthropic's 1-hour cache
+    cache_write_1h: Decimal | None = None
     #: (prompt size, price) pairs, ascending: the price of calls whose prompt is above the size
     long_context: tuple[tuple[int, Price], ...] = ()
 
@@ -61,6 +72,7 @@ class Price:
         cache_write: str | Decimal | None = None,
         batch_input: str | Decimal | None = None,
         batch_output: str | Decimal | None = None,
+        cache_write_1h: str | Decimal | None = None,
     ) -> Price:
         """Build from the per-1M-token figures vendors publish."""
 
@@ -74,6 +86,7 @@ class Price:
             cache_write=per_token(cache_write),
             batch_input=per_token(batch_input),
             batch_output=per_token(batch_output),
+            cache_write_1h=per_token(cache_write_1h),
         )
 
     def for_prompt(self, input_tokens: int) -> Price:
@@ -98,6 +111,7 @@ class Price:
             cache_write=to_decimal(entry.get("cache_creation_input_token_cost")),
             batch_input=to_decimal(entry.get("input_cost_per_token_batches")),
             batch_output=to_decimal(entry.get("output_cost_per_token_batches")),
+            cache_write_1h=to_decimal(entry.get("cache_creation_input_token_cost_above_1hr")),
         )
         return replace(base, long_context=_long_context_tiers(entry, base))
 
@@ -107,7 +121,8 @@ class Price:
 
 
 def _long_context_tiers(entry: Mapping[str, Any], base: Price) -> tuple[tuple[int, Price], ...]:
-    """The catalog's `*_above_<N>k_tokens` prices as tiers; a price a tier lacks is the base's."""
+    """The catalog's `*_above_<N>k_tokens` prices as tiers; a price a tier lacks is the base's,
+    except a 1-hour cache write's, left for `cache_rates` to derive from the tier's input."""
     fields: dict[int, dict[str, Decimal]] = {}
     for key, value in entry.items():
         match = LONG_CONTEXT_FIELD.match(key)
@@ -124,6 +139,8 @@ def _long_context_tiers(entry: Mapping[str, Any], base: Price) -> tuple[tuple[in
                     output=f.get("output_cost_per_token", base.output),
                     cached_input=f.get("cache_read_input_token_cost", base.cached_input),
                     cache_write=f.get("cache_creation_input_token_cost", base.cache_write),
+                    # not the base's: Anthropic's 2x multiplier applies to the tier's own input
+                    cache_write_1h=f.get("cache_creation_input_token_cost_above_1hr"),
                 ),
             )
         )

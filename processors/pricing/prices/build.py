@@ -3,9 +3,10 @@
     python -m processors.prices.build path/to/model_prices_and_context_window.json
 
 Keeps chat models of the providers tierline speaks to, and only the fields it
-reads (token prices, long-context tiers, context windows), so the snapshot
-stays small. The catalog is LiteLLM's, MIT-licensed: LICENSE-litellm.txt beside
-the snapshot carries its notice and must ship with it.
+reads (token prices, cache prices with Anthropic's 1-hour writes apart,
+long-context tiers, context windows), so the snapshot stays small. The catalog
+is LiteLLM's, MIT-licensed: LICENSE-litellm.txt beside the snapshot carries its
+notice and must ship with it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ FIELDS = {
     "output_cost_per_token",
     "cache_read_input_token_cost",
     "cache_creation_input_token_cost",
+    "cache_creation_input_token_cost_above_1hr",
     "input_cost_per_token_batches",
     "output_cost_per_token_batches",
 }
