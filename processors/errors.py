@@ -23,7 +23,10 @@
         │   ├── content_filtered    another provider's filter may differ (billed if charged)
         │   └── invalid_response    empty or unparseable reply (billed if charged)
         └── not retryable, final
-            └── bad_request         400: our request is wrong everywhere
+            └── bad_request         400: our request is wrong everywhere; except when
+                                    the model refused a capability the request needs
+                                    (`unsupported`: "does not support tools"), which
+                                    another model may have: the next model helps
 
 Retryable errors are retried on the same model until its retries run out, then
 the walk moves to the next candidate, as for the "next model helps" kind.
@@ -55,6 +58,8 @@ KINDS: dict[ErrorType, ErrorKind] = {
     ErrorType.BAD_REQUEST: ErrorKind(retryable=False, next_model_helps=False),
 }
 _FINAL = ErrorKind(retryable=False, next_model_helps=False)
+#: a model that refused a capability the request needs: another model may have it
+_CAPABILITY = ErrorKind(retryable=False, next_model_helps=True)
 
 
 def kind_of(error_type: ErrorType) -> ErrorKind:
@@ -99,16 +104,21 @@ class ProviderError(TierlineError):
         status: int | None = None,
         retry_after_s: float | None = None,
         cause: str | None = None,
+        unsupported: str | None = None,
     ) -> None:
         super().__init__(message, error_type)
         self.status = status
         self.retry_after_s = retry_after_s
         #: refused | dns | tls | reset | connect_timeout | read_timeout, where it is one
         self.cause = cause
+        #: the capability the model said it lacks (tools | images | json_schema), if any
+        self.unsupported = unsupported
 
     def info(self) -> ErrorInfo:
         return super().info().model_copy(update={"cause": self.cause})
 
     @property
     def kind(self) -> ErrorKind:
+        if self.unsupported is not None:
+            return _CAPABILITY
         return kind_of(self.error_type)

@@ -5,6 +5,7 @@ The bottom layer: imports nothing of ours.
 
 from tierline.schemas.alert import Alert, AlertKind
 from tierline.schemas.attempt import Attempt
+from tierline.schemas.cache import CachedAnswer
 from tierline.schemas.codec import decode, encode
 from tierline.schemas.cost import CostRecord
 from tierline.schemas.dead_letter import DeadLetter
@@ -18,11 +19,20 @@ from tierline.schemas.response import RouteResponse, RoutingDecision, Usage
 from tierline.schemas.routed import Escalation, RoutedRequest
 from tierline.schemas.settlement import Settlement
 from tierline.schemas.tier import LatencyClass, Tier
+from tierline.schemas.tools import (
+    FunctionCall,
+    FunctionDefinition,
+    NamedToolChoice,
+    Tool,
+    ToolCall,
+    ToolChoiceFunction,
+)
 
 __all__ = [
     "Alert",
     "AlertKind",
     "Attempt",
+    "CachedAnswer",
     "ChatMessage",
     "CircuitState",
     "CostRecord",
@@ -32,10 +42,13 @@ __all__ = [
     "Escalation",
     "FeatureRecord",
     "Feedback",
+    "FunctionCall",
+    "FunctionDefinition",
     "HealthSnapshot",
     "Hints",
     "LatencyClass",
     "Metadata",
+    "NamedToolChoice",
     "Params",
     "RouteRequest",
     "RouteResponse",
@@ -43,6 +56,9 @@ __all__ = [
     "RoutingDecision",
     "Settlement",
     "Tier",
+    "Tool",
+    "ToolCall",
+    "ToolChoiceFunction",
     "Usage",
     "decode",
     "encode",

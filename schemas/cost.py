@@ -8,11 +8,17 @@ The token counts are those of `Usage`, one column per class of token billed:
 `input_tokens` (the whole prompt), `cached_input_tokens` (read from the prompt
 cache), `cache_write_tokens` (written to it) and `cache_write_1h_tokens` (of the
 writes, the 1-hour ones), then `output_tokens`.
+
+A request answered from tierline's response cache has one record too, with no
+tokens and `cost_usd` 0, its `saved_usd` what the answer cost when it was first
+served; its `record_id` is `cache_id`, never an attempt's, so it cannot replace
+the bill of an attempt the same request made.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -46,7 +52,15 @@ class CostRecord(BaseModel):
     latency_ms: float = 0.0
     reasons: list[str] = Field(default_factory=list)
     created_at: datetime
+    #: answered from the response cache: what the answer cost when it was first served
+    #: (0 for every provider attempt)
+    saved_usd: Money = Decimal(0)
 
     @staticmethod
     def make_id(request_id: str, attempt: int) -> str:
         return f"{request_id}#{attempt}"
+
+    @staticmethod
+    def cache_id(request_id: str) -> str:
+        """The record id of a request answered from the response cache."""
+        return f"{request_id}#cache"

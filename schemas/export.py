@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from tierline.schemas.alert import Alert
 from tierline.schemas.attempt import Attempt
+from tierline.schemas.cache import CachedAnswer
 from tierline.schemas.cost import CostRecord
 from tierline.schemas.features import FeatureRecord
 from tierline.schemas.feedback import Feedback
@@ -35,6 +36,7 @@ TOPIC_MODELS: dict[str, type[BaseModel]] = {
     "tierline.health": HealthSnapshot,
     "tierline.alerts": Alert,
     "tierline.settlements": Settlement,
+    "tierline.cache": CachedAnswer,
 }
 OUT_DIR = Path(__file__).parent / "jsonschema"
 

@@ -11,13 +11,15 @@ from tierline.schemas.identifier import Identifier
 from tierline.schemas.messages import ChatMessage
 from tierline.schemas.money import Money
 from tierline.schemas.tier import LatencyClass, Tier
+from tierline.schemas.tools import MAX_TOOLS, Tool, ToolChoice, check_tool_params
 
 SCHEMA_VERSION: Literal[1] = 1
 TOPIC_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
 
 
 class Params(BaseModel):
-    """Sampling parameters, passed through to whichever provider serves the request."""
+    """Sampling parameters and tools, passed through to whichever provider serves the request
+    (tools in OpenAI's shape, `schemas.tools`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -26,6 +28,14 @@ class Params(BaseModel):
     top_p: float | None = Field(default=None, ge=0, le=1)
     stop: str | list[str] | None = None
     response_format: dict[str, Any] | None = None
+    tools: list[Tool] | None = Field(default=None, min_length=1, max_length=MAX_TOOLS)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+
+    @model_validator(mode="after")
+    def _tools_agree(self) -> Params:
+        check_tool_params(self.tools, self.tool_choice)
+        return self
 
     def wants_json(self) -> bool:
         kind = (self.response_format or {}).get("type")
@@ -47,6 +57,13 @@ class Hints(BaseModel):
     #: counted from `created_at` or, without it, from when a worker took it; unset = the
     #: latency class's default (`[health.deadline_s]`)
     deadline_s: float | None = Field(default=None, gt=0, le=7 * 86400)
+    #: serve the request with this catalog model and no other: the router keeps the tier
+    #: it decided when that tier lists the model, else the cheapest allowed tier that does;
+    #: no cascade, experiment or outage escalation swaps it for another model
+    model: str | None = Field(default=None, min_length=1, max_length=128)
+    #: answer from the response cache when an identical request was answered before (true),
+    #: or never (false); unset = as the policy's `[cache] temperature_zero` says
+    cache: bool | None = None
 
     @model_validator(mode="after")
     def _tiers_in_order(self) -> Hints:

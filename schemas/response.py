@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tierline.schemas.errors import ErrorInfo
 from tierline.schemas.money import Money
 from tierline.schemas.tier import Tier
+from tierline.schemas.tools import ToolCall
 
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "error"]
 
@@ -61,6 +62,8 @@ class RouteResponse(BaseModel):
     tenant: str
     status: Literal["ok", "error"]
     content: str | None = None
+    #: the tools the model called (`finish_reason` "tool_calls"); absent when it called none
+    tool_calls: list[ToolCall] | None = None
     finish_reason: FinishReason | None = None
     error: ErrorInfo | None = None
     model: str | None = None
@@ -72,6 +75,9 @@ class RouteResponse(BaseModel):
     attempts: int = 0
     decision: RoutingDecision | None = None
     created_at: datetime | None = None
+    #: answered from the response cache: no provider call, nothing billed (`cost_usd` 0,
+    #: `usage` 0); `model` and `provider` are those of the answer's first serving
+    cached: bool = False
 
     @classmethod
     def from_error(

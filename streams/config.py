@@ -4,6 +4,7 @@
     TIERLINE_KAFKA_BOOTSTRAP=host:9092    [kafka] bootstrap
     TIERLINE_WORKER_MAX_IN_FLIGHT=512     [worker] max_in_flight
     TIERLINE_SIMULATOR_URL=http://...     simulator_url (top level)
+    TIERLINE_GATEWAY_KEYS='{"sha256:…": "acme"}'   [gateway] keys (a JSON object)
 
 An environment variable names its section and key joined by underscores; a
 name that starts with no section is a top-level key. Nothing is configured =
@@ -13,6 +14,7 @@ provider simulator.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -20,9 +22,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from tierline.processors.gateway.api_keys import KeyTable
 from tierline.schemas import LatencyClass, Tier
+from tierline.schemas.identifier import check_identifier
 
 ENV_PREFIX = "TIERLINE_"
 EMBEDDED_FETCH_MAX_WAIT_MS = 5
@@ -186,6 +190,63 @@ class LearningSettings(BaseModel):
     store_prompts: bool = False
 
 
+class GatewaySettings(BaseModel):
+    """The OpenAI-compatible HTTP front door (`tierline run --role gateway`, streams/gateway.py).
+
+    `keys` maps API keys to tenants: each key is the key itself or, better,
+    `sha256:<hex digest of the key>`, so the file holds no usable secret. Keys never
+    appear in a repr (`repr=False`) or an error message (`load_settings` tells errors of
+    the table without their input, and the table's own checks name entries by position).
+    """
+
+    #: the interface and port the HTTP server listens on; port 0 = any free port (logged)
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    #: how long an HTTP call waits for its answer before a 504 (the request stays queued,
+    #: and is still answered and billed)
+    timeout_s: float = Field(default=600.0, gt=0)
+    #: request bodies above this many bytes get a 413; unset = router.max_request_bytes
+    max_body_bytes: int | None = Field(default=None, ge=1024)
+    #: API key (or "sha256:<hex>") -> tenant. In the environment, TIERLINE_GATEWAY_KEYS as
+    #: a JSON object
+    keys: dict[str, str] = Field(default_factory=dict, repr=False)
+    #: serve calls without an Authorization header (with no keys at all: every call) as
+    #: this tenant, for dev and demos; with neither, the gateway refuses to start
+    allow_anonymous_tenant: str | None = Field(default=None, min_length=1, max_length=128)
+    #: answers kept per gateway for ids asked again after they were answered (or timed out)
+    remember_answers: int = Field(default=1000, ge=0)
+
+    @field_validator("keys", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        """The environment gives the table as a JSON object string; its text is never echoed."""
+        if not isinstance(value, str):
+            return value
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise ValueError("gateway.keys must be a JSON object of key -> tenant") from None
+        if not isinstance(parsed, dict):
+            raise ValueError("gateway.keys must be a JSON object of key -> tenant")
+        return parsed
+
+    @field_validator("keys")
+    @classmethod
+    def _valid_table(cls, keys: dict[str, str]) -> dict[str, str]:
+        KeyTable.from_config(keys)  # KeyTableError (a ValueError) names entries by position
+        return keys
+
+    @field_validator("allow_anonymous_tenant")
+    @classmethod
+    def _identifier(cls, tenant: str | None) -> str | None:
+        return None if tenant is None else check_identifier(tenant)
+
+    @property
+    def configured(self) -> bool:
+        """Whether the gateway knows whom it serves: API keys, or an anonymous tenant."""
+        return bool(self.keys) or self.allow_anonymous_tenant is not None
+
+
 class Settings(BaseModel):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
@@ -197,6 +258,7 @@ class Settings(BaseModel):
     health: HealthSettings = Field(default_factory=HealthSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     learning: LearningSettings = Field(default_factory=LearningSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     #: Prometheus /metrics, /healthz and /readyz on this port (every role of the process);
     #: 0 = pick a free port, "off" = no endpoint
     metrics_port: int | Literal["off"] = 9464
@@ -248,6 +310,7 @@ SECTIONS = (
     "health",
     "alerts",
     "learning",
+    "gateway",
 )
 #: settings given as comma-separated lists in the environment
 LISTS = {("worker", "tiers"), ("replies", "allowed")}
@@ -292,6 +355,30 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
             merged.setdefault(key, {}).update(value)
         else:
             merged[key] = value
-    settings = Settings.model_validate(merged)
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise _without_keys(exc) from None
     settings.source = source
     return settings
+
+
+def _without_keys(exc: ValidationError) -> ValueError | ValidationError:
+    """`exc`, or when it concerns `gateway.keys`, its errors told without the keys: pydantic
+    prints each error's input and the dict key it failed at, and those are API keys."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    if not any(tuple(e["loc"][:2]) == ("gateway", "keys") for e in errors):
+        return exc
+    lines = []
+    for error in errors:
+        loc = tuple(error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if loc[:2] != ("gateway", "keys"):
+            lines.append(f"{'.'.join(map(str, loc))}: {message}")
+        elif len(loc) > 2:  # loc[2] is the key itself
+            lines.append("gateway.keys: every tenant must be a string")
+        else:
+            lines.append(
+                message if message.startswith("gateway.keys") else f"gateway.keys: {message}"
+            )
+    return ValueError(f"invalid settings: {'; '.join(lines)}")

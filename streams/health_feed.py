@@ -22,13 +22,13 @@ import socket
 import time
 import uuid
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from tierline.processors.health.board import HealthBoard
 from tierline.schemas import HealthSnapshot, encode
-from tierline.streams.tail import tail_consumer
+from tierline.streams.tail import caught_up, tail_consumer
 from tierline.streams.topics import Topics
 
 log = logging.getLogger("tierline.health")
@@ -87,7 +87,7 @@ class HealthFeed:
                 for records in batch.values():
                     for record in records:
                         self._merge(record.value)
-                if not self.warm.is_set() and await _caught_up(consumer, ends):
+                if not self.warm.is_set() and await caught_up(consumer, ends):
                     self.warm.set()
                 if self.producer is not None:
                     full = time.monotonic() >= next_full
@@ -138,10 +138,3 @@ class HealthFeed:
                 self.published += 1
             except KafkaError as exc:
                 log.warning("health: could not publish %s: %s", snapshot.key, exc)
-
-
-async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
-    for tp, end in ends.items():
-        if await consumer.position(tp) < end:
-            return False
-    return True

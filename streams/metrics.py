@@ -129,6 +129,25 @@ class Metrics:
             ["tenant", "period"],
             registry=r,
         )
+        self.gateway_requests = Counter(
+            "tierline_gateway_requests_total",
+            "HTTP calls the gateway answered, by route (chat_completions, models, other) "
+            "and status code.",
+            ["route", "code"],
+            registry=r,
+        )
+        self.gateway_in_flight = Gauge(
+            "tierline_gateway_in_flight",
+            "HTTP calls to the gateway waiting for their answer now.",
+            registry=r,
+        )
+        self.gateway_latency = Histogram(
+            "tierline_gateway_latency_seconds",
+            "Time from an HTTP call's arrival at the gateway to its answer, by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self._ready: dict[str, bool] = {}
 
     def set_circuit(self, provider: str, model: str, state: str) -> None:

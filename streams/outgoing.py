@@ -83,8 +83,12 @@ def reroute(send: Outgoing, tries: int, too_large: bool, topics: Topics) -> Outg
     A response too large for its topic can never land: it becomes an error
     response that can. A client's reply_to topic that keeps refusing (say, it does
     not exist and topics are not auto-created) gets the response on the shared
-    response topic instead. Anything else is sent again as it was.
+    response topic instead. A response-cache answer too large for its topic becomes a
+    tombstone of its key: the cache misses it, and the answer it rode with still lands.
+    Anything else is sent again as it was.
     """
+    if too_large and send.topic == topics.cache:
+        return replace(send, value=b"", headers=None, tombstone=True)
     internal = frozenset(topics.all())
     is_response = send.topic == topics.responses or send.topic not in internal
     if too_large and is_response:

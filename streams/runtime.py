@@ -1,4 +1,4 @@
-"""Start and stop tierline's roles in one process: router, tier workers, cost sink.
+"""Start and stop tierline's roles in one process: router, tier workers, cost sink, gateway.
 
 With nothing configured it also starts what is missing, and says so: the
 embedded broker instead of Kafka, chDB instead of a ClickHouse server, and the
@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from tierline.processors.gateway.waiters import Waiters
 from tierline.processors.health.board import HealthBoard
 from tierline.processors.pricing.catalog import Catalog, load_catalog
 from tierline.processors.providers.http_client import provider_client
@@ -37,6 +38,8 @@ from tierline.streams.cost_sink import CostSink
 from tierline.streams.embedded import EmbeddedBroker
 from tierline.streams.feature_sink import FeatureSink
 from tierline.streams.feedback_sink import FeedbackSink
+from tierline.streams.gateway import Gateway
+from tierline.streams.gateway_replies import ReplyReader
 from tierline.streams.health_feed import HealthFeed, replica_name
 from tierline.streams.health_wiring import health_board, report_to, sample_gauges
 from tierline.streams.metrics import Metrics, MetricsServer, process_metrics
@@ -45,10 +48,14 @@ from tierline.streams.router_loop import PlainRouterLoop
 from tierline.streams.tier_worker import TierWorker
 from tierline.streams.topic_directory import TopicDirectory
 from tierline.streams.topics import Topics, ensure_topics
+from tierline.streams.worker_cache import WorkerCache
 
 log = logging.getLogger("tierline")
 
-ROLES = ("router", "workers", "sink")
+#: the Kafka pipeline: what `start_pipeline` runs unless asked for more
+PIPELINE_ROLES = ("router", "workers", "sink")
+#: every role; the gateway is the HTTP front door before the pipeline (streams/gateway.py)
+ROLES = (*PIPELINE_ROLES, "gateway")
 SIMULATOR_KEY = "sim-key"
 
 
@@ -76,6 +83,7 @@ class Pipeline:
     router: RequestRouter | None = None
     workers: dict[Tier, TierWorker] = field(default_factory=dict)
     sink: CostSink | None = None
+    gateway: Gateway | None = None
     feedback_sink: FeedbackSink | None = None
     attempt_sink: AttemptSink | None = None
     feature_sink: FeatureSink | None = None
@@ -109,7 +117,7 @@ class Pipeline:
 
 async def start_pipeline(
     settings: Settings,
-    roles: tuple[str, ...] = ROLES,
+    roles: tuple[str, ...] = PIPELINE_ROLES,
     *,
     say: Callable[[str], None] = lambda _: None,
 ) -> Pipeline:
@@ -146,6 +154,12 @@ async def _start(
     settings: Settings, roles: tuple[str, ...], say: Callable[[str], None], stack: AsyncExitStack
 ) -> Pipeline:
     """Broker, topics, providers, then each role asked for, in the order they depend."""
+    if "gateway" in roles and not settings.gateway.configured:
+        raise StartupError(
+            "the gateway has no API keys: set [gateway.keys] (key or sha256:<hex> -> tenant; "
+            "env TIERLINE_GATEWAY_KEYS as a JSON object), or [gateway] allow_anonymous_tenant "
+            "to serve calls without a key as one tenant"
+        )
     if settings.kafka.transactions == "on" and settings.embedded_kafka:
         raise StartupError(
             "kafka.transactions = on needs a Kafka with transactions; the embedded broker "
@@ -177,6 +191,8 @@ async def _start(
         _start_workers(pipeline, producer, keys, stack)
     if "router" in roles:
         await _start_router(pipeline, stack, producer)
+    if "gateway" in roles:
+        await _start_gateway(pipeline, stack, producer, say)
     for role in roles:
         pipeline.metrics.set_ready(role, True)
     if settings.prices.refresh_url and (pipeline.workers or pipeline.router):
@@ -328,6 +344,8 @@ def _start_workers(
         settings.worker.tiers, settings, pipeline.topics, pipeline.bootstrap, dispatcher, producer
     )
     worker.metrics = pipeline.metrics
+    # the response cache: `[cache]` of the policy file, warm from tierline.cache
+    worker.cache = WorkerCache.open(settings, pipeline.topics, pipeline.bootstrap, pipeline.catalog)
     for tier in worker.tiers:
         pipeline.workers[tier] = worker
     pipeline._tasks.append(asyncio.create_task(worker.run(pipeline.stop_event), name="workers"))
@@ -384,6 +402,50 @@ async def _start_router(
     app = build_router_app(router, pipeline.bootstrap, settings)
     await app.start()
     stack.push_async_callback(app.stop)
+
+
+async def _start_gateway(
+    pipeline: Pipeline,
+    stack: AsyncExitStack,
+    producer: AIOKafkaProducer,
+    say: Callable[[str], None],
+) -> None:
+    """The reply reader at the response topic's end, then the HTTP server: a call accepted
+    is never answered before the gateway reads where its answer will land."""
+    settings = pipeline.settings
+    gateway_settings = settings.gateway
+    waiters = Waiters(gateway_settings.remember_answers)
+    reader = ReplyReader(waiters)
+    await reader.start(
+        pipeline.bootstrap,
+        pipeline.topics.responses,
+        settings.isolation_level,
+        settings.kafka.fetch_max_wait_ms,
+    )
+    stack.push_async_callback(reader.close)
+    gateway = Gateway(
+        gateway_settings,
+        max_body_bytes=gateway_settings.max_body_bytes or settings.router.max_request_bytes,
+        catalog=pipeline.catalog,
+        producer=producer,
+        requests_topic=pipeline.topics.requests,
+        waiters=waiters,
+        metrics=pipeline.metrics,
+        stopping=pipeline.stop_event,
+    )
+    try:
+        await gateway.start()
+    except RuntimeError as exc:
+        raise StartupError(str(exc)) from None
+    stack.push_async_callback(gateway.stop)
+    pipeline.gateway = gateway
+    # calls in flight at a stop wait for their answers as long as workers finish theirs
+    drain_s = settings.worker.call_timeout_s
+    pipeline._tasks.append(
+        asyncio.create_task(reader.run(pipeline.stop_event, drain_s), name="gateway")
+    )
+    tenants = "anonymous only" if not gateway_settings.keys else f"{len(gateway.keys)} API keys"
+    say(f"gateway: OpenAI API at {gateway.url} ({tenants})")
 
 
 def _start_price_refresh(

@@ -1,7 +1,9 @@
 """Several `tierline run` processes under one parent: one per core, since a Python process uses one.
 
 `tierline run --processes N` starts N children with the same roles (the sink once: more
-sink processes gain nothing and embedded chDB admits one), forwards Ctrl-C and SIGTERM
+sink processes gain nothing and embedded chDB admits one; the gateway once too: its
+event loop holds thousands of waiting calls, and N of them could not share one HTTP
+port; scale it with replicas, each a `--role gateway` of its own), forwards Ctrl-C and SIGTERM
 to them, and waits for them to finish their in-flight work. A child that dies on its own
 stops the others, and the parent exits non-zero: a half-running deployment is worse
 than a stopped one, and the service manager restarts the whole.
@@ -16,19 +18,24 @@ import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+#: roles that run in one child of their own whatever N is
+ONCE = ("sink", "gateway")
+
 
 def child_commands(
     roles: Sequence[str], processes: int, passthrough: Sequence[str]
 ) -> list[list[str]]:
-    """The command line of each child: `processes` of the scaled roles, the sink once."""
+    """The command line of each child: `processes` of the scaled roles; the sink and the
+    gateway once each."""
     base = [sys.executable, "-m", "tierline.streams.cli", "run", *passthrough]
-    scaled = [r for r in roles if r != "sink"]
+    scaled = [r for r in roles if r not in ONCE]
     commands = []
     if scaled:
         role_args = [arg for r in scaled for arg in ("--role", r)]
         commands += [[*base, *role_args] for _ in range(processes)]
-    if "sink" in roles:
-        commands.append([*base, "--role", "sink"])
+    for role in ONCE:
+        if role in roles:
+            commands.append([*base, "--role", role])
     return commands
 
 

@@ -56,6 +56,14 @@ async def tail_consumer(
     return consumer
 
 
+async def caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    """Whether `consumer` has read every partition of `ends` up to its end offset there."""
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
+
+
 async def read_topic(
     bootstrap: str,
     topic: str,

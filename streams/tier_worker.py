@@ -7,7 +7,9 @@ a tier's topic holds one of that tier's slots until its response is published;
 when a tier's sack is empty the worker pauses that tier's partitions (its
 requests wait in Kafka, durably) and resumes them as slots come back, while the
 other tiers go on. What to publish for a served request is the pure step
-`worker_step.respond`; this module is the loop around it.
+`worker_step.respond`; this module is the loop around it. A request the response
+cache holds an answer for is answered from it, with no provider call
+(`worker_cache`).
 
 Exactly once, two ways. On a Kafka with transactions (the default there), each
 partition's answers and its commit point go out in one transaction
@@ -31,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from tierline.processors.serving.response_cache import served_from_cache
 from tierline.processors.serving.serve import serve
 from tierline.processors.serving.walk import Dispatcher, ServeOutcome
 from tierline.schemas import RoutedRequest, Tier
@@ -43,6 +46,7 @@ from tierline.streams.metrics import Metrics, watch_consumer_lag
 from tierline.streams.outgoing import Outgoing, Source, unreadable
 from tierline.streams.sender import Sender
 from tierline.streams.topics import Topics, partition_ids
+from tierline.streams.worker_cache import Kept, WorkerCache
 from tierline.streams.worker_step import done_record, respond
 
 log = logging.getLogger("tierline.worker")
@@ -139,6 +143,8 @@ class TierWorker:
         self.outboxes: OutboxSet | None = None
         #: where answers and dead letters are counted, when the process exposes metrics
         self.metrics: Metrics | None = None
+        #: the response cache (`[cache]` in the policy), when the process keeps one
+        self.cache: WorkerCache | None = None
         self._paused: set[Tier] = set()
         #: polled records waiting for a slot of their tier
         self._backlog: dict[Tier, collections.deque[tuple[TopicPartition, object]]] = {
@@ -156,6 +162,8 @@ class TierWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take messages while slots are free, until `stop`; then finish or hand back the rest."""
+        # warm before taking any partition: a restarted worker answers from the cache at once
+        cache_feed = await self.cache.start(stop) if self.cache is not None else None
         consumer = self._consumer = self._new_consumer()
         if self.transactional:
             self.outboxes = await open_outboxes(
@@ -199,8 +207,9 @@ class TierWorker:
                     next_commit = time.monotonic() + self.settings.worker.commit_interval_s
         finally:
             watcher.cancel()
-            if lag is not None:
-                lag.cancel()
+            for task in (lag, cache_feed):
+                if task is not None:
+                    task.cancel()
             await self._stop(consumer)
 
     def _take_backlog(self) -> None:
@@ -361,8 +370,10 @@ class TierWorker:
                 log.info("worker %s: %s answered before, dropped", tier, routed.request.id)
                 await publish(offset, [])  # the offset is answered: a commit may pass it
                 return
-            outcome = await self._serve(routed)
+            outcome, kept = await self._serve(routed)
             sends = respond(routed, outcome, source, self.topics)
+            if kept is not None:
+                sends.append(kept.record)  # the new answer, shared with the answer itself
             if not self.transactional:
                 done = done_record(
                     key, source, self.topics, tier, self._done_partitions.get(tier, frozenset())
@@ -372,6 +383,8 @@ class TierWorker:
                 stats.handed_back += 1
                 return
             self.done.add(key)
+            if kept is not None and self.cache is not None:
+                self.cache.published(kept)
         self._count(routed, outcome)
         if outcome.failed:
             stats.errors += 1
@@ -390,12 +403,20 @@ class TierWorker:
             error = response.error
             metrics.dead_letters.labels(str(error.type) if error else "internal").inc()
 
-    async def _serve(self, routed: RoutedRequest) -> ServeOutcome:
+    async def _serve(self, routed: RoutedRequest) -> tuple[ServeOutcome, Kept | None]:
+        """From the response cache when it holds an answer the request may be given, else
+        by the providers; with what of a new answer to keep."""
+        started, cache = time.monotonic(), self.cache
+        hit = cache.lookup(routed) if cache is not None else None
+        if hit is not None:
+            latency_ms = round((time.monotonic() - started) * 1000, 3)
+            return served_from_cache(routed, hit, latency_ms), None
         try:
-            return await serve(self.dispatcher, routed)
+            outcome = await serve(self.dispatcher, routed)
         except Exception as exc:
             log.exception("%s: serving %s failed", self.name, routed.request.id)
-            return self.dispatcher.internal_failure(routed, exc)
+            return self.dispatcher.internal_failure(routed, exc), None
+        return outcome, cache.to_keep(routed, outcome) if cache is not None else None
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         offsets = self.gap.to_commit(consumer.assignment())

@@ -71,6 +71,11 @@ class Topics:
         """Compacted: the router's budget ledger, partition for partition with requests."""
         return self.prefix + "budget.changelog"
 
+    @property
+    def cache(self) -> str:
+        """Compacted, keyed by cache key: the response cache's answers (`CachedAnswer`)."""
+        return self.prefix + "cache"
+
     def tier(self, tier: Tier) -> str:
         return f"{self.prefix}tier.{tier}"
 
@@ -81,7 +86,7 @@ class Topics:
     def all(self) -> list[str]:
         names = [self.requests, self.responses, self.costs, self.dlq, self.feedback, self.attempts]
         names += [self.health, self.dlq_replays, self.alerts, self.settlements]
-        names += [self.budget_changelog, self.features]
+        names += [self.budget_changelog, self.features, self.cache]
         for tier in Tier:
             names += [self.tier(tier), self.done(tier)]
         return names
@@ -96,6 +101,10 @@ async def ensure_topics(settings: KafkaSettings, bootstrap: str) -> Topics:
     configs[topics.health] = compacted | {"min.cleanable.dirty.ratio": "0.1"}
     configs[topics.dlq_replays] = compacted
     configs[topics.budget_changelog] = compacted
+    # answers as large as responses; a week at most (the compaction alone would keep every
+    # key ever answered, expired or not), past which a restarted worker misses them
+    week = {"cleanup.policy": "compact,delete", "retention.ms": str(7 * 86400 * 1000)}
+    configs[topics.cache] = big | compacted | week
     for tier in Tier:
         configs[topics.tier(tier)] = big
         configs[topics.done(tier)] = {"retention.ms": str(6 * 3600 * 1000)}

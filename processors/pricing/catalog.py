@@ -11,6 +11,11 @@ not list come from the multipliers the model's provider documents
 (`processors.pricing.cache_rates`). `with_price_book()` reprices every model that
 is not pinned from a newer price book (see `processors.prices.refresh`), without
 a restart.
+
+Each model also carries its capabilities (tools, images, json_schema: see
+`processors.pricing.capabilities`), from the price catalog's `supports_*` flags,
+overridden by the same keys on the model's entry (`supports_function_calling =
+false`); a refresh reprices, it does not change them.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 from tierline.processors.errors import InputError
 from tierline.processors.pricing.cache_rates import documented_cache_rates
+from tierline.processors.pricing.capabilities import CATALOG_FLAGS, Capabilities
 from tierline.processors.pricing.families import family_defaults
 from tierline.processors.pricing.prices import Price, PriceBook, bundled_price_book
 from tierline.schemas import ErrorType, Tier
@@ -48,6 +54,8 @@ class ModelSpec:
     #: the provider's own headers tighten them at run time (`processors.health`)
     rpm: int | None = None
     tpm: int | None = None
+    #: what it can do beyond text; unknown unless the price catalog or the config says
+    capabilities: Capabilities = Capabilities()
 
 
 class CatalogError(ValueError):
@@ -159,7 +167,16 @@ def _model_spec(name: str, entry: Mapping[str, Any], prices: PriceBook) -> Model
         price_key="" if "price" in entry else price_key,
         rpm=_opt_limit(name, entry, "rpm"),
         tpm=_opt_limit(name, entry, "tpm"),
+        capabilities=_capabilities(name, entry, listed.capabilities if listed else None),
     )
+
+
+def _capabilities(name: str, entry: Mapping[str, Any], listed: Capabilities | None) -> Capabilities:
+    """The catalog's flags, with the ones the config entry sets replacing them."""
+    for flag in CATALOG_FLAGS.values():
+        if flag in entry and not isinstance(entry[flag], bool):
+            raise CatalogError(f"[models.{name}] {flag} must be true or false")
+    return (listed or Capabilities()).overridden(entry)
 
 
 def _opt_limit(name: str, entry: Mapping[str, Any], field: str) -> int | None:

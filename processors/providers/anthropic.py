@@ -7,7 +7,16 @@ Request, from our OpenAI-format one:
 * `user` / `assistant` turns keep their order; string content stays a string,
   part lists become content blocks (`text`, `image` from a `data:` URL as
   base64 or from a URL); an assistant's `tool_calls` become `tool_use` blocks
-  and a `tool` message a user turn holding a `tool_result` block;
+  (`input` the parsed arguments) after its text, and `tool` messages
+  `tool_result` blocks (`tool_use_id` the call's id): consecutive results share
+  one user turn, and a user message right after them joins that turn behind
+  them, as Anthropic asks for parallel calls;
+* `tools` become `{name, description, input_schema}` (a function without
+  parameters gets an empty object schema); `tool_choice` `auto` -> `{"type":
+  "auto"}`, `required` -> `{"type": "any"}`, a named function -> `{"type":
+  "tool", "name"}`, `none` -> `{"type": "none"}`; `parallel_tool_calls: false`
+  adds `disable_parallel_tool_use: true` to it (at most one call with `auto`,
+  exactly one with `any`/`tool`);
 * `max_tokens` is required: the request's, else the model's output limit capped
   at 8,192; `temperature` is clamped to Anthropic's 0..1 and `top_p` is sent
   only without a temperature (recent models refuse both); `stop` becomes
@@ -18,10 +27,15 @@ Request, from our OpenAI-format one:
   as `{"type": "ephemeral"}`, with its `ttl` when that is one Anthropic takes
   (`"5m"`, `"1h"`; the 1-hour cache costs more to write, and is billed so).
 
-Reply: the `text` blocks joined; `stop_reason` `end_turn`/`stop_sequence` ->
+Reply: the `text` blocks joined; each `tool_use` block a tool call (its `id`,
+`name`, and `input` as JSON text); `stop_reason` `end_turn`/`stop_sequence` ->
 stop, `max_tokens`/`model_context_window_exceeded`/`pause_turn` -> length,
 `tool_use` -> tool_calls, `refusal` -> content_filter. The request id is the
 `request-id` header, else the message `id`.
+
+Tool use: https://platform.claude.com/docs/en/agents-and-tools/tool-use/implement-tool-use,
+https://platform.claude.com/docs/en/agents-and-tools/tool-use/handle-tool-calls,
+https://platform.claude.com/docs/en/agents-and-tools/tool-use/parallel-tool-use.
 
 Usage: Anthropic's `input_tokens` counts only the prompt tokens that were neither
 read from nor written to the cache, so the normalized input is `input_tokens +
@@ -45,7 +59,7 @@ import orjson
 from tierline.processors.pricing.catalog import ModelSpec
 from tierline.processors.providers.base import HttpCall, ProviderReply, normalized
 from tierline.processors.providers.http_errors import error_for_status
-from tierline.processors.providers.parts import Part, parts_of, tool_arguments, tool_name
+from tierline.processors.providers.parts import Part, parts_of
 from tierline.processors.providers.payload import (
     MALFORMED,
     error_fields,
@@ -53,9 +67,11 @@ from tierline.processors.providers.payload import (
     json_object,
     tokens,
 )
-from tierline.schemas import RouteRequest, Usage
+from tierline.processors.providers.tool_calls import arguments_of, call_from
+from tierline.schemas import Params, RouteRequest, Usage
 from tierline.schemas.messages import ChatMessage
 from tierline.schemas.response import FinishReason
+from tierline.schemas.tools import FunctionDefinition
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 8192
@@ -86,7 +102,7 @@ class AnthropicAdapter:
             else:
                 turn = _turn(m)
                 if turn is not None:
-                    messages.append(turn)
+                    _append(messages, turn)
         params = request.params
         fmt = params.response_format or {}
         if fmt.get("type") == "json_object":
@@ -111,6 +127,11 @@ class AnthropicAdapter:
         schema = _json_schema(fmt)
         if schema is not None:
             body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        if params.tools:
+            body["tools"] = [_tool(t.function) for t in params.tools]
+            choice = _tool_choice(params)
+            if choice is not None:
+                body["tool_choice"] = choice
         headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
         if api_key:
             headers["x-api-key"] = api_key
@@ -131,6 +152,11 @@ class AnthropicAdapter:
             text = "".join(
                 b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text"
             )
+            calls = tuple(
+                call_from(b["id"], b["name"], b.get("input"))
+                for b in blocks
+                if isinstance(b, dict) and b.get("type") == "tool_use"
+            )
             raw_reason = str(data.get("stop_reason"))
             usage = _usage(data["usage"])
             request_id = headers.get("request-id") or data.get("id")
@@ -144,6 +170,7 @@ class AnthropicAdapter:
             request_id if isinstance(request_id, str) else None,
             status=status,
             detail=f", stop_reason={raw_reason}",
+            tool_calls=calls,
         )
 
 
@@ -201,24 +228,74 @@ def _cache_control(asked: dict[str, Any]) -> dict[str, Any]:
     return {"type": "ephemeral", "ttl": ttl} if ttl in CACHE_TTLS else {"type": "ephemeral"}
 
 
+def _tool(function: FunctionDefinition) -> dict[str, Any]:
+    schema = dict(function.parameters or {"properties": {}})
+    schema.setdefault("type", "object")
+    tool: dict[str, Any] = {"name": function.name, "input_schema": schema}
+    if function.description:
+        tool["description"] = function.description
+    return tool
+
+
+def _tool_choice(params: Params) -> dict[str, Any] | None:
+    """Anthropic's `tool_choice` for the request's, with `disable_parallel_tool_use`."""
+    choice = params.tool_choice
+    if choice == "none":
+        return {"type": "none"}
+    if choice is None or choice == "auto":
+        out: dict[str, Any] = {"type": "auto"}
+    elif choice == "required":
+        out = {"type": "any"}
+    else:
+        out = {"type": "tool", "name": choice.function.name}
+    if params.parallel_tool_calls is False:
+        out["disable_parallel_tool_use"] = True
+    elif choice is None:
+        return None  # Anthropic's default is auto, with parallel calls
+    return out
+
+
 def _turn(m: ChatMessage) -> dict[str, Any] | None:
-    extra = m.model_extra or {}
     if m.role == "tool":
-        result = {"type": "tool_result", "tool_use_id": str(extra.get("tool_call_id", ""))}
-        result["content"] = m.text()
+        result: dict[str, Any] = {"type": "tool_result", "tool_use_id": m.tool_call_id or ""}
+        text = m.text()
+        if text:
+            result["content"] = text
         return {"role": "user", "content": [result]}
     parts = [p for p in parts_of(m) if p.kind == "image" or p.text]
-    calls = extra.get("tool_calls") if m.role == "assistant" else None
+    calls = m.tool_calls or []
     if isinstance(m.content, str) and m.content and not calls:
         return {"role": m.role, "content": m.content}
     blocks = [_block(p) for p in parts]
-    for call in calls if isinstance(calls, list) else []:
+    for call in calls:
         blocks.append(
             {
                 "type": "tool_use",
-                "id": str(call.get("id", "")) if isinstance(call, dict) else "",
-                "name": tool_name(call),
-                "input": tool_arguments(call),
+                "id": call.id,
+                "name": call.function.name,
+                "input": arguments_of(call),
             }
         )
     return {"role": m.role, "content": blocks} if blocks else None
+
+
+def _append(messages: list[dict[str, Any]], turn: dict[str, Any]) -> None:
+    """Add `turn`; a user turn right after tool results joins their turn, behind them."""
+    last = messages[-1] if messages else None
+    if last is not None and turn["role"] == "user" and _holds_tool_results(last):
+        content = turn["content"]
+        last["content"].extend(
+            [{"type": "text", "text": content}] if isinstance(content, str) else content
+        )
+        return
+    messages.append(turn)
+
+
+def _holds_tool_results(turn: dict[str, Any]) -> bool:
+    content = turn["content"]
+    return (
+        turn["role"] == "user"
+        and isinstance(content, list)
+        and bool(content)
+        and content[0].get("type") == "tool_result"
+    )

@@ -5,15 +5,18 @@ call a provider expects; `parse` turns the provider's HTTP reply into a
 `ProviderReply`, or raises a `ProviderError` of the right type. The HTTP
 exchange itself happens once, in `processors.providers.call`, for every adapter.
 
-Whatever the provider, a reply is normalized to the same shape: the text, a
-`finish_reason` (stop | length | content_filter | tool_calls), the `truncated`
-and `content_filtered` flags derived from it, usage (input tokens including
-the cached ones, cached-read, cache-write and output tokens) and the
-provider's request id. Every adapter ends in `normalized()`, which holds the
-one rule they share: an empty answer is never a success. It is a
-`content_filtered` error when the provider withheld it, an `invalid_response`
-otherwise (a tool call with no text is the exception). Those errors carry the
-usage the provider billed for the useless reply (`BilledReplyError.usage`).
+Whatever the provider, a reply is normalized to the same shape: the text, the
+tool calls in OpenAI's shape (`schemas.tools.ToolCall`: an id, the function's
+name, its arguments as a JSON string), a `finish_reason` (stop | length |
+content_filter | tool_calls), the `truncated` and `content_filtered` flags
+derived from it, usage (input tokens including the cached ones, cached-read,
+cache-write and output tokens) and the provider's request id. Every adapter
+ends in `normalized()`, which holds the rules they share: an answer with
+neither text nor a tool call is never a success (a `content_filtered` error
+when the provider withheld it, an `invalid_response` otherwise; those errors
+carry the usage the provider billed for the useless reply,
+`BilledReplyError.usage`), and an answer ends in `tool_calls` exactly when it
+calls tools and was not cut off (`length`), whatever the provider named its stop.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Protocol
 
 from tierline.processors.errors import ProviderError
 from tierline.processors.pricing.catalog import ModelSpec
-from tierline.schemas import ErrorType, RouteRequest, Usage
+from tierline.schemas import ErrorType, RouteRequest, ToolCall, Usage
 from tierline.schemas.response import FinishReason
 
 
@@ -43,6 +46,7 @@ class ProviderReply:
     finish_reason: FinishReason
     usage: Usage
     request_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @property
     def truncated(self) -> bool:
@@ -79,6 +83,7 @@ def normalized(
     *,
     status: int,
     detail: str = "",
+    tool_calls: tuple[ToolCall, ...] = (),
 ) -> ProviderReply:
     """The reply, or the error an unusable one is: the rule every adapter ends with."""
     if finish_reason == "error":
@@ -88,7 +93,11 @@ def normalized(
             usage,
             status=status,
         )
-    if not content and finish_reason != "tool_calls":
+    if tool_calls and finish_reason in ("stop", "tool_calls"):
+        finish_reason = "tool_calls"
+    elif finish_reason == "tool_calls" and content:
+        finish_reason = "stop"  # said it called tools, but called none: its text is the answer
+    elif not content and not tool_calls:
         if finish_reason == "content_filter":
             raise BilledReplyError(
                 ErrorType.CONTENT_FILTERED,
@@ -103,5 +112,9 @@ def normalized(
             status=status,
         )
     return ProviderReply(
-        content=content, finish_reason=finish_reason, usage=usage, request_id=request_id
+        content=content,
+        finish_reason=finish_reason,
+        usage=usage,
+        request_id=request_id,
+        tool_calls=tool_calls,
     )

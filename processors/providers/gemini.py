@@ -6,14 +6,30 @@ Request, from our OpenAI-format one, with the key in `x-goog-api-key`:
 * turns become `contents[]` with role `user` or `model` (for `assistant`) and
   `parts[]`: `{"text"}`, `{"inlineData": {mimeType, data}}` for a `data:` image
   URL, `{"fileData": {fileUri}}` for another URL; an assistant's `tool_calls`
-  become `functionCall` parts and a `tool` message a user turn with a
-  `functionResponse` part;
+  become `functionCall` parts (`args` the parsed arguments, with the call's
+  `thoughtSignature` when it carries one) and `tool` messages `functionResponse`
+  parts (`name` the called function's, found by `tool_call_id` in the history;
+  `response: {"content": <the result text>}`), consecutive results in one user
+  turn, as Gemini matches parallel calls and results by order. Gemini 3 refuses
+  a function call sent back without its thought signature: a call that has none
+  (another provider made it) gets the sentinel Google documents for that,
+  `skip_thought_signature_validator`, on the first call of the turn;
+* `tools` become one `{"functionDeclarations": [{name, description,
+  parametersJsonSchema}]}` (full JSON Schema, where `parameters` takes only
+  OpenAPI's subset); `tool_choice` becomes `toolConfig.functionCallingConfig`:
+  `auto` -> `AUTO`, `required` -> `ANY`, a named function -> `ANY` with
+  `allowedFunctionNames: [name]`, `none` -> `NONE`. Gemini has no switch for
+  parallel calls: `parallel_tool_calls` is not sent;
 * `generationConfig`: `maxOutputTokens`, `temperature`, `topP`,
   `stopSequences`, and for JSON output `responseMimeType: application/json`
   with `responseJsonSchema` when the request gives a schema.
 
 Reply: the text parts of `candidates[0].content.parts` (thought parts skipped)
-joined; `finishReason` `STOP` -> stop, `MAX_TOKENS` -> length, the safety
+joined; each `functionCall` part a tool call (its `id` when Gemini gives one,
+else `call_<responseId>_<n>`; `args` as JSON text; a `thoughtSignature` kept as
+`extra_content.google.thought_signature`, where Gemini's own OpenAI-compatible
+API puts it); `finishReason` `STOP` -> stop (tool_calls when it called a
+function), `MAX_TOKENS` -> length, the safety
 family (`SAFETY`, `RECITATION`, `BLOCKLIST`, `PROHIBITED_CONTENT`, `SPII`,
 `LANGUAGE`, `IMAGE_SAFETY`, ...) -> content_filter, `MALFORMED_FUNCTION_CALL`
 and its kin -> an invalid response; a prompt blocked outright
@@ -28,11 +44,16 @@ Gemini bills no cache writes per request. The request id is `responseId`.
 Errors are google.rpc `Status` objects; an `ErrorInfo` reason such as
 `API_KEY_INVALID` (sent with HTTP 400) makes it an auth error, and a
 `RetryInfo.retryDelay` ("2s") is the Retry-After of a 429.
+
+Function calling: https://ai.google.dev/gemini-api/docs/function-calling,
+https://ai.google.dev/api/caching#FunctionDeclaration (and `#FunctionCallingConfig`),
+https://ai.google.dev/gemini-api/docs/thought-signatures.
 """
 
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,7 +63,7 @@ from tierline.processors.errors import ProviderError
 from tierline.processors.pricing.catalog import ModelSpec
 from tierline.processors.providers.base import HttpCall, ProviderReply, normalized
 from tierline.processors.providers.http_errors import error_for_status
-from tierline.processors.providers.parts import Part, parts_of, tool_arguments, tool_name
+from tierline.processors.providers.parts import Part, parts_of
 from tierline.processors.providers.payload import (
     MALFORMED,
     error_fields,
@@ -50,9 +71,16 @@ from tierline.processors.providers.payload import (
     json_object,
     tokens,
 )
-from tierline.schemas import ErrorType, RouteRequest, Usage
+from tierline.processors.providers.tool_calls import (
+    arguments_of,
+    call_from,
+    forced_name,
+    names_by_call_id,
+)
+from tierline.schemas import ErrorType, Params, RouteRequest, ToolCall, Usage
 from tierline.schemas.messages import ChatMessage
 from tierline.schemas.response import FinishReason
+from tierline.schemas.tools import FunctionDefinition
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "STOP": "stop",
@@ -78,13 +106,15 @@ class GeminiAdapter:
     def build(self, model: ModelSpec, request: RouteRequest, api_key: str | None) -> HttpCall:
         system: list[dict[str, Any]] = []
         contents: list[dict[str, Any]] = []
+        names = names_by_call_id(request.messages)
+        signed = _needs_signatures(model.model_id)
         for m in request.messages:
             if m.role in ("system", "developer"):
                 system.extend({"text": p.text} for p in parts_of(m) if p.kind == "text" and p.text)
             else:
-                turn = _turn(m)
+                turn = _turn(m, names, signed)
                 if turn is not None:
-                    contents.append(turn)
+                    _append(contents, turn)
         if not contents:  # a system prompt alone: send it as the user's turn
             contents = [{"role": "user", "parts": system or [{"text": "."}]}]
             system = []
@@ -94,6 +124,13 @@ class GeminiAdapter:
         config = _generation_config(request)
         if config:
             body["generationConfig"] = config
+        if request.params.tools:
+            body["tools"] = [
+                {"functionDeclarations": [_declaration(t.function) for t in request.params.tools]}
+            ]
+            tool_config = _tool_config(request.params)
+            if tool_config is not None:
+                body["toolConfig"] = tool_config
         headers = {"content-type": "application/json"}
         if api_key:
             headers["x-goog-api-key"] = api_key
@@ -127,7 +164,7 @@ class GeminiAdapter:
                 for p in parts
                 if isinstance(p, dict) and isinstance(p.get("text"), str) and not p.get("thought")
             )
-            calls = any(isinstance(p, dict) and "functionCall" in p for p in parts)
+            calls = _calls(parts, request_id)
             raw_reason = str(candidate.get("finishReason"))
         except MALFORMED as exc:
             raise invalid_response("Gemini response", exc, status) from None
@@ -136,10 +173,14 @@ class GeminiAdapter:
             raise ProviderError(
                 ErrorType.INVALID_RESPONSE, f"Gemini finishReason={raw_reason}", status=status
             )
-        if calls and reason == "stop":
-            reason = "tool_calls"
         return normalized(
-            text, reason, usage, request_id, status=status, detail=f", finishReason={raw_reason}"
+            text,
+            reason,
+            usage,
+            request_id,
+            status=status,
+            detail=f", finishReason={raw_reason}",
+            tool_calls=calls,
         )
 
 
@@ -209,16 +250,97 @@ def _part(part: Part) -> dict[str, Any]:
     return {"fileData": {"fileUri": part.url, "mimeType": mime}}
 
 
-def _turn(m: ChatMessage) -> dict[str, Any] | None:
-    extra = m.model_extra or {}
+#: the thought signature Google documents for a function call Gemini did not make
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+#: Gemini 3 and later validate the thought signatures of function calls sent back
+_SIGNING_MODEL = re.compile(r"^gemini-(\d+)")
+
+
+def _needs_signatures(model_id: str) -> bool:
+    version = _SIGNING_MODEL.match(model_id.removeprefix("models/"))
+    return version is not None and int(version.group(1)) >= 3
+
+
+def _declaration(function: FunctionDefinition) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": function.name}
+    if function.description:
+        out["description"] = function.description
+    if function.parameters is not None:
+        out["parametersJsonSchema"] = function.parameters
+    return out
+
+
+def _tool_config(params: Params) -> dict[str, Any] | None:
+    """`toolConfig.functionCallingConfig` for the request's `tool_choice`, if it sets one."""
+    choice = params.tool_choice
+    if choice is None:
+        return None
+    config: dict[str, Any]
+    if choice == "auto":
+        config = {"mode": "AUTO"}
+    elif choice == "none":
+        config = {"mode": "NONE"}
+    elif choice == "required":
+        config = {"mode": "ANY"}
+    else:
+        config = {"mode": "ANY", "allowedFunctionNames": [forced_name(choice)]}
+    return {"functionCallingConfig": config}
+
+
+def _calls(parts: list[Any], response_id: str | None) -> tuple[ToolCall, ...]:
+    calls: list[ToolCall] = []
+    for part in parts:
+        if not isinstance(part, dict) or "functionCall" not in part:
+            continue
+        call = part["functionCall"]
+        given = call.get("id")
+        call_id = given if isinstance(given, str) and given else _call_id(response_id, len(calls))
+        signature = part.get("thoughtSignature")
+        extra = {"google": {"thought_signature": signature}} if isinstance(signature, str) else None
+        calls.append(call_from(call_id, call.get("name"), call.get("args"), extra_content=extra))
+    return tuple(calls)
+
+
+def _call_id(response_id: str | None, n: int) -> str:
+    return f"call_{response_id or 'gemini'}_{n}"
+
+
+def _signature(call: ToolCall) -> str | None:
+    google = (call.extra_content or {}).get("google")
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) and signature else None
+
+
+def _turn(m: ChatMessage, names: dict[str, str], signed: bool) -> dict[str, Any] | None:
     if m.role == "tool":
-        name = str(extra.get("name") or m.name or extra.get("tool_call_id") or "tool")
+        call_id = m.tool_call_id or ""
+        name = names.get(call_id, m.name or call_id)
         response = {"name": name, "response": {"content": m.text()}}
         return {"role": "user", "parts": [{"functionResponse": response}]}
     parts = [_part(p) for p in parts_of(m) if p.kind == "image" or p.text]
-    calls = extra.get("tool_calls") if m.role == "assistant" else None
-    for call in calls if isinstance(calls, list) else []:
-        parts.append({"functionCall": {"name": tool_name(call), "args": tool_arguments(call)}})
+    for n, call in enumerate(m.tool_calls or ()):
+        part: dict[str, Any] = {
+            "functionCall": {"name": call.function.name, "args": arguments_of(call)}
+        }
+        signature = _signature(call)
+        if signature is None and signed and n == 0:
+            signature = SKIP_SIGNATURE
+        if signature is not None:
+            part["thoughtSignature"] = signature
+        parts.append(part)
     if not parts:
         return None
     return {"role": "model" if m.role == "assistant" else "user", "parts": parts}
+
+
+def _append(contents: list[dict[str, Any]], turn: dict[str, Any]) -> None:
+    """Add `turn`; function results right after function results share their turn."""
+    last = contents[-1] if contents else None
+    if last is not None and _results_only(last) and _results_only(turn):
+        last["parts"].extend(turn["parts"])
+        return
+    contents.append(turn)
+
+
+def _results_only(turn: dict[str, Any]) -> bool:
+    return turn["role"] == "user" and all("functionResponse" in p for p in turn["parts"])

@@ -21,6 +21,10 @@ exact; then the HTTP status; then, for a 4xx, words in the message:
 | `content_filter`, "safety", "content management policy"           | content_filtered |
 | any other 4xx                                                      | bad_request      |
 
+A `bad_request` whose message says the model lacks a capability ("does not
+support tools", `capability_errors`) carries it as `ProviderError.unsupported`,
+which makes it an error another model may not have.
+
 `Retry-After` (seconds) is read from the headers unless the adapter found a
 more precise delay (OpenAI's `retry-after-ms`, Gemini's `RetryInfo`).
 """
@@ -30,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tierline.processors.errors import ProviderError
+from tierline.processors.providers.capability_errors import unsupported_capability
 from tierline.schemas import ErrorType
 
 _BILLING = ("insufficient_quota", "billing_error")
@@ -106,11 +111,14 @@ def error_for_status(
     if retry_after_s is None:
         retry_after_s = parse_retry_after(headers.get("retry-after"))
     shown = f"{code}: {message}" if code and code not in message else message
+    error_type = classify(status, code, message)
+    unsupported = unsupported_capability(message) if error_type == ErrorType.BAD_REQUEST else None
     return ProviderError(
-        classify(status, code, message),
+        error_type,
         f"HTTP {status}: {shown}"[:1000],
         status=status,
         retry_after_s=retry_after_s,
+        unsupported=unsupported,
     )
 
 

@@ -13,6 +13,17 @@ The reply's `choices[0].message.content` (a string, or a list of parts whose
 prompt, the parts read from (`prompt_tokens_details.cached_tokens`) and written
 to (`cache_write_tokens`, GPT-5.6 and later) the prompt cache included;
 `completion_tokens` includes reasoning tokens.
+
+Tools are OpenAI's shape already (`schemas.tools`): `tools`, `tool_choice` and
+`parallel_tool_calls` are sent as the request has them (the last one only with
+tools, and never to the o-series, which refuse it), assistant turns keep their
+`tool_calls` (less any other provider's `extra_content`), and `tool` messages
+their `tool_call_id`. The reply's `message.tool_calls` are the answer's calls;
+a legacy `message.function_call` is read as one call. A member that returns a
+call's `arguments` as an object (not OpenAI's JSON string) has it written as
+JSON text, and a call without an id gets `call_<n>`
+(https://platform.openai.com/docs/api-reference/chat/create,
+https://platform.openai.com/docs/guides/function-calling).
 """
 
 from __future__ import annotations
@@ -36,7 +47,8 @@ from tierline.processors.providers.payload import (
     json_object,
     tokens,
 )
-from tierline.schemas import ErrorType, RouteRequest, Usage
+from tierline.processors.providers.tool_calls import call_from
+from tierline.schemas import ErrorType, RouteRequest, ToolCall, Usage
 from tierline.schemas.response import FinishReason
 
 FINISH_REASONS: dict[str, FinishReason] = {
@@ -54,6 +66,8 @@ OVERLOADED_REASONS = frozenset({"insufficient_system_resource"})  # DeepSeek
 
 #: OpenAI reasoning models: they reject temperature, top_p and stop
 REASONING_MODEL = re.compile(r"^(o\d|gpt-5)(?!.*-chat)")
+#: the o-series refuse `parallel_tool_calls`
+NO_PARALLEL_SWITCH = re.compile(r"^o\d")
 
 
 class OpenAIAdapter:
@@ -71,6 +85,8 @@ class OpenAIAdapter:
                 m["content"] = [
                     {k: v for k, v in part.items() if k != "cache_control"} for part in m["content"]
                 ]
+            for call in m.get("tool_calls") or ():
+                call.pop("extra_content", None)  # another provider's state (Gemini's)
         body: dict[str, Any] = {"model": model.model_id, "messages": messages}
         params = request.params
         sampling = not (dialect.reasoning_models and REASONING_MODEL.match(model.model_id))
@@ -84,6 +100,15 @@ class OpenAIAdapter:
             body["stop"] = params.stop
         if params.response_format is not None:
             body["response_format"] = self._response_format(params.response_format)
+        if params.tools:
+            body["tools"] = [t.model_dump(exclude_none=True) for t in params.tools]
+            if params.tool_choice is not None:
+                choice = params.tool_choice
+                body["tool_choice"] = choice if isinstance(choice, str) else choice.model_dump()
+            if params.parallel_tool_calls is not None and not (
+                dialect.reasoning_models and NO_PARALLEL_SWITCH.match(model.model_id)
+            ):
+                body["parallel_tool_calls"] = params.parallel_tool_calls
         body.update(dialect.extra_body)
         headers = {"content-type": "application/json", **dialect.extra_headers}
         if api_key:
@@ -108,6 +133,7 @@ class OpenAIAdapter:
             choice = data["choices"][0]
             message = choice.get("message") or {}
             content = _text(message.get("content"))
+            calls = _tool_calls(message)
             raw_reason = str(choice.get("finish_reason"))
             usage = self._usage(data["usage"])
             request_id = headers.get("x-request-id") or _str_or_none(data.get("id"))
@@ -118,11 +144,9 @@ class OpenAIAdapter:
                 ErrorType.OVERLOADED, f"{self.family}: finish_reason={raw_reason}", status=status
             )
         reason = FINISH_REASONS.get(raw_reason, "stop")
-        if message.get("tool_calls") and reason == "stop":
-            reason = "tool_calls"
-        if not content and message.get("refusal"):
+        if not content and not calls and message.get("refusal"):
             reason = "content_filter"
-        return normalized(content, reason, usage, request_id, status=status)
+        return normalized(content, reason, usage, request_id, status=status, tool_calls=calls)
 
     def _usage(self, usage: dict[str, Any]) -> Usage:
         dialect = self.dialect
@@ -152,6 +176,28 @@ def _text(content: Any) -> str:
             if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
         )
     raise TypeError(f"message content is a {type(content).__name__}")
+
+
+def _tool_calls(message: dict[str, Any]) -> tuple[ToolCall, ...]:
+    """`message.tool_calls` (or a legacy `function_call`) as normalized calls."""
+    raw = message.get("tool_calls") or []
+    if not isinstance(raw, list):
+        raise TypeError("message.tool_calls is not a list")
+    legacy = message.get("function_call")
+    if not raw and isinstance(legacy, dict):
+        raw = [{"id": "call_0", "function": legacy}]
+    calls = []
+    for n, call in enumerate(raw):
+        function = call["function"]
+        call_id = call.get("id")
+        calls.append(
+            call_from(
+                call_id if isinstance(call_id, str) and call_id else f"call_{n}",
+                function.get("name"),
+                function.get("arguments"),
+            )
+        )
+    return tuple(calls)
 
 
 def _str_or_none(value: Any) -> str | None:

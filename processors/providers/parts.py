@@ -9,7 +9,6 @@ this module yields the parts as `Part`s (text or image, with the part's
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,21 +56,3 @@ def split_data_url(url: str) -> tuple[str, str]:
     if encoding != "base64" or not data:
         return "", ""
     return mime or "application/octet-stream", data
-
-
-def tool_arguments(call: Any) -> dict[str, Any]:
-    """The arguments of an OpenAI `tool_calls[]` entry, parsed from their JSON string."""
-    function = call.get("function") if isinstance(call, dict) else None
-    raw = function.get("arguments") if isinstance(function, dict) else None
-    if isinstance(raw, dict):
-        return raw
-    try:
-        parsed = json.loads(raw) if isinstance(raw, str) and raw else {}
-    except json.JSONDecodeError:
-        return {"arguments": raw}
-    return parsed if isinstance(parsed, dict) else {"value": parsed}
-
-
-def tool_name(call: Any) -> str:
-    function = call.get("function") if isinstance(call, dict) else None
-    return str(function.get("name", "")) if isinstance(function, dict) else ""

@@ -25,6 +25,9 @@ prompt close to the edge may be kept from a model it would just have fit).
 * Images: 1,600 tokens each, about the most one image costs with Anthropic
   (1.15 megapixels / 750) and above OpenAI's high-detail ceiling and Gemini's
   258 per tile.
+* Tools: the offered tools' JSON and the history's calls
+  (`processors.pricing.tool_text`), counted as text, plus the framing of one
+  message.
 
 `fits()` first compares a cheap bound (UTF-8 bytes plus the margin, as no
 token is shorter than a byte in any of these tokenizers or the estimate) with
@@ -37,6 +40,7 @@ import functools
 import math
 from collections.abc import Callable
 
+from tierline.processors.pricing.tool_text import tool_text
 from tierline.schemas import RouteRequest
 from tierline.schemas.messages import ChatMessage
 
@@ -82,27 +86,38 @@ def estimate_text_tokens(text: str) -> int:
 def count_prompt_tokens(request: RouteRequest, family: str) -> int:
     """The prompt's tokens for a model of `family`: tiktoken for OpenAI's when possible."""
     encode = offline_encoder() if family in TIKTOKEN_FAMILIES else None
+    tools = tool_text(request)
     if encode is not None:
-        total = REPLY_PRIMING
+        total = REPLY_PRIMING + (OPENAI_PER_MESSAGE + encode(tools) if tools else 0)
         for m in request.messages:
             total += OPENAI_PER_MESSAGE + encode(m.text()) + _images(m) * IMAGE_TOKENS
             total += OPENAI_PER_NAME if m.name else 0
         return total
-    return REPLY_PRIMING + sum(
-        PER_MESSAGE + estimate_text_tokens(m.text()) + _images(m) * IMAGE_TOKENS
-        for m in request.messages
+    return (
+        REPLY_PRIMING
+        + (PER_MESSAGE + estimate_text_tokens(tools) if tools else 0)
+        + sum(
+            PER_MESSAGE + estimate_text_tokens(m.text()) + _images(m) * IMAGE_TOKENS
+            for m in request.messages
+        )
     )
 
 
 def upper_bound(request: RouteRequest) -> int:
     """A bound no count above exceeds: UTF-8 bytes (a token is at least a byte), margin, framing."""
     margin = max(m for _, m in OFFLINE_ENCODINGS)
-    return REPLY_PRIMING + sum(
-        PER_MESSAGE
-        + OPENAI_PER_NAME
-        + _percent(len(m.text().encode()), margin)
-        + _images(m) * IMAGE_TOKENS
-        for m in request.messages
+    tools = tool_text(request)
+    extra = PER_MESSAGE + _percent(len(tools.encode()), margin) if tools else 0
+    return (
+        REPLY_PRIMING
+        + extra
+        + sum(
+            PER_MESSAGE
+            + OPENAI_PER_NAME
+            + _percent(len(m.text().encode()), margin)
+            + _images(m) * IMAGE_TOKENS
+            for m in request.messages
+        )
     )
 
 

@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from tierline.processors.pricing.catalog import ModelSpec
 from tierline.processors.pricing.cost import quantize
+from tierline.processors.pricing.tool_text import tool_text
 from tierline.schemas import RouteRequest
 
 DEFAULT_OUTPUT_TOKENS = 512
@@ -26,8 +27,10 @@ TOKENS_PER_MESSAGE = 4
 
 
 def prompt_tokens(request: RouteRequest) -> int:
-    """Roughly how many tokens the prompt is: ceil(characters / 4) + 4 per message."""
+    """Roughly how many tokens the prompt is: ceil(characters / 4) + 4 per message, the
+    tools it offers and the calls of its history counted as characters too."""
     chars = sum(len(message.text()) for message in request.messages)
+    chars += len(tool_text(request))
     return -(-chars // CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(request.messages)
 
 

@@ -4,8 +4,11 @@ In order, each step narrowing what the previous one allowed:
 
 1. the classifier's verdict and the tier rules (`TierRules.decide`: thresholds,
    tenants, floors, confidence; `min_tier`/`max_tier` always hold);
-2. the tier's models, cheapest first, screened for sensitive data
-   (`sensitivity_routing.screen`: only approved providers, else `policy_denied`);
+2. the tier's models, cheapest first, that can serve the request
+   (`capability_filter`: tools, images, json_schema; when none of the tier can,
+   the nearest allowed tier that has one, above first; none anywhere is
+   `no_candidate`), screened for sensitive data (`sensitivity_routing.screen`:
+   only approved providers, else `policy_denied`);
 3. `max_cost_usd`: when no approved model of the tier fits the budget (estimated,
    `processors.budget`), the next cheaper allowed tier is tried, down to the
    lowest the hints and tenant allow; when none fits, `budget_exceeded`;
@@ -17,9 +20,16 @@ In order, each step narrowing what the previous one allowed:
    the budget) rides along as `RoutedRequest.escalation`: where a worker may go
    when the tier stays unusable until the request's deadline.
 
+A request that pins a model (`hints.model`) skips steps 2-6: its one candidate is
+that model, on the decided tier when that tier lists it, else on the cheapest
+allowed tier that does (`_Planner.pinned`); it must still be approved for the
+request's sensitive data, have what the request needs and fit `max_cost_usd`, or
+the request is refused.
+
 Whatever is chosen, every model in `candidates` and `cascade` is approved for
-the request's sensitive classes, and every tier is inside the hints: a last
-check refuses the request rather than let a bug route around the rules.
+the request's sensitive classes and lacks nothing the request needs, and every
+tier is inside the hints: a last check refuses the request rather than let a bug
+route around the rules.
 """
 
 from __future__ import annotations
@@ -30,8 +40,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from tierline.processors.errors import InputError, PolicyError
+from tierline.processors.pricing.capabilities import needed
 from tierline.processors.pricing.catalog import Catalog
 from tierline.processors.routing import cost_cap
+from tierline.processors.routing.capability_filter import (
+    fit,
+    needs_label,
+    no_capable_model,
+    pinned_lacks,
+)
 from tierline.processors.routing.classifiers import Classifier
 from tierline.processors.routing.experiments import assign
 from tierline.processors.routing.experiments import reason as experiment_reason
@@ -68,19 +85,24 @@ def plan(
     """Steps 2-5 for a decided tier (see the module docstring)."""
     step = _Planner(request, policy, catalog)
     reasons = list(decision.reasons)
-    tier, candidates = step.affordable(decision.tier, reasons)
     cascade: Escalation | None = None
-    arm = step.experiment(decision.task, tier, reasons)
-    if arm is not None:
-        tier, candidates = arm
-    elif policy.cascade.applies_to(decision.task):
-        tier, candidates, cascade = step.cascade(tier, candidates, reasons)
+    escalation: Escalation | None = None
+    if request.hints.model is not None:
+        tier, candidates = step.pinned(request.hints.model, decision.tier, reasons)
+    else:
+        tier, candidates = step.affordable(decision.tier, reasons)
+        arm = step.experiment(decision.task, tier, reasons)
+        if arm is not None:
+            tier, candidates = arm
+        elif policy.cascade.applies_to(decision.task):
+            tier, candidates, cascade = step.cascade(tier, candidates, reasons)
+        escalation = step.outage_escalation(tier) if outage_escalation else None
     routed = RoutedRequest(
         request=request,
         decision=decision.model_copy(update={"tier": tier, "reasons": reasons}),
         candidates=list(candidates),
         cascade=cascade,
-        escalation=step.outage_escalation(tier) if outage_escalation else None,
+        escalation=escalation,
         routed_at=datetime.now(UTC),
     )
     step.verify(routed)
@@ -100,14 +122,16 @@ class _Planner:
         }
         self.limit: Decimal | None = self.request.hints.max_cost_usd
         self.options = self.policy.routing.options(self.request)
+        self.needs = needed(self.request)
 
     # ------------------------------------------------------------------ steps
 
     def affordable(self, tier: Tier, reasons: list[str]) -> tuple[Tier, list[str]]:
         """The decided tier's approved models; with a budget, the nearest tier that fits it."""
-        names = self.catalog.candidates(tier)
-        if not names:
+        listed = self.catalog.candidates(tier)
+        if not listed:
             raise InputError(f"tier {tier} has no models in the catalog", ErrorType.NO_CANDIDATE)
+        tier, names = self._capable(tier, listed, reasons)
         screened = screen(names, self.classes, self.providers, self.policy.sensitivity)
         reasons.extend(screened.reasons)
         if self.limit is None:
@@ -135,6 +159,40 @@ class _Planner:
             ErrorType.BUDGET_EXCEEDED,
         )
 
+    def pinned(self, name: str, decided: Tier, reasons: list[str]) -> tuple[Tier, list[str]]:
+        """The pinned model alone, on the decided tier if it lists the model, else on the
+        cheapest allowed tier that does; refused when unknown, unapproved or over budget."""
+        if name not in self.catalog.models:
+            raise InputError(f"unknown model {name!r}: not in the catalog", ErrorType.UNKNOWN_MODEL)
+        lacking = self.catalog.models[name].capabilities.lacks(self.needs)
+        if lacking:
+            raise pinned_lacks(name, lacking)
+        serving = [t for t in Tier if name in self.catalog.candidates(t)]
+        if not serving:
+            raise InputError(
+                f"model {name!r} is in the catalog but in no tier", ErrorType.NO_CANDIDATE
+            )
+        allowed = [t for t in serving if self._allowed(t)]
+        if not allowed:
+            raise PolicyError(
+                f"model {name!r} serves {', '.join(serving)}; the request's hints and tenant "
+                f"allow {', '.join(self.options) or 'no tier'}",
+                ErrorType.POLICY_DENIED,
+            )
+        tier = decided if decided in allowed else allowed[0]
+        screened = screen([name], self.classes, self.providers, self.policy.sensitivity)
+        reasons.extend(screened.reasons)
+        reasons.append(f"model pinned: {name} ({tier})")
+        if self.limit is not None:
+            if not self._within([name], self.limit):
+                raise PolicyError(
+                    f"max_cost_usd {self.limit}: model {name} is estimated at "
+                    f"{self._cheapest([name])}",
+                    ErrorType.BUDGET_EXCEEDED,
+                )
+            reasons.append(f"max_cost_usd {self.limit}: estimate {self._cheapest([name])}")
+        return tier, [name]
+
     def experiment(
         self, task: str, tier: Tier, reasons: list[str]
     ) -> tuple[Tier, list[str]] | None:
@@ -144,7 +202,7 @@ class _Planner:
             return None
         experiment, arm = hit
         arm_tier = arm.tier or tier
-        models = self._approved(arm.models, known_only=True)
+        models = self._fit(self._approved(arm.models, known_only=True))
         if self.limit is not None:
             models = self._within(models, self.limit)
         if not self._allowed(arm_tier):
@@ -213,6 +271,12 @@ class _Planner:
                     "internal: a candidate is not approved for the request's sensitive data",
                     ErrorType.POLICY_DENIED,
                 )
+            if self._fit(names) != list(names):
+                raise InputError(
+                    f"internal: a candidate lacks {needs_label(self.needs)}, which the request "
+                    "needs",
+                    ErrorType.NO_CANDIDATE,
+                )
         for tier in tiers:
             if not self._allowed(tier):
                 raise PolicyError(
@@ -241,7 +305,37 @@ class _Planner:
         return approved_only(listed, self.classes, self.providers, self.policy.sensitivity)
 
     def _approved_tier(self, tier: Tier) -> list[str]:
-        return self._approved(self.catalog.candidates(tier))
+        return self._fit(self._approved(self.catalog.candidates(tier)))
+
+    def _fit(self, names: Sequence[str]) -> list[str]:
+        """The models that lack nothing the request needs (tools, images, json_schema)."""
+        return fit(names, self.needs, self.catalog.models).kept
+
+    def _capable(
+        self, tier: Tier, names: Sequence[str], reasons: list[str]
+    ) -> tuple[Tier, list[str]]:
+        """The decided tier's models that can serve the request; when it has none, the
+        nearest allowed tier that has some (economy for the batch lane, then above, then
+        below); none anywhere is `no_candidate`."""
+        if not self.needs:
+            return tier, list(names)
+        label = needs_label(self.needs)
+        fitted = fit(names, self.needs, self.catalog.models)
+        if fitted.kept:
+            if fitted.dropped:
+                reasons.append(f"needs {label}: dropped {', '.join(fitted.dropped)}")
+            return tier, fitted.kept
+        tried = {str(tier): fitted.dropped}
+        same = [t for t in self.options if t.rank == tier.rank and t is not tier]  # batch lane
+        above = [t for t in self.options if t.rank > tier.rank]
+        below = [t for t in reversed(self.options) if t.rank < tier.rank]
+        for other in [*same, *above, *below]:
+            other_fit = fit(self.catalog.candidates(other), self.needs, self.catalog.models)
+            if other_fit.kept:
+                reasons.append(f"needs {label}: no {tier} model has it, {other} serves")
+                return other, other_fit.kept
+            tried[str(other)] = other_fit.dropped
+        raise no_capable_model(self.needs, tried)
 
     def _output(self) -> int:
         return self.policy.default_output_tokens

@@ -2,7 +2,8 @@
 
 The tier rules (`TierRules`: thresholds, confidence floor, tenants,
 floors), which tasks are served by a cascade, which providers may receive
-sensitive data, and the running experiments. It is immutable, so the router
+sensitive data, the running experiments, and which answers the tier workers
+may take from the response cache. It is immutable, so the router
 can swap in a reloaded one between two messages without a lock
 (`processors.policy_reload`), and one message is routed under one policy.
 """
@@ -34,6 +35,24 @@ class CascadeRules:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheRules:
+    """When a tier worker answers from its response cache, and how much it keeps.
+
+    A request is answered from the cache only when it says so (`hints.cache = true`),
+    or when it asks for temperature 0 and `temperature_zero` is on; `hints.cache =
+    false` keeps it out either way, and `enabled = false` turns the cache off. An
+    answer is served for `ttl_s` after it was first given; each worker keeps at most
+    `max_entries` answers and `max_bytes` of them, dropping the least recently used.
+    """
+
+    enabled: bool = True
+    ttl_s: float = 3600.0
+    temperature_zero: bool = False
+    max_entries: int = 10_000
+    max_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     routing: TierRules = field(default_factory=TierRules)
     cascade: CascadeRules = field(default_factory=CascadeRules)
@@ -43,6 +62,8 @@ class Policy:
     default_output_tokens: int = DEFAULT_OUTPUT_TOKENS
     #: spend budgets per tenant (and feature), held by the router's ledger
     budgets: Budgets = field(default_factory=Budgets)
+    #: the tier workers' response cache
+    cache: CacheRules = field(default_factory=CacheRules)
     #: where it came from (a path and its mtime, or "defaults"), for logs
     source: str = field(default="defaults", compare=False)
 

@@ -14,6 +14,8 @@ every key, is documented by example in deploy/policy.example.toml:
                      optional tenants and tiers
     [[budgets]]      tenant ("*" = any without its own), optional feature,
                      period (day|month), limit_usd, optional soft_limit_usd
+    [cache]          enabled, ttl_s, temperature_zero, max_entries, max_bytes
+                     (read by the tier workers, not the router)
 
 Parsing is strict: an unknown key, a wrong type or a value out of range is a
 `PolicyFileError` naming the key, so a typo never silently changes routing.
@@ -25,15 +27,23 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+)
 
 from tierline.processors.pricing.catalog import Catalog
 from tierline.processors.routing.experiments import Arm, Experiment
-from tierline.processors.routing.policy import CascadeRules, Policy
+from tierline.processors.routing.policy import CacheRules, CascadeRules, Policy
 from tierline.processors.routing.sensitivity_filter import SensitivityRules
 from tierline.processors.routing.tier_rules import TenantRules, Thresholds, TierFloor, TierRules
 from tierline.processors.spend.budgets import Budget, Budgets
@@ -107,6 +117,14 @@ class _Budget(_Strict):
         return value
 
 
+class _Cache(_Strict):
+    enabled: StrictBool | None = None
+    ttl_s: float | None = Field(default=None, gt=0, le=365 * 86400)
+    temperature_zero: StrictBool | None = None
+    max_entries: int | None = Field(default=None, ge=0)
+    max_bytes: int | None = Field(default=None, ge=0)
+
+
 class _File(_Strict):
     version: Literal[1] = 1
     routing: _Routing = Field(default_factory=_Routing)
@@ -116,6 +134,7 @@ class _File(_Strict):
     sensitivity: dict[str, Any] | None = None
     experiments: list[_Experiment] = Field(default_factory=list)
     budgets: list[_Budget] = Field(default_factory=list)
+    cache: _Cache | None = None
 
 
 def parse_policy(text: str, *, defaults: Policy | None = None, source: str = "<string>") -> Policy:
@@ -147,6 +166,7 @@ def parse_policy(text: str, *, defaults: Policy | None = None, source: str = "<s
                 parsed.routing.default_output_tokens or base.default_output_tokens
             ),
             budgets=_budgets(parsed.budgets) if parsed.budgets else base.budgets,
+            cache=_cache(parsed.cache, base.cache) if parsed.cache is not None else base.cache,
             source=source,
         )
     except ValueError as exc:
@@ -265,6 +285,12 @@ def _budgets(entries: list[_Budget]) -> Budgets:
             for b in entries
         )
     )
+
+
+def _cache(section: _Cache, base: CacheRules) -> CacheRules:
+    """The `[cache]` section over `base`: each key it sets replaces the base's."""
+    given = {k: v for k, v in section.model_dump().items() if v is not None}
+    return replace(base, **given)
 
 
 def _summarize(exc: ValidationError) -> str:

@@ -8,7 +8,10 @@ Only what can be judged without another model:
   withheld by a content filter, and does not read as a refusal;
 * when `response_format` asks for JSON (`json_object` or `json_schema`), the
   answer parses as JSON — an object for `json_object` — and matches the
-  requested schema (`processors.json_subset`).
+  requested schema (`processors.json_subset`);
+* an answer that calls tools (its text may be empty) calls only tools the
+  request offered, with arguments that parse as a JSON object matching the
+  tool's `parameters` schema.
 
 `check_answer` returns None when the answer passes, else a short reason that
 goes into the request's decision reasons.
@@ -23,7 +26,7 @@ from typing import Any
 import orjson
 
 from tierline.processors.serving.json_subset import validate
-from tierline.schemas import ErrorType, RouteRequest, RouteResponse
+from tierline.schemas import ErrorType, RouteRequest, RouteResponse, ToolCall
 
 Check = Callable[[RouteRequest, RouteResponse], str | None]
 
@@ -66,10 +69,12 @@ def check_answer(request: RouteRequest, response: RouteResponse) -> str | None:
         kind = response.error.type if response.error is not None else "unknown"
         return f"call failed ({kind})"
     content = response.content or ""
-    if not content.strip():
-        return "empty answer"
     if response.finish_reason == "length":
         return "truncated (finish_reason=length)"
+    if response.tool_calls:
+        return _tool_call_problem(request, response.tool_calls)
+    if not content.strip():
+        return "empty answer"
     if response.finish_reason == "content_filter":
         return "content filtered"
     if looks_like_refusal(content):
@@ -92,6 +97,25 @@ def _json_problem(request: RouteRequest, content: str) -> str | None:
         return None
     errors = validate(value, schema)
     return f"JSON does not match the schema: {errors[0]}"[:300] if errors else None
+
+
+def _tool_call_problem(request: RouteRequest, calls: list[ToolCall]) -> str | None:
+    offered = {t.function.name: t.function for t in request.params.tools or ()}
+    for call in calls:
+        name = call.function.name
+        function = offered.get(name)
+        if function is None:
+            return f"called {name!r}, a tool the request does not offer"[:300]
+        try:
+            arguments = orjson.loads(call.function.arguments)
+        except orjson.JSONDecodeError:
+            return f"arguments of {name} are not valid JSON"[:300]
+        if not isinstance(arguments, dict):
+            return f"arguments of {name} are not a JSON object"[:300]
+        errors = validate(arguments, function.parameters) if function.parameters else []
+        if errors:
+            return f"arguments of {name} do not match its schema: {errors[0]}"[:300]
+    return None
 
 
 def _schema(response_format: dict[str, Any]) -> Any:

@@ -19,6 +19,11 @@ it is answered `unavailable`. Half-open circuits admit one probe call at a time,
 so during an outage the held requests cost the provider one call per cool-down,
 not one per request.
 
+A model that answers a 4xx saying it lacks a capability the request needs
+("does not support tools": `ProviderError.unsupported`) is passed over for the
+next candidate, the reasons saying so; the same refusal of something the request
+does not use is an ordinary, final `bad_request`.
+
 With each call the dispatcher's `on_attempt` hears of it (an `Attempt` in state
 `started`, with its estimated cost; sent as the call starts, and awaited before the
 call's outcome is used), and the outcome lists every attempt again as `settled`:
@@ -40,6 +45,7 @@ import httpx
 
 from tierline.processors.errors import InputError, ProviderError, TierlineError
 from tierline.processors.health.board import HealthBoard
+from tierline.processors.pricing.capabilities import Capability, needed
 from tierline.processors.pricing.catalog import Catalog, ModelSpec
 from tierline.processors.pricing.cost import cost_of
 from tierline.processors.providers.base import BilledReplyError, ProviderReply
@@ -322,6 +328,8 @@ class Dispatcher:
             except ProviderError as exc:
                 if recorded is not None:
                     await recorded
+                if exc.unsupported is not None:
+                    _capability_refused(exc, model, routed, walk)
                 if isinstance(exc, BilledReplyError):
                     # refused or empty, but the provider charged for the tokens: bill them
                     walk.billed_attempt(model, exc.usage, _ms_since(call_started), error=exc)
@@ -391,6 +399,17 @@ class Dispatcher:
                 health.announced(model, limits)
 
         return heard
+
+
+def _capability_refused(
+    exc: ProviderError, model: ModelSpec, routed: RoutedRequest, walk: _Walk
+) -> None:
+    """`model` refused a capability: the next candidate, when the request needs it."""
+    refused = Capability(exc.unsupported or "")
+    if refused in needed(routed.request):
+        walk.reason(f"{model.name} does not support {refused.described}: next candidate")
+    else:
+        exc.unsupported = None  # the request does not use it: an ordinary bad request
 
 
 def estimate_prompt_tokens(routed: RoutedRequest, family: str = "") -> int:
@@ -518,6 +537,7 @@ class _Walk:
             tenant=request.tenant,
             status="ok",
             content=reply.content,
+            tool_calls=list(reply.tool_calls) or None,
             finish_reason=reply.finish_reason,
             model=model.name,
             provider=model.provider,

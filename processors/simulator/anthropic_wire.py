@@ -29,6 +29,14 @@ Parses a request the way the real API reads it and renders the real shapes:
 
 Structured output (`output_format` / `output_config.format` of type
 `json_schema`) makes the text a JSON document. Streaming is not simulated (400).
+
+Tools (`tool_use` decides when they are called): `tools` (`name`, `description`,
+`input_schema`, both name and schema required), `tool_choice` (`auto`, `any`,
+`tool` with `name`, `none`; `disable_parallel_tool_use`); a call is answered as
+`tool_use` blocks (`id` "toolu_...", `name`, `input`) with `stop_reason: tool_use`.
+As the real API, every `tool_use` block of an assistant turn must get its
+`tool_result` in the next message, and a `tool_result` must answer a `tool_use` of
+the message before it (400 otherwise).
 """
 
 from __future__ import annotations
@@ -37,11 +45,13 @@ import math
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from tierline.processors.simulator.limits import Admission, Breach
 from tierline.processors.simulator.replies import Reply, format_retry_after
 from tierline.processors.simulator.request import SimRequest
+from tierline.processors.simulator.tool_use import SimTool, ToolAsk
 from tierline.processors.simulator.wire import PromptTally, WireFormat, positive_int
 
 __all__ = ["AnthropicWire"]
@@ -93,6 +103,11 @@ def _blocks_text(content: Any, markers: list[Any]) -> str:
         elif block.get("type") == "tool_result":
             texts.append(_blocks_text(block.get("content"), markers))
     return " ".join(texts)
+
+
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    """A message's content blocks (none for string content)."""
+    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
 
 
 def _cache_ttl(markers: list[Any]) -> str:
@@ -190,7 +205,11 @@ class AnthropicWire(WireFormat):
             markers += [
                 t["cache_control"] for t in tools if isinstance(t, dict) and "cache_control" in t
             ]
+        asked = self._tool_ask(body, tally, rid)
+        if isinstance(asked, web.Response):
+            return asked
         tally.system(_blocks_text(body.get("system"), markers))
+        pending: list[str] = []
         for i, m in enumerate(messages):
             if not isinstance(m, dict):
                 return self._error(400, rid, f"messages.{i}: Input should be a valid dictionary")
@@ -201,7 +220,13 @@ class AnthropicWire(WireFormat):
                 )
             if "content" not in m:
                 return self._error(400, rid, f"messages.{i}.content: Field required")
-            tally.message(_blocks_text(m["content"], markers), user=role == "user")
+            refused = self._tool_blocks(m, i, pending, tally, rid)
+            if refused is not None:
+                return refused
+            results = any(b.get("type") == "tool_result" for b in _blocks(m["content"]))
+            tally.message(_blocks_text(m["content"], markers), user=role == "user", results=results)
+        if pending:
+            return self._results_missing(pending, len(messages) - 1, rid)
         if "cache_control" in body:  # automatic caching: a marker on the last block
             markers.append(body["cache_control"])
         schema: dict[str, Any] | None = None
@@ -220,6 +245,67 @@ class AnthropicWire(WireFormat):
             json_schema=schema,
             cache_marked=bool(markers),
             cache_ttl=_cache_ttl(markers),
+            tools=asked,
+        )
+
+    def _tool_ask(
+        self, body: dict[str, Any], tally: PromptTally, rid: str
+    ) -> ToolAsk | None | web.Response:
+        """The request's tools and tool choice, or the 400 the real API answers."""
+        tools = body.get("tools")
+        if not isinstance(tools, list) or not tools:
+            return None
+        offered: list[SimTool] = []
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+                return self._error(400, rid, f"tools.{i}.custom.name: Field required")
+            schema = tool.get("input_schema")
+            if not isinstance(schema, dict):
+                return self._error(400, rid, f"tools.{i}.custom.input_schema: Field required")
+            offered.append(SimTool(tool["name"], schema))
+            tally.tools(len(orjson.dumps(tool)))
+        choice = body.get("tool_choice")
+        ask = ToolAsk(tools=tuple(offered))
+        if isinstance(choice, dict):
+            kind = choice.get("type")
+            if kind in ("auto", "any", "tool", "none"):
+                ask.choice = kind
+            ask.forced = choice.get("name") if kind == "tool" else None
+            ask.parallel = choice.get("disable_parallel_tool_use") is not True
+        return ask
+
+    def _tool_blocks(
+        self, m: dict[str, Any], i: int, pending: list[str], tally: PromptTally, rid: str
+    ) -> web.Response | None:
+        """Message `i`'s `tool_result`s answer the `tool_use`s of message `i - 1`, all of them."""
+        blocks = _blocks(m["content"])
+        answered = [b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"]
+        strays = [str(a) for a in answered if a not in pending]
+        if strays:
+            return self._error(
+                400,
+                rid,
+                f"messages.{i}.content.0: unexpected `tool_use_id` found in `tool_result` "
+                f"blocks: {', '.join(strays)}. Each `tool_result` block must have a "
+                "corresponding `tool_use` block in the previous message.",
+            )
+        missing = [p for p in pending if p not in answered]
+        if missing:
+            return self._results_missing(missing, i - 1, rid)
+        pending.clear()
+        for block in blocks:
+            if block.get("type") == "tool_use" and m.get("role") == "assistant":
+                pending.append(str(block.get("id")))
+                tally.tools(len(str(block.get("name"))) + len(orjson.dumps(block.get("input"))))
+        return None
+
+    def _results_missing(self, ids: list[str], i: int, rid: str) -> web.Response:
+        return self._error(
+            400,
+            rid,
+            f"messages.{i}: `tool_use` ids were found without `tool_result` blocks "
+            f"immediately after: {', '.join(ids)}. Each `tool_use` block must have a "
+            "corresponding `tool_result` block in the next message.",
         )
 
     # ------------------------------------------------------------------ answers
@@ -255,7 +341,12 @@ class AnthropicWire(WireFormat):
             stop_reason = "max_tokens"
         else:
             stop_reason = "refusal"
-        content = [{"type": "text", "text": reply.text}] if reply.text else []
+        content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
+        for n, call in enumerate(reply.tool_calls):
+            block = {"type": "tool_use", "id": f"toolu_sim{rid[:16]}{n:02d}", "name": call.name}
+            content.append(block | {"input": call.arguments})
+        if reply.tool_calls:
+            stop_reason = "tool_use"
         uncached = reply.input_tokens - reply.cache_read_tokens - reply.cache_write_tokens
         one_hour = reply.cache_write_tokens if req.cache_ttl == "1h" else 0
         body = {

@@ -48,6 +48,8 @@ class Behaviour:
     """Requests a minute this model admits (enforced by the server, not the draw)."""
     tpm_limit: int | None = None
     """Tokens a minute, input plus max output (likewise)."""
+    tools: bool = True
+    """Takes tools; False answers a request with tools with the provider's 400."""
 
 
 @dataclass(slots=True)

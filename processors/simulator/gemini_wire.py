@@ -27,20 +27,35 @@ Both camelCase and snake_case field names are accepted (`generationConfig` /
 `generation_config`, `maxOutputTokens` / `max_output_tokens`), as the real API
 does. JSON mode: `generationConfig.responseMimeType: application/json`, with
 `responseSchema` or `responseJsonSchema` shaping the document.
+
+Function calling (`tool_use` decides when functions are called): `tools[].
+functionDeclarations[]` (`name` required; `parametersJsonSchema`, or the OpenAPI
+`parameters`), `toolConfig.functionCallingConfig` (`mode` AUTO | ANY | NONE,
+`allowedFunctionNames`; ANY with one allowed name forces it); a call is answered as
+`functionCall` parts (`name`, `args`) with `finishReason: STOP`. As the real API,
+the turn after a function-call turn must hold as many `functionResponse` parts as
+that turn had calls, and a Gemini 3 model (`gemini-3*` and later) signs the first
+call of each answer with a `thoughtSignature` and refuses a history whose
+function-call turn does not carry one on its first call (400).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from tierline.processors.simulator.limits import Breach
 from tierline.processors.simulator.replies import Reply, format_retry_after
 from tierline.processors.simulator.request import SimRequest
+from tierline.processors.simulator.tool_use import SimTool, ToolAsk
 from tierline.processors.simulator.wire import PromptTally, WireFormat, part_texts, positive_int
 
 __all__ = ["GeminiWire"]
+
+_VERSION = re.compile(r"^gemini-(\d+)")
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -61,6 +76,20 @@ _ERROR_MESSAGES = {
     503: "The model is overloaded. Please try again later.",
     504: "Deadline expired before operation could complete.",
 }
+
+
+def _signs(model: str) -> bool:
+    """Gemini 3 and later sign function calls, and check the signatures sent back."""
+    version = _VERSION.match(model)
+    return version is not None and int(version.group(1)) >= 3
+
+
+def _result_text(response: Any) -> str:
+    """What a `functionResponse` says: its `response.content`, else the response as JSON."""
+    body = response.get("response") if isinstance(response, dict) else None
+    if isinstance(body, dict) and isinstance(body.get("content"), str):
+        return str(body["content"])
+    return orjson.dumps(body).decode()
 
 
 def _get(obj: dict[str, Any], camel: str, snake: str) -> Any:
@@ -85,6 +114,7 @@ class GeminiWire(WireFormat):
     error_messages = _ERROR_MESSAGES
     server_error_text = "Internal error encountered."
     client_error_text = "Simulated error ({status})."
+    no_tools_text = "Function calling is not enabled for models/{model}"
 
     # ------------------------------------------------------------------ plumbing
 
@@ -170,8 +200,13 @@ class GeminiWire(WireFormat):
                 'Invalid JSON payload received. Unknown name "contents": Proto field is not '
                 "repeating, cannot start list.",
             )
+        model = request.match_info.get("model", "").removeprefix("models/")
         tally = PromptTally()
+        asked = self._tool_ask(body, tally, rid)
+        if isinstance(asked, web.Response):
+            return asked
         tally.system(_parts_text(_get(body, "systemInstruction", "system_instruction")))
+        calls_before = 0
         for i, content in enumerate(contents):
             if not isinstance(content, dict):
                 return self._error(
@@ -185,7 +220,18 @@ class GeminiWire(WireFormat):
                     f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not "
                     "be empty.\n",
                 )
-            tally.message(text, user=content.get("role", "user") == "user")
+            parts = [p for p in content.get("parts") or [] if isinstance(p, dict)]
+            refused = self._function_turn(parts, i, calls_before, model, tally, rid)
+            if refused is not None:
+                return refused
+            calls_before = sum(1 for p in parts if "functionCall" in p)
+            results = [_get(p, "functionResponse", "function_response") for p in parts]
+            results_text = " ".join(_result_text(r) for r in results if r is not None)
+            tally.message(
+                text or results_text,
+                user=content.get("role", "user") == "user",
+                results=bool(results_text) or any(r is not None for r in results),
+            )
         config = _get(body, "generationConfig", "generation_config")
         max_tokens: int | None = None
         wants_json = False
@@ -208,8 +254,95 @@ class GeminiWire(WireFormat):
                     raw_schema = _get(config, "responseSchema", "response_schema")
                 if isinstance(raw_schema, dict):
                     schema = raw_schema
-        model = request.match_info.get("model", "").removeprefix("models/")
-        return tally.request(model, max_tokens, wants_json=wants_json, json_schema=schema)
+        return tally.request(
+            model, max_tokens, wants_json=wants_json, json_schema=schema, tools=asked
+        )
+
+    def _tool_ask(
+        self, body: dict[str, Any], tally: PromptTally, rid: str
+    ) -> ToolAsk | None | web.Response:
+        """The request's function declarations and calling config, or the 400."""
+        tools = body.get("tools")
+        offered: list[SimTool] = []
+        for i, tool in enumerate(tools if isinstance(tools, list) else []):
+            if not isinstance(tool, dict):
+                continue
+            declarations = _get(tool, "functionDeclarations", "function_declarations") or []
+            for j, declaration in enumerate(declarations):
+                name = declaration.get("name") if isinstance(declaration, dict) else None
+                if not isinstance(name, str) or not name:
+                    return self._error(
+                        400,
+                        rid,
+                        f"* GenerateContentRequest.tools[{i}].function_declarations[{j}].name: "
+                        "[FIELD_INVALID] Invalid function name. Must start with a letter or an "
+                        "underscore. Must be alphameric (a-z, A-Z, 0-9), underscores (_), dots "
+                        "(.), colons (:), or dashes (-), with a maximum length of 64.\n",
+                    )
+                schema = _get(declaration, "parametersJsonSchema", "parameters_json_schema")
+                if schema is None:
+                    schema = declaration.get("parameters")
+                offered.append(SimTool(name, schema if isinstance(schema, dict) else {}))
+                tally.tools(len(orjson.dumps(declaration)))
+        if not offered:
+            return None
+        ask = ToolAsk(tools=tuple(offered))
+        config = _get(body, "toolConfig", "tool_config")
+        calling = (
+            _get(config, "functionCallingConfig", "function_calling_config")
+            if isinstance(config, dict)
+            else None
+        )
+        if isinstance(calling, dict):
+            mode = str(calling.get("mode", "AUTO")).upper()
+            allowed = _get(calling, "allowedFunctionNames", "allowed_function_names") or []
+            if mode == "NONE":
+                ask.choice = "none"
+            elif mode in ("ANY", "VALIDATED") and isinstance(allowed, list) and len(allowed) == 1:
+                ask.choice, ask.forced = "tool", str(allowed[0])
+            elif mode == "ANY":
+                ask.choice = "any"
+        return ask
+
+    def _function_turn(
+        self,
+        parts: list[dict[str, Any]],
+        i: int,
+        calls_before: int,
+        model: str,
+        tally: PromptTally,
+        rid: str,
+    ) -> web.Response | None:
+        """Turn `i` answers every call of the turn before; a Gemini 3 call carries its
+        signature."""
+        responses = sum(1 for p in parts if "functionResponse" in p or "function_response" in p)
+        if (calls_before or responses) and responses != calls_before:
+            return self._error(
+                400,
+                rid,
+                "Please ensure that the number of function response parts is equal to the "
+                "number of function call parts of the function call turn.",
+            )
+        calls = [(n, p) for n, p in enumerate(parts) if "functionCall" in p]
+        for _, part in calls:
+            call = part["functionCall"]
+            name = call.get("name") if isinstance(call, dict) else None
+            args = call.get("args") if isinstance(call, dict) else None
+            tally.tools(len(str(name)) + len(orjson.dumps(args)))
+        if calls and _signs(model):
+            n, first = calls[0]
+            if not first.get("thoughtSignature") and not first.get("thought_signature"):
+                name = first["functionCall"].get("name")
+                return self._error(
+                    400,
+                    rid,
+                    "Function call is missing a thought_signature in functionCall parts. This "
+                    "is required for tools to work correctly, and missing thought_signature "
+                    "may lead to degraded model performance. Additional data, function call "
+                    f"`default_api:{name}` , position {n + 1}. Please refer to "
+                    "https://ai.google.dev/gemini-api/docs/thought-signatures for more details.",
+                )
+        return None
 
     # ------------------------------------------------------------------ answers
 
@@ -285,9 +418,15 @@ class GeminiWire(WireFormat):
             }
             usage["totalTokenCount"] = reply.input_tokens
         else:
+            parts: list[dict[str, Any]] = [{"text": reply.text}] if reply.text else []
+            for n, call in enumerate(reply.tool_calls):
+                part: dict[str, Any] = {"functionCall": {"name": call.name, "args": call.arguments}}
+                if n == 0 and _signs(req.model):
+                    part["thoughtSignature"] = f"c2lt{rid[:20]}"  # opaque, as Google's are
+                parts.append(part)
             candidate = {
-                "content": {"parts": [{"text": reply.text}], "role": "model"},
-                "finishReason": "STOP" if reply.finish == "stop" else "MAX_TOKENS",
+                "content": {"parts": parts, "role": "model"},
+                "finishReason": "MAX_TOKENS" if reply.finish == "length" else "STOP",
                 "index": 0,
             }
             usage["candidatesTokenCount"] = reply.output_tokens

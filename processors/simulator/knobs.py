@@ -7,6 +7,10 @@ its own budget of that size; set in an override, that model alone. A request's
 tokens are its estimated input plus its `max_tokens` (or, without one, the most
 `output_tokens` may draw). A model with a limit announces it in the provider's
 rate-limit headers; a model without one sends none.
+
+`tools = false` makes a model one without function calling: a request that offers
+it tools gets the provider's 400 for that ("Unsupported parameter: 'tools' is not
+supported with this model.", "Function calling is not enabled for models/...").
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class _Knobs(BaseModel):
     context_window: int | None = Field(default=None, ge=1)
     rpm_limit: int | None = Field(default=None, ge=1)
     tpm_limit: int | None = Field(default=None, ge=1)
+    tools: bool | None = None
 
     @model_validator(mode="after")
     def _check_range(self) -> _Knobs:
@@ -88,6 +93,7 @@ class SimulatorProfile(BaseModel):
         ge=1,
         description="tokens a minute per model (input + max output); None = unlimited",
     )
+    tools: bool = Field(default=True, description="models take tools (function calling)")
     models: dict[str, ModelOverride] = Field(default_factory=dict)
     known_models: frozenset[str] | None = Field(
         default=None, description="if set, any other model gets the provider's 404"
@@ -145,4 +151,5 @@ class SimulatorProfile(BaseModel):
             context_window=pick("context_window"),
             rpm_limit=pick("rpm_limit"),
             tpm_limit=pick("tpm_limit"),
+            tools=pick("tools"),
         )

@@ -26,6 +26,15 @@ Parses a request the way the real API reads it and renders the real shapes:
 JSON mode: `response_format` `json_object` or `json_schema` makes the content a
 JSON document (shaped by the schema). Streaming (`stream: true`) is not
 simulated and answers 400.
+
+Tools (`tool_use` decides when they are called): `tools` of type `function`,
+`tool_choice` (`auto`, `none`, `required`, `{"type": "function", "function":
+{"name"}}`) and `parallel_tool_calls`; a call is answered as
+`message.tool_calls` (`{"id": "call_...", "type": "function", "function":
+{"name", "arguments": <JSON text>}}`), `content: null`, `finish_reason:
+tool_calls`. As the real API, a `tool` message must answer a call of the assistant
+message before it (400 otherwise), every call must get its answer before the next
+other message (400 naming the unanswered ids), and `tool_choice` needs `tools`.
 """
 
 from __future__ import annotations
@@ -34,11 +43,13 @@ import re
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from tierline.processors.simulator.limits import Admission, Breach
 from tierline.processors.simulator.replies import Reply, format_retry_after
 from tierline.processors.simulator.request import SimRequest
+from tierline.processors.simulator.tool_use import SimTool, ToolAsk
 from tierline.processors.simulator.wire import PromptTally, WireFormat, part_texts, positive_int
 
 __all__ = ["OpenAIWire"]
@@ -240,6 +251,10 @@ class OpenAIWire(WireFormat):
                 code="empty_array",
             )
         tally = PromptTally()
+        asked = self._tool_ask(body, tally, rid)
+        if isinstance(asked, web.Response):
+            return asked
+        unanswered: list[str] = []
         for i, m in enumerate(messages):
             if not isinstance(m, dict):
                 return self._error(
@@ -267,7 +282,12 @@ class OpenAIWire(WireFormat):
                     param=f"messages[{i}].role",
                     code="invalid_value",
                 )
-            tally.message(_text(m.get("content")), user=role == "user")
+            refused = self._tool_turn(m, i, unanswered, tally, rid)
+            if refused is not None:
+                return refused
+            tally.message(_text(m.get("content")), user=role == "user", results=role == "tool")
+        if unanswered:
+            return self._unanswered(unanswered, len(messages), rid)
         max_tokens: Any = body.get("max_completion_tokens")
         param = "max_completion_tokens"
         if max_tokens is None:
@@ -300,9 +320,105 @@ class OpenAIWire(WireFormat):
                 spec = fmt.get("json_schema")
                 if isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
                     schema = spec["schema"]
-        return tally.request(model, max_tokens, wants_json=wants_json, json_schema=schema)
+        return tally.request(
+            model, max_tokens, wants_json=wants_json, json_schema=schema, tools=asked
+        )
+
+    def _tool_ask(
+        self, body: dict[str, Any], tally: PromptTally, rid: str
+    ) -> ToolAsk | None | web.Response:
+        """The request's tools and tool choice, or the 400 the real API answers."""
+        tools = body.get("tools")
+        choice = body.get("tool_choice")
+        if not tools:
+            if choice is not None and choice != "none":
+                return self._error(
+                    400,
+                    rid,
+                    "Invalid value for 'tool_choice': 'tool_choice' is only allowed when "
+                    "'tools' are specified.",
+                    param="tool_choice",
+                )
+            return None
+        if not isinstance(tools, list):
+            return self._error(400, rid, "Invalid type for 'tools': expected an array.")
+        offered: list[SimTool] = []
+        for i, tool in enumerate(tools):
+            function = tool.get("function") if isinstance(tool, dict) else None
+            name = function.get("name") if isinstance(function, dict) else None
+            if not isinstance(name, str) or not name:
+                return self._error(
+                    400,
+                    rid,
+                    f"Missing required parameter: 'tools[{i}].function.name'.",
+                    param=f"tools[{i}].function.name",
+                    code="missing_required_parameter",
+                )
+            assert isinstance(function, dict)
+            params = function.get("parameters")
+            offered.append(SimTool(name, params if isinstance(params, dict) else {}))
+            tally.tools(len(orjson.dumps(tool)))
+        ask = ToolAsk(tools=tuple(offered), parallel=body.get("parallel_tool_calls") is not False)
+        if choice in ("auto", "none"):
+            ask.choice = choice
+        elif choice == "required":
+            ask.choice = "any"
+        elif isinstance(choice, dict):
+            function = choice.get("function")
+            ask.choice = "tool"
+            ask.forced = function.get("name") if isinstance(function, dict) else None
+        return ask
+
+    def _tool_turn(
+        self, m: dict[str, Any], i: int, unanswered: list[str], tally: PromptTally, rid: str
+    ) -> web.Response | None:
+        """Check message `i` against the calls awaiting answers; count its calls' text."""
+        role = m.get("role")
+        if role == "tool":
+            call_id = m.get("tool_call_id")
+            if call_id not in unanswered:
+                return self._error(
+                    400,
+                    rid,
+                    "Invalid parameter: messages with role 'tool' must be a response to a "
+                    "preceeding message with 'tool_calls'.",
+                    param=f"messages.[{i}].role",
+                )
+            unanswered.remove(call_id)
+            return None
+        if unanswered:
+            return self._unanswered(unanswered, i, rid)
+        calls = m.get("tool_calls") if role == "assistant" else None
+        for call in calls if isinstance(calls, list) else []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(call, dict) and isinstance(call.get("id"), str):
+                unanswered.append(call["id"])
+            if isinstance(function, dict):
+                tally.tools(
+                    len(str(function.get("name", ""))) + len(str(function.get("arguments")))
+                )
+        return None
+
+    def _unanswered(self, ids: list[str], i: int, rid: str) -> web.Response:
+        return self._error(
+            400,
+            rid,
+            "An assistant message with 'tool_calls' must be followed by tool messages "
+            "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+            f"response messages: {', '.join(ids)}",
+            param=f"messages.[{i}].role",
+        )
 
     # ------------------------------------------------------------------ answers
+
+    def tools_unsupported(self, model: str, rid: str) -> web.Response:
+        return self._error(
+            400,
+            rid,
+            "Unsupported parameter: 'tools' is not supported with this model.",
+            param="tools",
+            code="unsupported_parameter",
+        )
 
     def unknown_model(self, model: str, rid: str) -> web.Response:
         return self._error(
@@ -375,6 +491,22 @@ class OpenAIWire(WireFormat):
         if self.reports_cache_writes(req.model):
             prompt_details["cache_write_tokens"] = reply.cache_write_tokens
         prompt_details["audio_tokens"] = 0
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": reply.text,
+            "refusal": None,
+            "annotations": [],
+        }
+        if reply.tool_calls:
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": f"call_sim{rid[:16]}{n:02d}",
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": orjson.dumps(c.arguments).decode()},
+                }
+                for n, c in enumerate(reply.tool_calls)
+            ]
         body = {
             "id": f"chatcmpl-sim{rid[:26]}",
             "object": "chat.completion",
@@ -383,12 +515,7 @@ class OpenAIWire(WireFormat):
             "choices": [
                 {
                     "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": reply.text,
-                        "refusal": None,
-                        "annotations": [],
-                    },
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": finish,
                 }

@@ -2,7 +2,10 @@
 
 The text is filler drawn from a fixed corpus (or a JSON document shaped by the
 request's schema), as long as the drawn output tokens, so billing sees
-realistic counts without a model behind it.
+realistic counts without a model behind it. A request with tools may get tool
+calls instead (`tool_use`: when the model calls which tool with what
+arguments), counted at the size of their arguments; the answer after tool
+results quotes the results.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import orjson
 
 from tierline.processors.simulator.draw import Behaviour, Fate
 from tierline.processors.simulator.request import SimRequest
+from tierline.processors.simulator.tool_use import SimToolCall, planned_calls
 
 __all__ = ["Reply", "compose_reply", "format_retry_after"]
 
@@ -28,12 +32,13 @@ class Reply:
     """
 
     text: str
-    finish: Literal["stop", "length", "refusal"]
+    finish: Literal["stop", "length", "refusal", "tool_calls"]
     input_tokens: int
     output_tokens: int
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    tool_calls: list[SimToolCall] = field(default_factory=list)
 
 
 _SENTENCES = (
@@ -111,6 +116,11 @@ def compose_reply(
     if fate.kind == "refusal":
         return Reply("", "refusal", input_tokens, 1, cache_read, cache_write)
     model = req.model
+    calls = planned_calls(req.tools, req.last_user_text, model)
+    if calls:
+        size = sum(len(c.name) + len(orjson.dumps(c.arguments)) for c in calls)
+        wanted = max(1, -(-size // 4)) + 2 * len(calls)
+        return Reply("", "tool_calls", input_tokens, wanted, cache_read, cache_write, {}, calls)
     if req.wants_json:
         if req.json_schema is not None:
             obj = _value_for(req.json_schema, "answer", model)
@@ -130,6 +140,10 @@ def compose_reply(
             span = behaviour.output_max - behaviour.output_min + 1
             wanted = behaviour.output_min + (fate.pick >> 8) % span
         prefix = f"Simulated reply from {model}. "
+        if req.tools is not None and req.tools.after_results:
+            results = req.tools.result_text[:200]
+            prefix = f"Simulated reply from {model}, given the tool results: {results}. "
+            wanted = max(wanted, -(-len(prefix) // 4))  # the answer quotes them whole
         chars = 4 * wanted
         if chars <= len(prefix):
             text = prefix[:chars]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tierline.processors.simulator.tool_use import ToolAsk
+
 __all__ = ["SimRequest", "estimate_tokens"]
 
 
@@ -32,6 +34,8 @@ class SimRequest:
     cache_ttl: str = "5m"
     """How long a cache write lasts: `1h` when a marker asks for the 1-hour cache (Anthropic;
     1-hour markers must come before 5-minute ones, so the cached prefix is the first)."""
+    tools: ToolAsk | None = None
+    """The tools offered and the tool choice, when the request has tools (`tool_use`)."""
 
 
 def estimate_tokens(chars: int, messages: int) -> int:

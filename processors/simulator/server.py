@@ -370,6 +370,8 @@ class SimulatorServer:
         if self._known is not None and req.model not in self._known:
             return self._rejected(wire.unknown_model(req.model, rid))
         behaviour = self._behaviour(req.model)
+        if req.tools is not None and not behaviour.tools:
+            return self._rejected(wire.tools_unsupported(req.model, rid))
         input_tokens = estimate_tokens(req.text_chars, req.n_messages)
         window = behaviour.context_window
         if window is not None and input_tokens > window:

@@ -18,6 +18,7 @@ from aiohttp import web
 from tierline.processors.simulator.limits import Admission, Breach
 from tierline.processors.simulator.replies import Reply
 from tierline.processors.simulator.request import SimRequest
+from tierline.processors.simulator.tool_use import ToolAsk
 
 __all__ = ["PromptTally", "WireFormat", "part_texts", "positive_int"]
 
@@ -37,13 +38,20 @@ def part_texts(parts: list[Any]) -> str:
 class PromptTally:
     """What a request's messages add up to, filled in the order a wire module reads them."""
 
-    __slots__ = ("chars", "first", "last_user", "messages")
+    __slots__ = ("chars", "first", "last_results", "last_user", "messages", "results")
 
     def __init__(self) -> None:
         self.chars = 0
         self.messages = 0
         self.first = ""
         self.last_user = ""
+        #: whether the last message was tool results, and their text
+        self.last_results = False
+        self.results = ""
+
+    def tools(self, chars: int) -> None:
+        """Tool definitions of `chars` characters: prompt tokens, as the real APIs bill them."""
+        self.chars += chars
 
     def system(self, text: str) -> None:
         """A separate system prompt (Anthropic, Gemini); an empty one is no message at all."""
@@ -52,14 +60,18 @@ class PromptTally:
             self.messages += 1
             self.first = text
 
-    def message(self, text: str, *, user: bool) -> None:
+    def message(self, text: str, *, user: bool, results: bool = False) -> None:
+        """One message; `results` = it carries tool results (then it is no user prompt)."""
         # the cacheable prefix is the system prompt, or failing one the first message
         if self.messages == 0:
             self.first = text
         self.chars += len(text)
         self.messages += 1
-        if user:
+        if user and not results:
             self.last_user = text
+        if results:  # consecutive result messages (OpenAI's, one per call) add up
+            self.results = f"{self.results} {text}" if self.last_results else text
+        self.last_results = results
 
     def request(
         self,
@@ -70,7 +82,11 @@ class PromptTally:
         json_schema: dict[str, Any] | None = None,
         cache_marked: bool = False,
         cache_ttl: str = "5m",
+        tools: ToolAsk | None = None,
     ) -> SimRequest:
+        if tools is not None:
+            tools.after_results = self.last_results
+            tools.result_text = self.results if self.last_results else ""
         return SimRequest(
             model=model,
             text_chars=self.chars,
@@ -82,6 +98,7 @@ class PromptTally:
             json_schema=json_schema,
             cache_marked=cache_marked,
             cache_ttl=cache_ttl,
+            tools=tools,
         )
 
 
@@ -98,6 +115,8 @@ class WireFormat(ABC):
     """The message of any other 5xx; `{status}` is replaced by the status."""
     client_error_text: ClassVar[str]
     """The message of any other 4xx (a forced `[sim:error=...]`); `{status}` as above."""
+    no_tools_text: ClassVar[str] = "{model} does not support tools"
+    """The message of a request with tools to a model without them; `{model}` replaced."""
     explicit_cache: ClassVar[bool] = False
     """Caching applies only to a request that marks a block (Anthropic); else it is implicit."""
 
@@ -125,6 +144,10 @@ class WireFormat(ABC):
         if not isinstance(data, dict):
             return self._not_an_object(rid)
         return self._parse(data, request, rid)
+
+    def tools_unsupported(self, model: str, rid: str) -> web.Response:
+        """The 400 of a model without function calling asked to use tools."""
+        return self._error(400, rid, self.no_tools_text.format(model=model))
 
     def invalid(self, message: str, rid: str) -> web.Response:
         """A 400 for a request the format accepts but the simulator does not (a bad directive)."""

@@ -14,6 +14,10 @@ panel. The query that runs is always the parametrized one.
 Tokens are summed as input (the whole prompt) and output; asked for, the prompt's
 cache classes too (`TOKEN_CLASSES`: cached reads, cache writes, and of those the
 1-hour writes), each billed at its own price.
+
+Requests answered from the response cache are rows of cost 0 (they count in
+`requests` and `calls`); what they saved, the cost of their answers when first
+served, is `saved_query`'s, apart from the spend.
 """
 
 from __future__ import annotations
@@ -285,6 +289,33 @@ def query_spend(
             )
         )
     return found
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What the response cache saved: the answers it gave that would have cost something,
+    and what they cost when they were first served."""
+
+    answers: int
+    saved_usd: Decimal
+
+
+def saved_query(rows: SpendFilter | None = None, where: str = "") -> Query:
+    """The rows answered from the response cache that saved anything, counted and summed."""
+    conditions, parameters = _conditions(rows or SpendFilter())
+    filters = ["saved_usd > 0", *conditions, *([where] if where else [])]
+    sql = (
+        "SELECT count() AS answers, sum(saved_usd) AS saved\n"
+        "FROM costs FINAL\n"
+        f"WHERE {_AND.join(filters)}"
+    )
+    return Query(sql, parameters)
+
+
+def query_saved(client: Client, where: str = "", *, rows: SpendFilter | None = None) -> Saved:
+    """Run `saved_query`."""
+    answers, saved = saved_query(rows, where).run(client)[0]
+    return Saved(int(answers), quantize(Decimal(saved or 0)))
 
 
 #: an attempt younger than this may still be in flight, not cut off

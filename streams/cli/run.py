@@ -53,6 +53,14 @@ from tierline.streams.supervisor import child_commands, supervise
     "[default: 9464, or TIERLINE_METRICS_PORT / metrics_port; 0 = any free port; "
     "TIERLINE_METRICS_PORT=off disables]. With --processes N, process i uses the port + i.",
 )
+@click.option(
+    "--http-port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    envvar="TIERLINE_HTTP_PORT",
+    help="The gateway's OpenAI-compatible HTTP API listens here [default: 8080, or "
+    "[gateway] http_port; 0 = any free port, logged].",
+)
 def command(
     config_path: Path | None,
     roles: tuple[str, ...],
@@ -61,8 +69,9 @@ def command(
     debug_kafka: bool,
     processes: int,
     metrics_port: int | None,
+    http_port: int | None,
 ) -> None:
-    """Run the router, the tier workers and the cost sink until Ctrl-C.
+    """Run the router, the tier workers, the cost sink and the gateway until Ctrl-C.
 
     \b
     With nothing configured this starts the embedded broker, chDB under
@@ -76,12 +85,24 @@ def command(
       tierline run --role router
       tierline run --role workers --processes 2
       tierline run --role sink
+      tierline run --role gateway --http-port 8080
+    \b
+    The gateway (an OpenAI-compatible HTTP API) needs API keys ([gateway.keys]);
+    without them `--role all` starts the other roles and says so.
     """
     setup_logging(log_level, debug_kafka)
     settings = load(config_path)
     if metrics_port is not None:
         settings.metrics_port = metrics_port
+    if http_port is not None:
+        settings.gateway.http_port = http_port
     chosen = ROLES if "all" in roles else tuple(r for r in ROLES if r in roles)
+    if "all" in roles and not settings.gateway.configured:
+        chosen = tuple(r for r in chosen if r != "gateway")
+        say(
+            "tierline: not starting the gateway: it has no API keys ([gateway.keys], or "
+            "[gateway] allow_anonymous_tenant); the other roles start"
+        )
     if processes > 1:
         if settings.embedded_kafka:
             raise click.ClickException(
@@ -93,6 +114,8 @@ def command(
             passthrough += ["--config", str(config_path)]
         if debug_kafka:
             passthrough.append("--debug-kafka")
+        if http_port is not None:
+            passthrough += ["--http-port", str(http_port)]
         commands = child_commands(chosen, processes, passthrough)
         port = settings.metrics_port
         if port != "off":
@@ -142,6 +165,8 @@ async def _run(settings: object, roles: tuple[str, ...], status_every: float) ->
                     )
             if pipeline.sink:
                 parts.append(f"sink {pipeline.sink.stats.inserted} rows")
+            if pipeline.gateway:
+                parts.append(f"gateway {len(pipeline.gateway.waiters)} waiting")
             say(" | ".join(parts))
     finally:
         say("tierline: stopping (finishing in-flight requests)")

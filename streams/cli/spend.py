@@ -21,12 +21,14 @@ from tierline.processors.store.spend import (
     DIMENSIONS,
     TOKEN_CLASSES,
     Bound,
+    Saved,
     SpendFilter,
     SpendRow,
     check_window,
     counts_unconfirmed,
     dimensions,
     parse_bound,
+    query_saved,
     query_spend,
     query_unconfirmed,
     spend_query,
@@ -174,6 +176,14 @@ def command(
         console = Console()
         title = spend_title(by, since, until, rows)
         console.print(spend_table(found, by, title, token_classes=token_classes))
+        try:
+            saved = query_saved(connect(settings.clickhouse_url), rows=rows)
+        except Exception as exc:  # noqa: BLE001 - the spend is shown; the saving is extra
+            why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            console.print(f"saved by cache: unknown ({why}; `tierline db migrate` adds saved_usd)")
+        else:
+            if saved.answers:
+                console.print(saved_line(saved))
         if not counts_unconfirmed(rows):
             return  # attempts have no feature: a figure for all features would mislead
         cut_off = query_unconfirmed(connect(settings.clickhouse_url), rows=rows)
@@ -182,6 +192,15 @@ def command(
                 f"possibly billed by providers, unconfirmed: {cut_off.calls} calls cut off by "
                 f"a crash, estimated up to ${_usd(cut_off.estimated_usd)} (not in the totals)"
             )
+
+
+def saved_line(saved: Saved) -> str:
+    """The response cache's saving, under the table: not spent, so not in the totals."""
+    answers = f"{saved.answers} answer{'s' if saved.answers != 1 else ''}"
+    return (
+        f"saved by cache: ${_usd(saved.saved_usd)} ({answers} from the response cache, "
+        "at what they cost when first served; not in the totals)"
+    )
 
 
 def spend_title(by: Sequence[str], since: str, until: str | None, rows: SpendFilter) -> str:

@@ -55,3 +55,17 @@ def test_a_state_directory_that_cannot_be_made_is_one_clear_line(tmp_path: Path)
     done = run_router(tmp_path, TIERLINE_STATE_DIR=str(tmp_path / "file" / "state"))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "cannot create the state directory" in done.stderr.strip().splitlines()[-1]
+
+
+def test_a_gateway_without_api_keys_refuses_to_start_in_one_clear_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tierline.streams.cli", "run", "--role", "gateway"],
+        cwd=tmp_path,
+        env={**os.environ, "TIERLINE_KAFKA_BOOTSTRAP": "127.0.0.1:1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "the gateway has no API keys" in last and "allow_anonymous_tenant" in last

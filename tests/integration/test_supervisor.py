@@ -25,6 +25,15 @@ def test_the_sink_runs_once_and_the_other_roles_n_times() -> None:
     assert all(c[:4] == [sys.executable, "-m", "tierline.streams.cli", "run"] for c in commands)
 
 
+def test_the_gateway_runs_once_like_the_sink() -> None:
+    commands = child_commands(["router", "workers", "sink", "gateway"], 2, [])
+    roles = [c[c.index("--role") :] for c in commands]
+    assert roles == [["--role", "router", "--role", "workers"]] * 2 + [
+        ["--role", "sink"],
+        ["--role", "gateway"],
+    ]
+
+
 def test_processes_need_real_kafka(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TIERLINE_KAFKA_BOOTSTRAP"}
     done = subprocess.run(

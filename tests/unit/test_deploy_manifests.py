@@ -458,12 +458,18 @@ def test_commands_are_real_tierline_roles(pods: list[Pod]) -> None:
     assert deployed == set(ROLES), f"roles deployed {sorted(deployed)} != ROLES {ROLES}"
 
 
-def test_the_gateway_is_a_placeholder_until_its_role_exists() -> None:
+def test_the_gateway_serves_its_http_port_behind_a_service(pods: list[Pod]) -> None:
     gateway = find("Deployment", "tierline-gateway")
-    assert gateway is not None
-    if "gateway" not in ROLES:
-        assert is_placeholder(gateway)
-        assert gateway.body["spec"]["replicas"] == 0
+    assert gateway is not None and not is_placeholder(gateway)
+    (pod,) = [pod for pod in pods if pod.deployment == gateway]
+    assert pod.roles == ("gateway",)
+    http = [p for p in pod.container.get("ports", []) if p.get("name") == "http"]
+    assert [p["containerPort"] for p in http] == [pod.settings.gateway.http_port]
+    service = find("Service", "tierline-gateway")
+    assert service is not None, "no Service in front of the gateway"
+    selector = service.body["spec"]["selector"]
+    assert selector.items() <= gateway.body["spec"]["template"]["metadata"]["labels"].items()
+    assert [p["targetPort"] for p in service.body["spec"]["ports"]] == ["http"]
 
 
 def test_worker_deployments_serve_each_tier_once(pods: list[Pod]) -> None:
@@ -636,7 +642,7 @@ def test_the_metrics_check_follows_the_port_setting(pods: list[Pod], tmp_path: P
         (container,) = body["spec"]["template"]["spec"]["containers"]
         container["env"] += [{"name": k, "value": v} for k, v in env.items()]
         container["command"] += argv
-        (port,) = container["ports"]
+        port = next(p for p in container["ports"] if p["name"] == "metrics")
         port["containerPort"] = declared
         return load_pod(Doc(pod.deployment.file, pod.deployment.index, body), container, tmp_path)
 

@@ -53,6 +53,9 @@ def touch_every_metric(m: Metrics) -> None:
     m.budget_spent.labels("acme", "day").set(1.5)
     m.budget_reserved.labels("acme", "day").set(0.25)
     m.budget_limit.labels("acme", "day").set(25)
+    m.gateway_requests.labels("chat_completions", "200").inc()
+    m.gateway_in_flight.set(1)
+    m.gateway_latency.labels("chat_completions").observe(0.4)
 
 
 def test_counted_requests_and_attempts_show_up_in_render_with_their_labels() -> None:
@@ -104,6 +107,9 @@ def test_the_documented_metric_names_and_only_those() -> None:
         "tierline_budget_spent_usd",
         "tierline_budget_reserved_usd",
         "tierline_budget_limit_usd",
+        "tierline_gateway_requests",
+        "tierline_gateway_in_flight",
+        "tierline_gateway_latency_seconds",
     }
 
 

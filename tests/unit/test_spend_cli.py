@@ -23,21 +23,30 @@ from rich.console import Console
 
 from tierline.processors.store.spend import (
     Bound,
+    Saved,
     SpendFilter,
     SpendRow,
     check_window,
     counts_unconfirmed,
     dimensions,
     parse_bound,
+    query_saved,
     query_spend,
     query_unconfirmed,
+    saved_query,
     spend_query,
     spend_sql,
     sql_literal,
     unconfirmed_query,
 )
 from tierline.streams.cli import main
-from tierline.streams.cli.spend import render_csv, render_json, spend_table, spend_title
+from tierline.streams.cli.spend import (
+    render_csv,
+    render_json,
+    saved_line,
+    spend_table,
+    spend_title,
+)
 
 INJECTION = "x' OR 1=1 --"
 MARCH = datetime(2026, 3, 1, tzinfo=UTC)
@@ -215,6 +224,34 @@ def test_unconfirmed_calls_honour_the_filters_attempts_can() -> None:
     assert not counts_unconfirmed(by_feature)
     with pytest.raises(ValueError, match="tenant, model and tier"):
         unconfirmed_query(by_feature)
+
+
+def test_the_cache_saving_is_summed_apart_under_the_same_filters() -> None:
+    rows = SpendFilter(since=MARCH, tenants=("acme",), features=("search",))
+    query = saved_query(rows)
+    assert query.sql == (
+        "SELECT count() AS answers, sum(saved_usd) AS saved\n"
+        "FROM costs FINAL\n"
+        "WHERE saved_usd > 0\n"
+        "  AND created_at >= {since:DateTime64(3, 'UTC')}\n"
+        "  AND tenant IN {tenant:Array(String)}\n"
+        "  AND feature IN {feature:Array(String)}"
+    )
+    client = RecordingClient(rows=[(3, Decimal("0.0000207"))])
+    assert query_saved(cast(Client, client), rows=rows) == Saved(3, Decimal("0.000020700"))
+    ((_, parameters),) = client.calls
+    assert parameters == {"since": MARCH, "tenant": ["acme"], "feature": ["search"]}
+    nothing = RecordingClient(rows=[(0, None)])
+    assert query_saved(cast(Client, nothing), where="request_id LIKE 'x%'") == Saved(0, Decimal(0))
+    assert "AND request_id LIKE 'x%'" in nothing.calls[0][0]
+
+
+def test_the_saving_line_says_it_is_not_in_the_totals() -> None:
+    assert saved_line(Saved(3, Decimal("0.000020700"))) == (
+        "saved by cache: $0.000020700 (3 answers from the response cache, "
+        "at what they cost when first served; not in the totals)"
+    )
+    assert "(1 answer from" in saved_line(Saved(1, Decimal("0.5")))
 
 
 def _invoke(*args: str) -> str:

@@ -14,6 +14,10 @@ above 200k tokens, GPT models above 272k): the public catalog writes those as
 `input_cost_per_token_above_200k_tokens` and the like, kept here as
 `long_context` tiers; `Price.for_prompt(n)` is the price that applies to a
 call whose prompt has `n` tokens.
+
+Each entry also keeps what the model can do beyond text, from the catalog's
+`supports_function_calling`, `supports_vision` and `supports_response_schema`
+(`processors.pricing.capabilities`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from importlib import resources
 from typing import Any
 
 import orjson
+
+from tierline.processors.pricing.capabilities import Capabilities
 
 BUNDLED_FILE = "litellm_chat_prices.json"
 MILLION = Decimal(1_000_000)
@@ -153,6 +159,7 @@ class CatalogEntry:
     provider: str
     max_input_tokens: int | None
     max_output_tokens: int | None
+    capabilities: Capabilities = Capabilities()
 
 
 class PriceBook:
@@ -175,6 +182,7 @@ class PriceBook:
                 provider=str(entry.get("litellm_provider", "")),
                 max_input_tokens=_int_or_none(entry.get("max_input_tokens")),
                 max_output_tokens=_int_or_none(entry.get("max_output_tokens")),
+                capabilities=Capabilities.from_flags(entry),
             )
         return cls(entries)
 

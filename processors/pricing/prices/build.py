@@ -4,7 +4,8 @@
 
 Keeps chat models of the providers tierline speaks to, and only the fields it
 reads (token prices, cache prices with Anthropic's 1-hour writes apart,
-long-context tiers, context windows), so the snapshot stays small. The catalog
+long-context tiers, context windows, and the capability flags routing reads:
+function calling, vision, response schema), so the snapshot stays small. The catalog
 is LiteLLM's, MIT-licensed: LICENSE-litellm.txt beside the snapshot carries its
 notice and must ship with it.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from tierline.processors.pricing.capabilities import CATALOG_FLAGS
 from tierline.processors.pricing.prices.book import BUNDLED_FILE, LONG_CONTEXT_FIELD
 
 PROVIDERS = {
@@ -46,6 +48,7 @@ FIELDS = {
     "cache_creation_input_token_cost_above_1hr",
     "input_cost_per_token_batches",
     "output_cost_per_token_batches",
+    *CATALOG_FLAGS.values(),
 }
 
 
