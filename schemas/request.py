@@ -64,6 +64,9 @@ class Hints(BaseModel):
     #: answer from the response cache when an identical request was answered before (true),
     #: or never (false); unset = as the policy's `[cache] temperature_zero` says
     cache: bool | None = None
+    #: false: never send a model a trimmed history (oldest turns dropped to fit its context
+    #: window, as the policy's `[trimming]` allows); a model it overflows is skipped instead
+    trim: bool = True
 
     @model_validator(mode="after")
     def _tiers_in_order(self) -> Hints:

@@ -78,6 +78,9 @@ class RouteResponse(BaseModel):
     #: answered from the response cache: no provider call, nothing billed (`cost_usd` 0,
     #: `usage` 0); `model` and `provider` are those of the answer's first serving
     cached: bool = False
+    #: the oldest messages left out of the history `model` was sent, to fit its context
+    #: window (`[trimming]` in the policy); 0 when it got the whole history
+    trimmed_messages: int = Field(default=0, ge=0)
 
     @classmethod
     def from_error(

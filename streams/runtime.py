@@ -48,7 +48,7 @@ from tierline.streams.router_loop import PlainRouterLoop
 from tierline.streams.tier_worker import TierWorker
 from tierline.streams.topic_directory import TopicDirectory
 from tierline.streams.topics import Topics, ensure_topics
-from tierline.streams.worker_cache import WorkerCache
+from tierline.streams.worker_cache import WorkerCache, worker_policy
 
 log = logging.getLogger("tierline")
 
@@ -336,8 +336,16 @@ def _start_workers(
         max_retries=settings.worker.max_retries, call_timeout_s=settings.worker.call_timeout_s
     )
     on_attempt = attempt_recorder(producer, pipeline.topics)
+    # the policy file's [cache] and [trimming] sections, which the workers read
+    policy = worker_policy(settings, pipeline.catalog)
     dispatcher = Dispatcher(
-        pipeline.catalog, client, keys, retry, on_attempt=on_attempt, health=pipeline.health
+        pipeline.catalog,
+        client,
+        keys,
+        retry,
+        on_attempt=on_attempt,
+        health=pipeline.health,
+        policy=policy,
     )
     # one consumer (and one transactional producer) for every tier this process serves
     worker = TierWorker(
@@ -345,7 +353,9 @@ def _start_workers(
     )
     worker.metrics = pipeline.metrics
     # the response cache: `[cache]` of the policy file, warm from tierline.cache
-    worker.cache = WorkerCache.open(settings, pipeline.topics, pipeline.bootstrap, pipeline.catalog)
+    worker.cache = WorkerCache.open(
+        settings, pipeline.topics, pipeline.bootstrap, pipeline.catalog, policy
+    )
     for tier in worker.tiers:
         pipeline.workers[tier] = worker
     pipeline._tasks.append(asyncio.create_task(worker.run(pipeline.stop_event), name="workers"))

@@ -2,7 +2,8 @@
 it warm, and the record that shares each new answer.
 
 The rules come from the policy file the router reads (`router.policy`, reloaded when it
-changes): workers read only its `[cache]` section. A new answer goes to
+changes): workers read only its `[cache]` section here, and its `[trimming]` in the
+candidate walk (`worker_policy` opens the file once for both). A new answer goes to
 `tierline.cache` in the same publish as the response it belongs to (on Kafka with
 transactions, the same transaction), and this worker keeps it only once that publish
 has landed: an answer whose transaction aborted is never served from memory either.
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 from tierline.processors.pricing.catalog import Catalog
 from tierline.processors.routing.policy import CacheRules, Policy
-from tierline.processors.routing.policy_reload import open_policy_source
+from tierline.processors.routing.policy_reload import PolicySource, open_policy_source
 from tierline.processors.serving.response_cache import Hit, ResponseCache
 from tierline.processors.serving.walk import ServeOutcome
 from tierline.schemas import CachedAnswer, RoutedRequest, encode
@@ -50,6 +51,17 @@ class Kept:
         return len(self.record.value)
 
 
+def worker_policy(settings: Settings, catalog: Catalog) -> PolicySource:
+    """The policy file the router reads, as the workers read it (for `[cache]` and
+    `[trimming]`), reloaded when it changes; a bad file at start raises."""
+    return open_policy_source(
+        settings.router.policy or None,
+        defaults=Policy(),
+        check_every_s=settings.router.policy_check_s,
+        catalog=catalog,
+    )
+
+
 class WorkerCache:
     def __init__(
         self,
@@ -67,15 +79,16 @@ class WorkerCache:
 
     @classmethod
     def open(
-        cls, settings: Settings, topics: Topics, bootstrap: str, catalog: Catalog
+        cls,
+        settings: Settings,
+        topics: Topics,
+        bootstrap: str,
+        catalog: Catalog,
+        policy: PolicySource | None = None,
     ) -> WorkerCache:
-        """The cache under the rules of `router.policy` (a bad file at start raises)."""
-        source = open_policy_source(
-            settings.router.policy or None,
-            defaults=Policy(),
-            check_every_s=settings.router.policy_check_s,
-            catalog=catalog,
-        )
+        """The cache under the rules of `policy`, else of `router.policy` (a bad file at
+        start raises)."""
+        source = policy or worker_policy(settings, catalog)
 
         def rules() -> CacheRules:
             return source.current().cache

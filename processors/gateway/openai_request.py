@@ -69,7 +69,7 @@ _UNSUPPORTED_FEATURE = {
     "stream": "streaming (stream=true)",
     "stream_options": "streaming (stream_options)",
     "functions": "the deprecated functions API (functions; send tools)",
-    "function_call": "the deprecated functions API (function_call; send tool_choice)",
+    "function_call": "the deprecated functions API (function_call; send tools and tool_choice)",
     "n": "more than one choice (n > 1)",
 }
 _BOOLEANS = ("stream", "logprobs", "store", "parallel_tool_calls")

@@ -3,8 +3,11 @@
 `registry.adapter_for(family)` gives the adapter; `call.call_model` performs the
 exchange through a shared `httpx.AsyncClient`; `base.normalized` is the rule
 every reply ends with (an empty answer is never a success); `http_errors`
-types every failure; `families` says where each family lives and which key it
-needs; `compat` tabulates the OpenAI-compatible family's quirks.
+types every failure (`capability_errors` tells "this model lacks tools" from a
+wrong request); `tool_calls` moves tool calls between OpenAI's JSON-string
+arguments and the object arguments of the others; `families` says where each
+family lives and which key it needs; `compat` tabulates the OpenAI-compatible
+family's quirks.
 
 What each provider's wire format maps to the normalized reply:
 
@@ -22,6 +25,13 @@ What each provider's wire format maps to the normalized reply:
 | max tokens     | max_completion_tokens    | max_tokens (required:   | generationConfig.         |
 |                | (OpenAI), max_tokens     | default min(8192,       | maxOutputTokens           |
 |                | (compatible)             | model's output limit))  |                           |
+| tools          | tools, tool_choice,      | tools[].input_schema,   | tools[].function-         |
+|                | parallel_tool_calls      | tool_choice auto/any/   | Declarations (parameters- |
+|                | as sent                  | tool/none, disable_     | JsonSchema), toolConfig.  |
+|                |                          | parallel_tool_use       | functionCallingConfig     |
+| tool calls     | message.tool_calls       | tool_use blocks (input  | functionCall parts (args  |
+| (normalized to |                          | -> JSON text)           | -> JSON text; thought-    |
+| OpenAI's)      |                          |                         | Signature kept)           |
 | JSON output    | response_format (json_   | output_config.format;   | responseMimeType +        |
 |                | schema -> json_object    | json_object -> a        | responseJsonSchema        |
 |                | where unsupported)       | system instruction      |                           |

@@ -32,7 +32,10 @@ counts 0; "json_object" means a `json_schema` request is sent as JSON mode.)
   the answer; HTTP 402 (out of balance) is an auth error.
 * mistral: finish `model_length` is length and `error` an error; content may be
   a list of chunks (`thinking`, `text`); errors are top-level
-  `{"object": "error", "message", "type"}`; unknown fields answer 422.
+  `{"object": "error", "message", "type"}`; unknown fields answer 422; a tool call
+  id must be 9 letters or digits ("Tool call id was call_abc but must be a-z, A-Z,
+  0-9, with a length of 9."), so the ids of a history another provider wrote are
+  sent as 9-character digests of themselves (the same in the call and its result).
 * qwen (DashScope compatible mode): `enable_thinking: false` is sent, since
   hybrid Qwen3 models refuse thinking without streaming.
 * groq: usage also carries queue and processing times (ignored).
@@ -87,6 +90,8 @@ class Dialect:
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     #: headers added to every request
     extra_headers: Mapping[str, str] = field(default_factory=dict)
+    #: tool call ids must be 9 letters or digits (Mistral); others are sent as digests
+    nine_char_tool_ids: bool = False
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -104,7 +109,7 @@ DIALECTS: dict[str, Dialect] = {
             json_schema=False,
             cached_read=("prompt_cache_hit_tokens", *OPENAI_CACHED_READ),
         ),
-        Dialect("mistral"),
+        Dialect("mistral", nine_char_tool_ids=True),
         Dialect("qwen", json_schema=False, extra_body={"enable_thinking": False}),
         Dialect("groq", json_schema=False),
         Dialect("together"),

@@ -47,7 +47,7 @@ from tierline.processors.providers.payload import (
     json_object,
     tokens,
 )
-from tierline.processors.providers.tool_calls import call_from
+from tierline.processors.providers.tool_calls import call_from, nine_char_id
 from tierline.schemas import ErrorType, RouteRequest, ToolCall, Usage
 from tierline.schemas.response import FinishReason
 
@@ -87,6 +87,10 @@ class OpenAIAdapter:
                 ]
             for call in m.get("tool_calls") or ():
                 call.pop("extra_content", None)  # another provider's state (Gemini's)
+                if dialect.nine_char_tool_ids:
+                    call["id"] = nine_char_id(call["id"])
+            if dialect.nine_char_tool_ids and "tool_call_id" in m:
+                m["tool_call_id"] = nine_char_id(m["tool_call_id"])
         body: dict[str, Any] = {"model": model.model_id, "messages": messages}
         params = request.params
         sampling = not (dialect.reasoning_models and REASONING_MODEL.match(model.model_id))

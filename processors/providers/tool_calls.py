@@ -7,11 +7,16 @@ arguments that are not a JSON object is sent as `{"arguments": <the text>}`
 rather than refused: the model wrote them). Coming back, `call_from` writes the
 object as compact JSON text. Gemini names a function's result by the function's
 name, not by a call id: `names_by_call_id` recovers it from the assistant turns.
+Mistral takes only 9-character alphanumeric call ids: `nine_char_id` turns any
+other id into one, the same every time, so a call and its result still match.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import string
 from collections.abc import Iterable
 from typing import Any
 
@@ -62,6 +67,22 @@ def names_by_call_id(messages: Iterable[ChatMessage]) -> dict[str, str]:
         if m.role == "assistant"
         for call in m.tool_calls or ()
     }
+
+
+_NINE = re.compile(r"[A-Za-z0-9]{9}")
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def nine_char_id(call_id: str) -> str:
+    """`call_id` if it is 9 letters or digits, else a 9-character digest of it."""
+    if _NINE.fullmatch(call_id):
+        return call_id
+    number = int.from_bytes(hashlib.blake2b(call_id.encode(), digest_size=8).digest(), "big")
+    out = []
+    for _ in range(9):
+        number, digit = divmod(number, len(_ALPHABET))
+        out.append(_ALPHABET[digit])
+    return "".join(out)
 
 
 def forced_name(choice: ToolChoice | None) -> str | None:

@@ -2,10 +2,11 @@
 
 The tier rules (`TierRules`: thresholds, confidence floor, tenants,
 floors), which tasks are served by a cascade, which providers may receive
-sensitive data, the running experiments, and which answers the tier workers
-may take from the response cache. It is immutable, so the router
-can swap in a reloaded one between two messages without a lock
-(`processors.policy_reload`), and one message is routed under one policy.
+sensitive data, the running experiments, which answers the tier workers
+may take from the response cache, and when they may trim a history to fit.
+It is immutable, so the router can swap in a reloaded one between two messages
+without a lock (`processors.policy_reload`), and one message is routed under
+one policy.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from tierline.processors.routing.cost_cap import DEFAULT_OUTPUT_TOKENS
 from tierline.processors.routing.experiments import Experiment
 from tierline.processors.routing.sensitivity_filter import SAFE_DEFAULTS, SensitivityRules
 from tierline.processors.routing.tier_rules import TierRules
+from tierline.processors.routing.trim_rules import TrimRules
 from tierline.processors.spend.budgets import Budgets
 
 
@@ -64,6 +66,8 @@ class Policy:
     budgets: Budgets = field(default_factory=Budgets)
     #: the tier workers' response cache
     cache: CacheRules = field(default_factory=CacheRules)
+    #: the tier workers' trimming of histories too long for a model's window
+    trimming: TrimRules = field(default_factory=TrimRules)
     #: where it came from (a path and its mtime, or "defaults"), for logs
     source: str = field(default="defaults", compare=False)
 

@@ -16,6 +16,8 @@ every key, is documented by example in deploy/policy.example.toml:
                      period (day|month), limit_usd, optional soft_limit_usd
     [cache]          enabled, ttl_s, temperature_zero, max_entries, max_bytes
                      (read by the tier workers, not the router)
+    [trimming]       enabled, strategy ("recent"), min_turns, headroom_tokens
+                     (read by the tier workers, not the router)
 
 Parsing is strict: an unknown key, a wrong type or a value out of range is a
 `PolicyFileError` naming the key, so a typo never silently changes routing.
@@ -46,6 +48,7 @@ from tierline.processors.routing.experiments import Arm, Experiment
 from tierline.processors.routing.policy import CacheRules, CascadeRules, Policy
 from tierline.processors.routing.sensitivity_filter import SensitivityRules
 from tierline.processors.routing.tier_rules import TenantRules, Thresholds, TierFloor, TierRules
+from tierline.processors.routing.trim_rules import TrimRules, TrimStrategy
 from tierline.processors.spend.budgets import Budget, Budgets
 from tierline.schemas import Tier
 
@@ -125,6 +128,13 @@ class _Cache(_Strict):
     max_bytes: int | None = Field(default=None, ge=0)
 
 
+class _Trimming(_Strict):
+    enabled: StrictBool | None = None
+    strategy: TrimStrategy | None = None
+    min_turns: int | None = Field(default=None, ge=1, le=10_000)
+    headroom_tokens: int | None = Field(default=None, ge=0, le=1_000_000)
+
+
 class _File(_Strict):
     version: Literal[1] = 1
     routing: _Routing = Field(default_factory=_Routing)
@@ -135,6 +145,7 @@ class _File(_Strict):
     experiments: list[_Experiment] = Field(default_factory=list)
     budgets: list[_Budget] = Field(default_factory=list)
     cache: _Cache | None = None
+    trimming: _Trimming | None = None
 
 
 def parse_policy(text: str, *, defaults: Policy | None = None, source: str = "<string>") -> Policy:
@@ -167,6 +178,7 @@ def parse_policy(text: str, *, defaults: Policy | None = None, source: str = "<s
             ),
             budgets=_budgets(parsed.budgets) if parsed.budgets else base.budgets,
             cache=_cache(parsed.cache, base.cache) if parsed.cache is not None else base.cache,
+            trimming=_trimming(parsed.trimming, base.trimming),
             source=source,
         )
     except ValueError as exc:
@@ -291,6 +303,13 @@ def _cache(section: _Cache, base: CacheRules) -> CacheRules:
     """The `[cache]` section over `base`: each key it sets replaces the base's."""
     given = {k: v for k, v in section.model_dump().items() if v is not None}
     return replace(base, **given)
+
+
+def _trimming(section: _Trimming | None, base: TrimRules) -> TrimRules:
+    """The `[trimming]` section over `base`: each key it sets replaces the base's."""
+    if section is None:
+        return base
+    return replace(base, **{k: v for k, v in section.model_dump().items() if v is not None})
 
 
 def _summarize(exc: ValidationError) -> str:

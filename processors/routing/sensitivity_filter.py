@@ -2,7 +2,8 @@
 
 A request is *sensitive* for a class ("pii", "financial", "secret", or any
 name an operator uses) when the detector (`processors.sensitivity`) finds
-that class in its text, or when the application says so in
+that class in its text (the tools it offers and the calls of its history, whose
+arguments no message's text holds, included), or when the application says so in
 `hints.sensitivity`. The policy file approves providers per class:
 
     [sensitivity]
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tierline.processors.errors import PolicyError
+from tierline.processors.pricing.tool_text import tool_text
 from tierline.processors.routing.sensitivity import FINANCIAL, PII, SECRET, detect_sensitive
 from tierline.schemas import ErrorType, RouteRequest
 
@@ -84,7 +86,9 @@ def request_classes(request: RouteRequest, rules: SensitivityRules) -> frozenset
         return frozenset()
     classes: set[str] = set()
     if rules.detect:
-        classes |= detect_sensitive(request.prompt_text()).classes
+        text = request.prompt_text()
+        tools = tool_text(request)
+        classes |= detect_sensitive(f"{text}\n{tools}" if tools else text).classes
     hint = request.hints.sensitivity
     if hint is not None and hint.strip():
         classes.add(hint.strip().lower())

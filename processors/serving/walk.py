@@ -24,6 +24,11 @@ A model that answers a 4xx saying it lacks a capability the request needs
 next candidate, the reasons saying so; the same refusal of something the request
 does not use is an ordinary, final `bad_request`.
 
+A model whose context window the prompt overflows is skipped, unless the policy's
+`[trimming]` lets the walk send it a trimmed history instead (`context_fit`):
+then that model's calls, rate budget and cost estimate use the trimmed request,
+and the response says how many messages it left out (`trimmed_messages`).
+
 With each call the dispatcher's `on_attempt` hears of it (an `Attempt` in state
 `started`, with its estimated cost; sent as the call starts, and awaited before the
 call's outcome is used), and the outcome lists every attempt again as `settled`:
@@ -53,9 +58,11 @@ from tierline.processors.providers.call import call_model
 from tierline.processors.providers.keys import KeyRing
 from tierline.processors.providers.rate_headers import announced_limits
 from tierline.processors.providers.registry import adapter_for
-from tierline.processors.providers.tokens import count_prompt_tokens, fits
+from tierline.processors.providers.tokens import count_prompt_tokens
 from tierline.processors.routing.cost_cap import estimate, output_tokens, prompt_tokens
+from tierline.processors.routing.policy_reload import PolicySource
 from tierline.processors.serving.backoff import Backoff
+from tierline.processors.serving.context_fit import ContextFitter, Fit
 from tierline.schemas import (
     Attempt,
     CostRecord,
@@ -63,6 +70,7 @@ from tierline.schemas import (
     ErrorType,
     Escalation,
     RoutedRequest,
+    RouteRequest,
     RouteResponse,
     RoutingDecision,
     Usage,
@@ -125,6 +133,7 @@ class Dispatcher:
         sleep: Sleep = asyncio.sleep,
         on_attempt: AttemptHook | None = None,
         health: HealthBoard | None = None,
+        policy: PolicySource | None = None,
     ) -> None:
         self.health = health
         self.catalog = catalog
@@ -134,6 +143,8 @@ class Dispatcher:
         self._rng = random.Random(seed)
         self._sleep = sleep
         self.on_attempt = on_attempt
+        #: whether each model's window takes the prompt, trimmed or not (`[trimming]`)
+        self.fitter = ContextFitter(policy)
 
     async def serve(self, routed: RoutedRequest) -> ServeOutcome:
         """Walk the candidates; never raises: a bug of ours becomes an `internal` error response."""
@@ -276,18 +287,18 @@ class Dispatcher:
         return walk.failure(_ms_since(started), self.keys.redact)
 
     def _fits(self, model: ModelSpec, routed: RoutedRequest, walk: _Walk) -> bool:
-        window = model.context_window
-        if not window:
-            return True
-        ok, tokens = fits(routed.request, model.provider, window)
-        if not ok:
+        """Whether `model`'s window takes the prompt, whole or trimmed (`context_fit`)."""
+        fit = self.fitter.fit(model, routed.request)
+        walk.fitted(model, fit)
+        if not fit.ok:
             walk.note(
                 InputError(
-                    f"{model.name}: prompt of ~{tokens} tokens exceeds its {window}-token window",
+                    f"{model.name}: prompt of ~{fit.tokens} tokens exceeds its "
+                    f"{model.context_window}-token window",
                     ErrorType.NO_CANDIDATE,
                 )
             )
-        return ok
+        return fit.ok
 
     def _key_missing(self, model: ModelSpec, walk: _Walk) -> bool:
         """A model whose key is not set is skipped, not called; the walk notes why."""
@@ -320,7 +331,7 @@ class Dispatcher:
                     self.client,
                     adapter,
                     model,
-                    routed.request,
+                    walk.request_for(model),
                     key,
                     self.retry.call_timeout_s,
                     heard=self._heard(model) if health is not None else None,
@@ -378,7 +389,8 @@ class Dispatcher:
             walk.skip(model, blocked or "circuit open")
             return False
         budget = health.of(model).budget
-        tokens = prompt_tokens(routed.request) + output_tokens(routed.request)
+        request = walk.request_for(model)  # what is sent: the trimmed history, if trimmed
+        tokens = prompt_tokens(request) + output_tokens(request)
         if budget.has_room(tokens, health.clock()):
             await budget.spend(tokens)
             return True
@@ -440,6 +452,8 @@ class _Walk:
         #: times the request was held for a usable provider
         self.held_rounds = 0
         self.escalated = False
+        #: the models that take the request only trimmed, and how (`context_fit`)
+        self.trims: dict[str, Fit] = {}
 
     def skip(self, model: ModelSpec, why: str) -> None:
         """`model` was not called: say why, once per model."""
@@ -450,6 +464,19 @@ class _Walk:
 
     def reason(self, text: str) -> None:
         self.reasons.append(text)
+
+    def fitted(self, model: ModelSpec, fit: Fit) -> None:
+        """Remember whether `model` is sent a trimmed history."""
+        if fit.trimmed is not None:
+            self.trims[model.name] = fit
+        else:
+            self.trims.pop(model.name, None)
+
+    def request_for(self, model: ModelSpec) -> RouteRequest:
+        """The request as `model` is sent it: trimmed to its window, or whole."""
+        fit = self.trims.get(model.name)
+        trimmed = fit.trimmed if fit is not None else None
+        return trimmed.request if trimmed is not None else self.routed.request
 
     def decision(self) -> RoutingDecision:
         """The routing decision with what the walk added to it."""
@@ -463,7 +490,10 @@ class _Walk:
 
     def attempt(self, model: ModelSpec) -> Attempt:
         """The next call, as `started`; its `settled` twin is kept for the outcome."""
-        request = self.routed.request
+        request = self.request_for(model)
+        trim = self.trims.get(model.name)
+        if trim is not None and trim.reason not in self.reasons:
+            self.reasons.append(trim.reason)  # said once, when the trimmed history is sent
         started = Attempt(
             attempt_id=f"{request.id}#{len(self.settled) + 1}@{self.serving}",
             request_id=request.id,
@@ -548,8 +578,13 @@ class _Walk:
             attempts=self.attempts,
             decision=self.decision(),
             created_at=datetime.now(UTC),
+            trimmed_messages=self._dropped(model),
         )
         return ServeOutcome(response, self.costs, self._settled_now())
+
+    def _dropped(self, model: ModelSpec) -> int:
+        trim = self.trims.get(model.name)
+        return trim.trimmed.dropped if trim is not None and trim.trimmed is not None else 0
 
     def failure(self, latency_ms: float, redact: Callable[[str], str]) -> ServeOutcome:
         request = self.routed.request

@@ -20,7 +20,9 @@ Modules, in the order a request meets them:
   per-model overrides;
 * `limits`: the sliding one-minute window that enforces `rpm_limit`/`tpm_limit`;
 * `draw`: the deterministic draw of each request's `Fate`;
-* `replies`: the answer text and token counts the wire modules render.
+* `tool_use`: when the model calls a tool ("call <name>" in the prompt, or a forcing
+  tool choice), and arguments valid for the tool's schema;
+* `replies`: the answer text, tool calls and token counts the wire modules render.
 """
 
 from tierline.processors.simulator.directives import Directives, parse_directives

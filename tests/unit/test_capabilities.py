@@ -14,6 +14,7 @@ from tierline.processors.pricing.capabilities import Capabilities, Capability, n
 from tierline.processors.pricing.catalog import Catalog, CatalogError, ModelSpec, load_catalog
 from tierline.processors.pricing.prices import bundled_price_book
 from tierline.processors.routing.decide import route
+from tierline.processors.routing.sensitivity_filter import SAFE_DEFAULTS, request_classes
 from tierline.processors.routing.tier_rules import TierRules
 from tierline.schemas import ErrorType, RouteRequest, Tier
 
@@ -40,7 +41,7 @@ def request(
 def test_what_a_request_needs() -> None:
     assert needed(request()) == frozenset()
     assert needed(request(tools=[TOOL])) == {Capability.TOOLS}
-    history = [
+    history: list[dict[str, Any]] = [
         {"role": "user", "content": "Look it up."},
         {"role": "assistant", "tool_calls": [CALL]},
         {"role": "tool", "tool_call_id": "c1", "content": "42"},
@@ -68,7 +69,7 @@ def test_the_bundled_catalog_carries_the_public_catalogs_flags() -> None:
 
 
 def test_a_config_entry_overrides_the_flags_and_is_checked() -> None:
-    raw = {
+    raw: dict[str, Any] = {
         "models": {
             "deepseek-reasoner": {"provider": "deepseek", "supports_function_calling": True},
             "gpt-4.1-nano": {"provider": "openai", "supports_vision": False},
@@ -147,7 +148,7 @@ def test_no_capable_model_anywhere_is_no_candidate_naming_every_need() -> None:
     assert "premium: p1 (no images), p2 (no images)" in refused.value.message
 
 
-def test_cascades_experiment_arms_and_budgets_only_take_capable_models() -> None:
+def test_a_budgeted_request_only_takes_capable_models() -> None:
     catalog = with_flags(make_catalog(), s1=NO_TOOLS)
     routed = route(
         request(hints={"max_cost_usd": Decimal("1")}, tools=[TOOL]),
@@ -169,3 +170,16 @@ def test_a_pinned_model_without_the_capability_is_refused() -> None:
     assert route(request(hints={"model": "e1"}), Fixed(score=0.1), RULES, catalog).candidates == [
         "e1"
     ]
+
+
+def test_a_secret_in_a_tool_calls_arguments_is_detected_like_one_in_the_text() -> None:
+    key = '{"token": "sk-proj-Ab3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z"}'
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": "Deploy it."},
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "c1", "function": {"name": "lookup", "arguments": key}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "deployed"},
+    ]
+    assert "secret" in request_classes(request(history, tools=[TOOL]), SAFE_DEFAULTS)

@@ -21,6 +21,7 @@ CATALOG = Catalog.from_config(
             "gpt-4.1-nano": {"provider": "openai"},
             "o3-mini": {"provider": "openai"},
             "deepseek-chat": {"provider": "deepseek"},
+            "mistral-small-latest": {"provider": "mistral"},
         },
         "tiers": {t: ["gpt-4.1-nano"] for t in ("economy", "standard", "premium")},
     }
@@ -213,3 +214,16 @@ def test_a_malformed_tool_call_is_an_invalid_response(call: Any) -> None:
     with pytest.raises(ProviderError) as caught:
         ADAPTER.parse(200, {}, with_message({"role": "assistant", "tool_calls": [call]}))
     assert caught.value.error_type == ErrorType.INVALID_RESPONSE
+
+
+def test_mistral_gets_nine_character_call_ids_the_same_in_call_and_result() -> None:
+    body = body_of("mistral-small-latest", HISTORY, tools=[WEATHER])
+    sent = body["messages"][1]["tool_calls"][0]["id"]
+    assert len(sent) == 9 and sent.isalnum() and sent != "call_abc123"
+    assert body["messages"][2]["tool_call_id"] == sent
+    own = [
+        HISTORY[0],
+        {"role": "assistant", "tool_calls": [{"id": "D681PevKs", "function": {"name": "f"}}]},
+        {"role": "tool", "tool_call_id": "D681PevKs", "content": "1"},
+    ]
+    assert body_of("mistral-small-latest", own)["messages"][2]["tool_call_id"] == "D681PevKs"
