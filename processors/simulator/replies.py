@@ -17,6 +17,7 @@ import orjson
 
 from tierline.processors.simulator.draw import Behaviour, Fate
 from tierline.processors.simulator.request import SimRequest
+from tierline.processors.simulator.schema_values import value_for
 from tierline.processors.simulator.tool_use import SimToolCall, planned_calls
 
 __all__ = ["Reply", "compose_reply", "format_retry_after"]
@@ -69,41 +70,6 @@ def _filler(chars: int, pick: int) -> str:
     return corpus[start:need]
 
 
-def _value_for(schema: Any, name: str, model: str, depth: int = 0) -> Any:
-    """A small value that satisfies a (subset of) JSON Schema / OpenAPI schema."""
-    if not isinstance(schema, dict) or depth > 6:
-        return f"{name} from {model}"
-    if "const" in schema:
-        return schema["const"]
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum:
-        return enum[0]
-    for key in ("anyOf", "oneOf"):
-        options = schema.get(key)
-        if isinstance(options, list) and options:
-            return _value_for(options[0], name, model, depth + 1)
-    typ = schema.get("type")
-    if isinstance(typ, list):
-        typ = next((t for t in typ if str(t).lower() != "null"), "string")
-    typ = str(typ).lower() if typ is not None else ("object" if "properties" in schema else "")
-    if typ == "object":
-        props = schema.get("properties")
-        if not isinstance(props, dict):
-            return {}
-        return {k: _value_for(v, k, model, depth + 1) for k, v in props.items()}
-    if typ == "array":
-        return [_value_for(schema.get("items"), name, model, depth + 1)]
-    if typ == "integer":
-        return int(schema.get("minimum", 1))
-    if typ == "number":
-        return float(schema.get("minimum", 0.5))
-    if typ == "boolean":
-        return True
-    if typ == "null":
-        return None
-    return f"{name} from {model}"
-
-
 def compose_reply(
     req: SimRequest,
     fate: Fate,
@@ -123,7 +89,7 @@ def compose_reply(
         return Reply("", "tool_calls", input_tokens, wanted, cache_read, cache_write, {}, calls)
     if req.wants_json:
         if req.json_schema is not None:
-            obj = _value_for(req.json_schema, "answer", model)
+            obj = value_for(req.json_schema, "answer", model)
         else:
             obj = {
                 "model": model,

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tierline.processors.simulator.schema_values import value_for
+
 __all__ = ["SimTool", "SimToolCall", "ToolAsk", "arguments_for", "planned_calls"]
 
 Choice = Literal["auto", "none", "any", "tool"]
@@ -91,41 +93,5 @@ def planned_calls(ask: ToolAsk | None, last_user_text: str, model: str) -> list[
 
 def arguments_for(schema: Any, model: str) -> dict[str, Any]:
     """Arguments that satisfy a simple object schema (see the module docstring)."""
-    value = _value(schema, "arguments", model, 0)
+    value = value_for(schema, "arguments", model, required_only=True)
     return value if isinstance(value, dict) else {}
-
-
-def _value(schema: Any, name: str, model: str, depth: int) -> Any:
-    if not isinstance(schema, dict) or depth > 6:
-        return f"{name} from {model}"
-    if "const" in schema:
-        return schema["const"]
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum:
-        return enum[0]
-    for key in ("anyOf", "oneOf"):
-        options = schema.get(key)
-        if isinstance(options, list) and options:
-            return _value(options[0], name, model, depth + 1)
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((t for t in kind if str(t).lower() != "null"), "string")
-    kind = str(kind).lower() if kind is not None else ("object" if "properties" in schema else "")
-    if kind == "object":
-        props = schema.get("properties")
-        if not isinstance(props, dict):
-            return {}
-        required = schema.get("required")
-        keys = [k for k in required if k in props] if isinstance(required, list) else list(props)
-        return {k: _value(props[k], k, model, depth + 1) for k in keys}
-    if kind == "array":
-        return [_value(schema.get("items"), name, model, depth + 1)]
-    if kind == "integer":
-        return int(schema.get("minimum", 1))
-    if kind == "number":
-        return float(schema.get("minimum", 0.5))
-    if kind == "boolean":
-        return True
-    if kind == "null":
-        return None
-    return f"{name} from {model}"
