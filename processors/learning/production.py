@@ -60,7 +60,9 @@ SELECT
     f.request_id, f.tenant, f.hashing, f.term_ids, f.term_counts, f.dense, f.dense_names,
     f.score, f.artifact, d.tier, d.feedback_score, d.reasons, toFloat64(d.cost_usd)
 FROM (
-    SELECT * FROM request_features FINAL
+    SELECT request_id, tenant, hashing, term_ids, term_counts, dense, dense_names, score,
+           artifact
+    FROM request_features FINAL
     WHERE created_at >= {since:DateTime64(3)} AND created_at < {until:DateTime64(3)}
     {tenant_filter}
 ) AS f
