@@ -34,6 +34,7 @@ from tierline.schemas import RoutedRequest, Settlement, encode
 from tierline.schemas.request import request_key
 from tierline.streams.metrics import Metrics
 from tierline.streams.outgoing import Outgoing
+from tierline.streams.partition_outbox import retried
 from tierline.streams.tail import read_topic
 from tierline.streams.topics import Topics
 
@@ -96,8 +97,13 @@ class BudgetKeeper:
                 self._ready[partition].set()
 
     async def _rebuild(self, wanted: list[int]) -> None:
-        records = await read_topic(
-            self.bootstrap, self.topics.budget_changelog, self.isolation_level, only=wanted
+        # the broker may be down right now (a restart): wait for it, never crash the router
+        records = await retried(
+            lambda: read_topic(
+                self.bootstrap, self.topics.budget_changelog, self.isolation_level, only=wanted
+            ),
+            "budgets: reading the changelog",
+            log,
         )
         fresh = {p: Ledger() for p in wanted}
         for record in records:
