@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tierline.processors.errors import InputError
+from tierline.processors.pricing.batch_rates import documented_batch_rates, has_batch_api
 from tierline.processors.pricing.cache_rates import documented_cache_rates
 from tierline.processors.pricing.capabilities import CATALOG_FLAGS, Capabilities
 from tierline.processors.pricing.families import family_defaults
@@ -66,9 +67,18 @@ class Catalog:
     def __init__(self, models: Mapping[str, ModelSpec], tiers: Mapping[Tier, list[str]]) -> None:
         self.models = dict(models)
         self.tiers: dict[Tier, tuple[str, ...]] = {
-            tier: tuple(sorted(names, key=lambda n: self.models[n].price.blended()))
+            tier: tuple(sorted(names, key=lambda n: self._rank_price(n, tier)))
             for tier, names in tiers.items()
         }
+
+    def _rank_price(self, name: str, tier: Tier) -> Decimal:
+        """What a model costs on `tier`: its batch price on the batch lane, where it has a
+        batch API (the lane sends it work through that API), else its synchronous price."""
+        model = self.models[name]
+        price = model.price
+        if tier is Tier.BATCH and has_batch_api(model.provider) and price.batch_input is not None:
+            return price.batch_blended()
+        return price.blended()
 
     def candidates(self, tier: Tier) -> tuple[str, ...]:
         """The tier's models, cheapest first."""
@@ -94,7 +104,7 @@ class Catalog:
         for name, m in self.models.items():
             listed = prices.get(m.price_key) if m.price_key else None
             models[name] = (
-                replace(m, price=documented_cache_rates(listed.price, m.provider))
+                replace(m, price=documented_rates(listed.price, m.provider))
                 if listed is not None
                 else m
             )
@@ -159,7 +169,7 @@ def _model_spec(name: str, entry: Mapping[str, Any], prices: PriceBook) -> Model
         model_id=str(entry.get("model_id", name)),
         api_base=str(entry.get("api_base", defaults.api_base)).rstrip("/"),
         key_env=str(entry.get("key_env", defaults.key_env)),
-        price=documented_cache_rates(price, provider),
+        price=documented_rates(price, provider),
         context_window=entry.get("context_window") or (listed.max_input_tokens if listed else None),
         max_output_tokens=(
             entry.get("max_output_tokens") or (listed.max_output_tokens if listed else None)
@@ -186,6 +196,12 @@ def _opt_limit(name: str, entry: Mapping[str, Any], field: str) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise CatalogError(f"[models.{name}] {field} must be a whole number >= 1, got {value!r}")
     return value
+
+
+def documented_rates(price: Price, family: str) -> Price:
+    """`price` with the cache and batch prices it lacks filled in from what `family`
+    documents (`cache_rates`, `batch_rates`)."""
+    return documented_batch_rates(documented_cache_rates(price, family), family)
 
 
 def _opt_dec(value: Any) -> Decimal | None:

@@ -9,6 +9,9 @@ plain input price, and a 1-hour write without a price of its own costs what a
 5-minute write does. The result is rounded once, half-even, to 9 decimal
 places: the precision of the ClickHouse column, so a response's cost and its
 billed row are the same number.
+
+A batched call (`batch=True`) is billed at the model's batch prices, and its cache
+tokens at the cache prices times the batch:sync input ratio: the discounts stack.
 """
 
 from __future__ import annotations
@@ -33,14 +36,24 @@ def cost_of(usage: Usage, price: Price, *, batch: bool = False) -> Decimal:
     written = min(usage.cache_write_tokens, usage.input_tokens - cached)
     written_1h = min(usage.cache_write_1h_tokens, written)
     plain = usage.input_tokens - cached - written
-    input_price = price.batch_input if batch and price.batch_input is not None else price.input
-    output_price = price.batch_output if batch and price.batch_output is not None else price.output
-    write_price = price.cache_write if price.cache_write is not None else input_price
+    input_price, output_price = price.input, price.output
+    #: the batch discount, stacked onto the cache prices (`batch_rates`)
+    share = Decimal(1)
+    if batch and price.batch_input is not None:
+        input_price = price.batch_input
+        if price.input:
+            share = price.batch_input / price.input
+    if batch and price.batch_output is not None:
+        output_price = price.batch_output
+    read_price = price.cached_input * share if price.cached_input is not None else input_price
+    write_price = price.cache_write * share if price.cache_write is not None else input_price
+    write_1h = price.cache_write_1h
+    write_1h_price = write_1h * share if write_1h is not None else write_price
     total = (
         plain * input_price
-        + cached * (price.cached_input if price.cached_input is not None else input_price)
+        + cached * read_price
         + (written - written_1h) * write_price
-        + written_1h * (price.cache_write_1h if price.cache_write_1h is not None else write_price)
+        + written_1h * write_1h_price
         + usage.output_tokens * output_price
     )
     return quantize(total)

@@ -16,11 +16,33 @@ def test_bundled_catalog_fills_every_tier_cheapest_first() -> None:
     for tier in Tier:
         names = catalog.candidates(tier)
         assert names, tier
-        blended = [catalog.model(n).price.blended() for n in names]
-        assert blended == sorted(blended)
+        prices = [catalog.model(n).price for n in names]
+        blended = [p.batch_blended() if tier is Tier.BATCH else p.blended() for p in prices]
+        assert blended == sorted(blended), tier
     economy = catalog.model(catalog.candidates(Tier.ECONOMY)[0]).price.blended()
     premium = catalog.model(catalog.candidates(Tier.PREMIUM)[0]).price.blended()
     assert premium > 5 * economy
+
+
+def test_the_batch_lane_ranks_models_by_their_batch_price() -> None:
+    """Mistral is cheaper than gpt-4.1-nano synchronously, but has no batch API here; at
+    OpenAI's batch price (half) gpt-4.1-nano is the cheaper on the batch lane."""
+    catalog = load_catalog()
+    nano, mistral = catalog.model("gpt-4.1-nano"), catalog.model("mistral-small-latest")
+    assert mistral.price.blended() < nano.price.blended()
+    assert nano.price.batch_blended() < mistral.price.batch_blended()
+    assert mistral.price.batch_input is None
+    ranked = catalog.candidates(Tier.BATCH)
+    assert ranked.index("gpt-4.1-nano") < ranked.index("mistral-small-latest")
+
+
+def test_batch_prices_are_half_the_synchronous_ones_where_the_family_documents_it() -> None:
+    catalog = load_catalog()
+    for name in ("gemini-2.5-flash-lite", "claude-haiku-4-5", "gpt-4.1"):
+        price = catalog.model(name).price
+        assert price.batch_input == price.input / 2, name
+        assert price.batch_output == price.output / 2, name
+    assert catalog.model("deepseek-chat").price.batch_input is None
 
 
 def config(**tiers: list[str]) -> dict[str, object]:

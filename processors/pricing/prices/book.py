@@ -125,6 +125,12 @@ class Price:
         """One number to rank models by: a typical 3:1 input:output token mix."""
         return self.input * input_share + self.output * (1 - input_share)
 
+    def batch_blended(self, input_share: Decimal = Decimal("0.75")) -> Decimal:
+        """`blended` at the batch prices (the synchronous ones where there are none)."""
+        inp = self.batch_input if self.batch_input is not None else self.input
+        out = self.batch_output if self.batch_output is not None else self.output
+        return inp * input_share + out * (1 - input_share)
+
 
 def _long_context_tiers(entry: Mapping[str, Any], base: Price) -> tuple[tuple[int, Price], ...]:
     """The catalog's `*_above_<N>k_tokens` prices as tiers; a price a tier lacks is the base's,
