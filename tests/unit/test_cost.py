@@ -81,3 +81,26 @@ def test_a_zero_batch_price_is_a_price_not_a_missing_one() -> None:
         batch_output=Decimal(0),
     )
     assert cost_of(Usage(input_tokens=1000, output_tokens=1000), price, batch=True) == Decimal(0)
+
+
+def test_the_batch_discount_stacks_onto_cache_prices() -> None:
+    # Claude Haiku 4.5 in a Message Batch: $1 / $5 per 1M, batch half ($0.50 / $2.50); cache
+    # read 0.1x, 5-minute write 1.25x, 1-hour write 2x input, each halved in a batch.
+    # 1,000 plain + 2,000 read + 500 written (200 of them to the 1-hour cache), 400 out:
+    #   1000 * 0.50e-6  = 0.000500      2000 * 0.05e-6  = 0.000100
+    #    300 * 0.625e-6 = 0.0001875      200 * 1.00e-6  = 0.000200
+    #    400 * 2.50e-6  = 0.001000                 total = 0.0019875
+    price = Price.per_million(
+        "1", "5", cached_input="0.10", cache_write="1.25", cache_write_1h="2",
+        batch_input="0.50", batch_output="2.50",
+    )  # fmt: skip
+    usage = Usage(
+        input_tokens=3500,
+        cached_input_tokens=2000,
+        cache_write_tokens=500,
+        cache_write_1h_tokens=200,
+        output_tokens=400,
+    )
+    assert cost_of(usage, price, batch=True) == Decimal("0.001987500")
+    # exactly half the synchronous bill: 0.003975
+    assert cost_of(usage, price) == Decimal("0.003975000")
