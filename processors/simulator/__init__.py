@@ -3,7 +3,10 @@
 It speaks the real wire formats of OpenAI Chat Completions, Anthropic Messages
 and Gemini generateContent (bodies, error bodies, status codes, headers), with
 seeded latency and faults, so provider adapters, retries, billing, the demo and
-the throughput benchmark run without a network or an API key.
+the throughput benchmark run without a network or an API key. It also speaks the
+three providers' batch APIs (OpenAI Batch with its Files, Anthropic Message
+Batches, Gemini batchGenerateContent), each item answered as its synchronous
+route would answer it.
 
     sim = await start_simulator(SimulatorProfile(seed=1, latency_ms=50))
     ...  # point an adapter at sim.url
@@ -22,7 +25,11 @@ Modules, in the order a request meets them:
 * `draw`: the deterministic draw of each request's `Fate`;
 * `tool_use`: when the model calls a tool ("call <name>" in the prompt, or a forcing
   tool choice), and arguments valid for the tool's schema;
-* `replies`: the answer text, tool calls and token counts the wire modules render.
+* `replies`: the answer text, tool calls and token counts the wire modules render;
+* `batches`: the batch store and the life of a batch (running, ended, canceled,
+  failed); `batch_desk`: what every batch route does alike (outage, auth, submit,
+  look); `openai_batch`, `anthropic_batch`, `gemini_batch`: each provider's batch
+  shapes and routes.
 """
 
 from tierline.processors.simulator.directives import Directives, parse_directives

@@ -177,9 +177,7 @@ class AnthropicWire(WireFormat):
     def _not_an_object(self, rid: str) -> web.Response:
         return self._error(400, rid, "Input should be a valid dictionary")
 
-    def _parse(
-        self, body: dict[str, Any], request: web.Request, rid: str
-    ) -> SimRequest | web.Response:
+    def _parse(self, body: dict[str, Any], path_model: str, rid: str) -> SimRequest | web.Response:
         for required in ("model", "messages", "max_tokens"):
             if required not in body:
                 return self._error(400, rid, f"{required}: Field required")

@@ -13,6 +13,10 @@ it interleaves with *other* requests, a retry of the same body draws afresh
 (attempt + 1), and a whole run replays identically for the same seed and the
 same request bodies. (Prompt caching is the one history-dependent part: a
 system prompt is "cached" once this server has answered it before.)
+
+A batch item draws its fate with the same `decide()` as a synchronous request of
+the same body; whether it expires first (`batch_expire_rate`) is a draw of its own,
+`expires()`, from the same (seed, digest, attempt), so it shifts no other draw.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Literal
 
 from tierline.processors.simulator.directives import GARBAGE_KINDS, Directives, GarbageKind
 
-__all__ = ["Behaviour", "Fate", "FateKind", "body_digest", "decide"]
+__all__ = ["Behaviour", "Fate", "FateKind", "body_digest", "decide", "expires"]
 
 FateKind = Literal["ok", "error", "rate_limit", "hang", "garbage", "refusal"]
 
@@ -50,6 +54,10 @@ class Behaviour:
     """Tokens a minute, input plus max output (likewise)."""
     tools: bool = True
     """Takes tools; False answers a request with tools with the provider's 400."""
+    batch_delay_s: float = 2.0
+    """How long after its creation a batch of this model ends (`batches`)."""
+    batch_expire_rate: float = 0.0
+    """The share of this model's batch items that expire unanswered (`expires`)."""
 
 
 @dataclass(slots=True)
@@ -159,3 +167,21 @@ def decide(
         pick=d,
         request_id=request_id,
     )
+
+
+_EXPIRY = b"batch-expiry"
+
+
+def expires(behaviour: Behaviour, seed: int, digest: bytes, attempt: int) -> bool:
+    """Whether try `attempt` of the batch item with `digest` expires unanswered.
+
+    Pure, like `decide()`; a rate of 0 (the default) never expires and takes no hash.
+    """
+    rate = behaviour.batch_expire_rate
+    if rate <= 0.0:
+        return False
+    h = blake2b(_SEED.pack(seed & 0xFFFF_FFFF_FFFF_FFFF), digest_size=8, person=_EXPIRY)
+    h.update(digest)
+    h.update(_ATTEMPT.pack(attempt))
+    u = int.from_bytes(h.digest(), "little")
+    return (u >> 11) * _U53 < rate

@@ -185,9 +185,7 @@ class GeminiWire(WireFormat):
     def _not_an_object(self, rid: str) -> web.Response:
         return self._error(400, rid, "Invalid JSON payload received. Expected an object.")
 
-    def _parse(
-        self, body: dict[str, Any], request: web.Request, rid: str
-    ) -> SimRequest | web.Response:
+    def _parse(self, body: dict[str, Any], path_model: str, rid: str) -> SimRequest | web.Response:
         contents = body.get("contents")
         if not contents:
             return self._error(
@@ -200,7 +198,7 @@ class GeminiWire(WireFormat):
                 'Invalid JSON payload received. Unknown name "contents": Proto field is not '
                 "repeating, cannot start list.",
             )
-        model = request.match_info.get("model", "").removeprefix("models/")
+        model = path_model.removeprefix("models/")
         tally = PromptTally()
         asked = self._tool_ask(body, tally, rid)
         if isinstance(asked, web.Response):

@@ -11,6 +11,17 @@ rate-limit headers; a model without one sends none.
 `tools = false` makes a model one without function calling: a request that offers
 it tools gets the provider's 400 for that ("Unsupported parameter: 'tools' is not
 supported with this model.", "Function calling is not enabled for models/...").
+
+The batch APIs (`batches`) have two knobs of their own, both also per model:
+
+* `batch_delay_s` (default 2.0): a batch ends this long after it was created; its
+  status calls report it in progress before. A batch of several models (Anthropic
+  takes any mix) takes as long as its slowest model says;
+* `batch_expire_rate` (default 0): the share of batch items that expire instead of
+  being answered, drawn from (seed, body digest, attempt) like every other fate. A
+  `hang` fate expires too. Every other fate (`error_rate`, `rate_limit_rate`,
+  `garbage_rate`, directives) is that item's answer, exactly as the synchronous
+  route would have given it.
 """
 
 from __future__ import annotations
@@ -42,6 +53,8 @@ class _Knobs(BaseModel):
     rpm_limit: int | None = Field(default=None, ge=1)
     tpm_limit: int | None = Field(default=None, ge=1)
     tools: bool | None = None
+    batch_delay_s: float | None = Field(default=None, ge=0)
+    batch_expire_rate: float | None = Field(default=None, ge=0, le=1)
 
     @model_validator(mode="after")
     def _check_range(self) -> _Knobs:
@@ -94,6 +107,12 @@ class SimulatorProfile(BaseModel):
         description="tokens a minute per model (input + max output); None = unlimited",
     )
     tools: bool = Field(default=True, description="models take tools (function calling)")
+    batch_delay_s: float = Field(
+        default=2.0, ge=0, description="how long after its creation a batch ends"
+    )
+    batch_expire_rate: float = Field(
+        default=0.0, ge=0, le=1, description="share of batch items that expire unanswered"
+    )
     models: dict[str, ModelOverride] = Field(default_factory=dict)
     known_models: frozenset[str] | None = Field(
         default=None, description="if set, any other model gets the provider's 404"
@@ -152,4 +171,6 @@ class SimulatorProfile(BaseModel):
             rpm_limit=pick("rpm_limit"),
             tpm_limit=pick("tpm_limit"),
             tools=pick("tools"),
+            batch_delay_s=pick("batch_delay_s"),
+            batch_expire_rate=pick("batch_expire_rate"),
         )

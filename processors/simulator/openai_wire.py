@@ -217,9 +217,7 @@ class OpenAIWire(WireFormat):
             400, rid, "Invalid type for request body: expected an object.", code="invalid_type"
         )
 
-    def _parse(
-        self, body: dict[str, Any], request: web.Request, rid: str
-    ) -> SimRequest | web.Response:
+    def _parse(self, body: dict[str, Any], path_model: str, rid: str) -> SimRequest | web.Response:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             return self._error(400, rid, "you must provide a model parameter")

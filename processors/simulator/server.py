@@ -17,6 +17,37 @@ Routes (all on one port):
                                                {"<model>": {"latency_ms": 50, ...}}, each
                                                a ModelOverride replacing that model's
 
+The batch APIs, on the same port and with each format's auth (`openai_batch`,
+`anthropic_batch`, `gemini_batch` give the shapes):
+
+    POST /v1/files                             OpenAI: upload a JSONL batch input
+                                               (multipart: purpose=batch, file)
+    GET  /v1/files/{id}                        OpenAI: the file object
+    GET  /v1/files/{id}/content                OpenAI: a file's bytes (input, output
+                                               or error file of a batch)
+    POST /v1/batches                           OpenAI: create a batch over an input file
+    GET  /v1/batches/{id}                      OpenAI: the batch (also Gemini's
+                                               batches/{id} under /v1, told apart by id)
+    POST /v1/batches/{id}/cancel               OpenAI: cancel it
+    POST /v1/messages/batches                  Anthropic: create a message batch
+    GET  /v1/messages/batches/{id}             Anthropic: the batch
+    GET  /v1/messages/batches/{id}/results     Anthropic: its results, JSONL
+    POST /v1/messages/batches/{id}/cancel      Anthropic: cancel it
+    POST /v1beta/models/{model}:batchGenerateContent   Gemini: create a batch (an
+                                               Operation); also under /v1/models/...
+    GET  /v1beta/batches/{id}                  Gemini: the Operation, with the answers
+                                               once done (also /v1/batches/{id})
+    POST /v1beta/batches/{id}:cancel           Gemini: cancel it (also under /v1)
+
+A batch ends `batch_delay_s` after its creation (its status calls say it is in
+progress before); the first look after that answers all its items, each exactly
+as the synchronous route answers the same body (`answer_item`: the same auth, as
+the batch call passed it, the same `decide()` fate from the seed and the item
+body's digest, the same reply and error bodies), without the latency wait or the
+rate-limit window; `batch_expire_rate` of them, and any that draw a hang, expire
+instead. The store and each batch's life are in `batches`, what the three
+formats' batch routes share in `batch_desk`.
+
 Each request: read the body, check auth and parse it with the provider's wire
 module, read `[sim:...]` directives, check the model's rate limits, count how
 often this exact body was seen, `decide()` its fate from (seed, body digest,
@@ -44,8 +75,18 @@ Outage: after `POST /_sim/down` every provider request is refused until
 is dropped without any HTTP answer (the client sees a reset or a closed
 connection, as when a provider's edge goes away), in mode `503` the wire
 format's 503 error answers. Such requests count in `requests`, `by_route`,
-`during_outage` and outcome `outage`, and take no draw. `/health` and
-`/_sim/*` keep answering.
+`during_outage` and outcome `outage`, and take no draw. The batch routes are
+refused the same way (counted in `during_outage` and outcome `outage` only: a
+batch call is no model request). `/health` and `/_sim/*` keep answering.
+
+Stats (`SimulatorStats`, `GET /_sim/stats`): `requests` counts model requests,
+every call of a synchronous route and every batch item once its batch is
+processed, so `by_route`, `by_model`, `by_outcome` (a batch item adds the outcome
+`expired`) and `by_status` show what the models were asked, synchronously or
+not; a canceled item never reaches a model and is in `batch_items` only. The
+batch calls themselves count in `batches` (created, by route), `batch_items`
+(items of the batches that run), `batch_items_resubmitted` (items whose custom id
+their route had in an earlier batch) and `batch_polls` (status calls).
 
 The hot path is kept cheap for a 1,000 req/s benchmark: no access log, no
 pydantic, orjson, one blake2b per body and one per draw. The ways to run the
@@ -57,6 +98,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from hashlib import blake2b
 from typing import Any, Literal
@@ -64,12 +106,17 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
+from tierline.processors.simulator.anthropic_batch import AnthropicBatches
 from tierline.processors.simulator.anthropic_wire import AnthropicWire
-from tierline.processors.simulator.directives import DirectiveError, parse_directives
-from tierline.processors.simulator.draw import Behaviour, body_digest, decide
+from tierline.processors.simulator.batch_desk import BatchDesk
+from tierline.processors.simulator.batches import EXPIRED, ItemAnswer
+from tierline.processors.simulator.directives import DirectiveError, Directives, parse_directives
+from tierline.processors.simulator.draw import Behaviour, Fate, body_digest, decide, expires
+from tierline.processors.simulator.gemini_batch import GeminiBatches
 from tierline.processors.simulator.gemini_wire import GeminiWire
 from tierline.processors.simulator.knobs import ModelOverride, SimulatorProfile
 from tierline.processors.simulator.limits import Admission, RateWindow
+from tierline.processors.simulator.openai_batch import OpenAIBatches
 from tierline.processors.simulator.openai_wire import OpenAIWire
 from tierline.processors.simulator.replies import compose_reply
 from tierline.processors.simulator.request import SimRequest, estimate_tokens
@@ -87,6 +134,19 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("Anthropic", "POST", "/v1/messages"),
     ("Gemini", "POST", "/v1beta/models/{model}:generateContent"),
     ("Gemini", "POST", "/v1/models/{model}:generateContent"),
+    ("OpenAI", "POST", "/v1/files"),
+    ("OpenAI", "GET", "/v1/files/{id}"),
+    ("OpenAI", "GET", "/v1/files/{id}/content"),
+    ("OpenAI", "POST", "/v1/batches"),
+    ("OpenAI", "GET", "/v1/batches/{id}"),
+    ("OpenAI", "POST", "/v1/batches/{id}/cancel"),
+    ("Anthropic", "POST", "/v1/messages/batches"),
+    ("Anthropic", "GET", "/v1/messages/batches/{id}"),
+    ("Anthropic", "GET", "/v1/messages/batches/{id}/results"),
+    ("Anthropic", "POST", "/v1/messages/batches/{id}/cancel"),
+    ("Gemini", "POST", "/v1beta/models/{model}:batchGenerateContent"),
+    ("Gemini", "GET", "/v1beta/batches/{id}"),
+    ("Gemini", "POST", "/v1beta/batches/{id}:cancel"),
     ("health", "GET", "/health"),
     ("stats", "GET", "/_sim/stats"),
     ("down", "POST", "/_sim/down"),
@@ -112,6 +172,7 @@ class SimulatorStats:
     """Counts since the server started. `.stats` on a running simulator returns a copy."""
 
     requests: int = 0
+    """Model requests: calls of the synchronous routes, and batch items once processed."""
     in_flight: int = 0
     max_in_flight: int = 0
     hanging: int = 0
@@ -120,11 +181,19 @@ class SimulatorStats:
     by_outcome: dict[str, int] = field(default_factory=dict)
     by_model: dict[str, int] = field(default_factory=dict)
     """Requests per model name, for every request the simulator parsed a model from
-    (so not those refused before: auth, unparseable body, outage)."""
+    (so not those refused before: auth, unparseable body, outage); batch items too."""
     during_outage: int = 0
-    """Provider requests received while the simulator was down."""
+    """Provider calls (synchronous or batch) received while the simulator was down."""
     down: bool = False
     """Whether an outage is on (as of the copy)."""
+    batches: dict[str, int] = field(default_factory=dict)
+    """Batches created, by route ("openai", "anthropic", "gemini"), failed ones too."""
+    batch_items: int = 0
+    """Items submitted in the batches that run (not those of a batch that failed)."""
+    batch_items_resubmitted: int = 0
+    """Items whose (route, custom id) was submitted in an earlier batch."""
+    batch_polls: int = 0
+    """Status calls on a batch (OpenAI's and Anthropic's retrieve, Gemini's get)."""
 
     def copy(self) -> SimulatorStats:
         return SimulatorStats(
@@ -138,6 +207,10 @@ class SimulatorStats:
             by_model=dict(self.by_model),
             during_outage=self.during_outage,
             down=self.down,
+            batches=dict(self.batches),
+            batch_items=self.batch_items,
+            batch_items_resubmitted=self.batch_items_resubmitted,
+            batch_polls=self.batch_polls,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,6 +225,10 @@ class SimulatorStats:
             "by_model": dict(self.by_model),
             "during_outage": self.during_outage,
             "down": self.down,
+            "batches": dict(self.batches),
+            "batch_items": self.batch_items,
+            "batch_items_resubmitted": self.batch_items_resubmitted,
+            "batch_polls": self.batch_polls,
         }
 
 
@@ -172,6 +249,15 @@ class SimulatorServer:
         self._windows: dict[str, RateWindow | None] = {}
         self._outage: OutageMode | None = None
         self._outage_until: float | None = None
+        self.desk = BatchDesk(self, profile.seed)
+        self._openai_batches = OpenAIBatches(self.desk, _OPENAI)
+        self._anthropic_batches = AnthropicBatches(self.desk, _ANTHROPIC)
+        self._gemini_batches = GeminiBatches(self.desk, _GEMINI)
+
+    @property
+    def invalid_keys(self) -> frozenset[str]:
+        """The API keys every route refuses as invalid."""
+        return self._invalid_keys
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -180,12 +266,72 @@ class SimulatorServer:
         app.router.add_post("/v1/messages", self.anthropic)
         app.router.add_post("/v1beta/models/{model}:generateContent", self.gemini)
         app.router.add_post("/v1/models/{model}:generateContent", self.gemini)
+        self._add_batch_routes(app)
         app.router.add_get("/health", self.health)
         app.router.add_get("/_sim/stats", self.stats_route)
         app.router.add_post("/_sim/down", self.down_route)
         app.router.add_post("/_sim/up", self.up_route)
         app.router.add_post("/_sim/models", self.models_route)
         return app
+
+    def _add_batch_routes(self, app: web.Application) -> None:
+        add_get, add_post = app.router.add_get, app.router.add_post
+        openai, anthropic, gemini = (
+            self._openai_batches,
+            self._anthropic_batches,
+            self._gemini_batches,
+        )
+        add_post("/v1/files", openai.upload)
+        add_get("/v1/files/{id}", openai.file)
+        add_get("/v1/files/{id}/content", openai.content)
+        add_post("/v1/batches", openai.create)
+        add_get("/v1/batches/{id}", self._v1_batch)
+        add_post("/v1/batches/{id}/cancel", openai.cancel)
+        add_post("/v1/messages/batches", anthropic.create)
+        add_get("/v1/messages/batches/{id}", anthropic.retrieve)
+        add_get("/v1/messages/batches/{id}/results", anthropic.results)
+        add_post("/v1/messages/batches/{id}/cancel", anthropic.cancel)
+        for version in ("v1beta", "v1"):
+            add_post(f"/{version}/models/{{model}}:batchGenerateContent", gemini.create)
+            add_post(f"/{version}/batches/{{id}}:cancel", gemini.cancel)
+        add_get("/v1beta/batches/{id}", gemini.retrieve)
+
+    async def _v1_batch(self, request: web.Request) -> web.Response:
+        """`GET /v1/batches/{id}`: OpenAI's retrieve, or Gemini's under /v1: the batch's own
+        route says which; an unknown id is Gemini's when the call carries a Gemini key."""
+        batch = self.desk.store.get(request.match_info["id"])
+        if batch is not None:
+            gemini = batch.route == _GEMINI.name
+        else:
+            gemini = "x-goog-api-key" in request.headers or "key" in request.query
+        if gemini:
+            return await self._gemini_batches.retrieve(request)
+        return await self._openai_batches.retrieve(request)
+
+    def batch_delay(self, models: Iterable[str]) -> float:
+        """How long a batch of these models runs: the slowest model's `batch_delay_s` (the
+        profile's when the items name none)."""
+        delays = [self._behaviour(m).batch_delay_s for m in models]
+        return max(delays) if delays else self.profile.batch_delay_s
+
+    def count_batch(self, route: str, items: int, resubmitted: int) -> None:
+        """A new batch of `route` with `items` items (0 for one that failed validation), of
+        which `resubmitted` had their custom id in an earlier batch of the route."""
+        stats = self.stats
+        stats.batches[route] = stats.batches.get(route, 0) + 1
+        stats.batch_items += items
+        stats.batch_items_resubmitted += resubmitted
+
+    def count_poll(self) -> None:
+        self.stats.batch_polls += 1
+
+    async def refusal(self, request: web.Request, wire: WireFormat) -> web.Response | None:
+        """The outage's answer to a batch call (the format's 503, or a dropped connection
+        raised), or None when no outage is on."""
+        if self._outage is None:
+            return None
+        mode = self.outage()
+        return None if mode is None else await self._refuse(request, wire, mode)
 
     # ------------------------------------------------------------------ outage
 
@@ -363,19 +509,10 @@ class SimulatorServer:
         req = parsed
         by_model = self.stats.by_model
         by_model[req.model] = by_model.get(req.model, 0) + 1
-        try:
-            directives = parse_directives(req.last_user_text)
-        except DirectiveError as exc:
-            return self._rejected(wire.invalid(str(exc), rid))
-        if self._known is not None and req.model not in self._known:
-            return self._rejected(wire.unknown_model(req.model, rid))
-        behaviour = self._behaviour(req.model)
-        if req.tools is not None and not behaviour.tools:
-            return self._rejected(wire.tools_unsupported(req.model, rid))
-        input_tokens = estimate_tokens(req.text_chars, req.n_messages)
-        window = behaviour.context_window
-        if window is not None and input_tokens > window:
-            return self._rejected(wire.context_exceeded(req, input_tokens, window, rid))
+        vetted = self._vet(wire, req, rid)
+        if isinstance(vetted, web.Response):
+            return self._rejected(vetted)
+        behaviour, directives, input_tokens = vetted
 
         seen = self._seen
         if len(seen) >= _MAX_REMEMBERED:
@@ -404,27 +541,16 @@ class SimulatorServer:
         fate = decide(behaviour, directives, self._seed, digest, attempt, wire.error_statuses)
         kind = fate.kind
         self._count(kind)
-        rid = fate.request_id
-        latency_ms = fate.latency_s * 1000.0
+        latency_ms = 0.0 if kind == "rate_limit" else fate.latency_s * 1000.0
 
-        if kind == "rate_limit":
-            latency_ms = 0.0
-            response = wire.rate_limited(req.model, fate.retry_after_s, rid)
-        elif kind == "hang":
+        if kind == "hang":
             await self._hang()
-            response = wire.error(504, req.model, rid)
-        elif kind == "error":
-            if fate.latency_s > 0.0:
-                await asyncio.sleep(fate.latency_s)
-            response = wire.error(fate.status, req.model, rid)
+            response = wire.error(504, req.model, fate.request_id)
         else:
-            cache_read, cache_write = self._cache(wire, req, input_tokens)
-            reply = compose_reply(req, fate, behaviour, input_tokens, cache_read, cache_write)
-            if fate.latency_s > 0.0:
+            # rendered before the wait, so a cached prefix counts from when it arrived
+            response = self._render(wire, req, fate, behaviour, input_tokens, int(latency_ms))
+            if latency_ms > 0.0:
                 await asyncio.sleep(fate.latency_s)
-            response = wire.success(req, reply, rid, int(latency_ms))
-            if kind == "garbage":
-                response = _garble(response, fate.garbage)
         headers = response.headers
         if admission is not None:
             reset_s = max(0.0, admission.reset_at - time.monotonic())
@@ -433,6 +559,107 @@ class SimulatorServer:
         headers["x-simulator-latency-ms"] = f"{latency_ms:.3f}"
         headers["x-simulator-attempt"] = str(fate.attempt)
         return response
+
+    def answer_item(self, wire: WireFormat, body: Any, path_model: str) -> ItemAnswer:
+        """One batch item, answered as the synchronous route answers the same body.
+
+        The item's identity is its body as compact JSON (`orjson.dumps`, keys in the
+        order sent), so a synchronous request of exactly those bytes has the same digest,
+        attempt count and fate. It takes no latency wait and no rate-limit window (the
+        providers queue batches apart from their per-minute limits); a drawn or forced
+        429 is still that item's answer. An item expires when `expires()` says so, or when
+        its fate is a hang. It counts as a request of its route and model, like a
+        synchronous one.
+        """
+        digest = body_digest(wire.name, orjson.dumps(body))
+        rid = digest.hex()
+        stats = self.stats
+        stats.requests += 1
+        stats.by_route[wire.name] = stats.by_route.get(wire.name, 0) + 1
+        parsed = wire.parse_item(body, path_model, rid)
+        if isinstance(parsed, web.Response):
+            self._count("rejected")
+            return self._item(parsed)
+        req = parsed
+        stats.by_model[req.model] = stats.by_model.get(req.model, 0) + 1
+        vetted = self._vet(wire, req, rid)
+        if isinstance(vetted, web.Response):
+            self._count("rejected")
+            return self._item(vetted)
+        behaviour, directives, input_tokens = vetted
+        seen = self._seen
+        if len(seen) >= _MAX_REMEMBERED:
+            seen.clear()
+        attempt = seen.get(digest, 0)
+        seen[digest] = attempt + 1
+        if expires(behaviour, self._seed, digest, attempt):
+            self._count("expired")
+            return EXPIRED
+        fate = decide(behaviour, directives, self._seed, digest, attempt, wire.error_statuses)
+        if fate.kind == "hang":
+            self._count("expired")
+            return EXPIRED
+        self._count(fate.kind)
+        return self._item(self._render(wire, req, fate, behaviour, input_tokens, 0))
+
+    def _vet(
+        self, wire: WireFormat, req: SimRequest, rid: str
+    ) -> tuple[Behaviour, Directives, int] | web.Response:
+        """What the route refuses before any draw (a bad directive, an unknown model, tools
+        to a model without them, a prompt over the window), or the request's knobs,
+        directives and input tokens."""
+        try:
+            directives = parse_directives(req.last_user_text)
+        except DirectiveError as exc:
+            return wire.invalid(str(exc), rid)
+        if self._known is not None and req.model not in self._known:
+            return wire.unknown_model(req.model, rid)
+        behaviour = self._behaviour(req.model)
+        if req.tools is not None and not behaviour.tools:
+            return wire.tools_unsupported(req.model, rid)
+        input_tokens = estimate_tokens(req.text_chars, req.n_messages)
+        window = behaviour.context_window
+        if window is not None and input_tokens > window:
+            return wire.context_exceeded(req, input_tokens, window, rid)
+        return behaviour, directives, input_tokens
+
+    def _render(
+        self,
+        wire: WireFormat,
+        req: SimRequest,
+        fate: Fate,
+        behaviour: Behaviour,
+        input_tokens: int,
+        latency_ms: int,
+    ) -> web.Response:
+        """The answer to a drawn fate other than a hang: the 429, the error, or the reply
+        (refused or garbled as the fate says)."""
+        kind = fate.kind
+        rid = fate.request_id
+        if kind == "rate_limit":
+            return wire.rate_limited(req.model, fate.retry_after_s, rid)
+        if kind == "error":
+            return wire.error(fate.status, req.model, rid)
+        cache_read, cache_write = self._cache(wire, req, input_tokens)
+        reply = compose_reply(req, fate, behaviour, input_tokens, cache_read, cache_write)
+        response = wire.success(req, reply, rid, latency_ms)
+        if kind == "garbage":
+            response = _garble(response, fate.garbage)
+        return response
+
+    def _item(self, response: web.Response) -> ItemAnswer:
+        """A rendered answer as a batch item's: its status and body, with the request id."""
+        status = response.status
+        by_status = self.stats.by_status
+        by_status[status] = by_status.get(status, 0) + 1
+        headers = response.headers
+        request_id = headers.get("x-request-id") or headers.get("request-id") or ""
+        raw = response.body if isinstance(response.body, bytes) else b""
+        try:
+            body: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:  # a garbled body, or OpenAI's HTML 502: as a string
+            body = raw.decode("utf-8", "replace")
+        return ItemAnswer("answered", status, body, request_id)
 
     def _cache(self, wire: WireFormat, req: SimRequest, input_tokens: int) -> tuple[int, int]:
         """(cache read, cache write) tokens: the first message is cached once seen; its first

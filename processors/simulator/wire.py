@@ -137,13 +137,49 @@ class WireFormat(ABC):
         response = self._auth_error(request, invalid_keys, rid)
         if response is not None:
             return response
+        data = self.read_object(body, rid)
+        if isinstance(data, web.Response):
+            return data
+        return self._parse(data, request.match_info.get("model", ""), rid)
+
+    def read_object(self, body: bytes, rid: str) -> dict[str, Any] | web.Response:
+        """A body's JSON object, or the format's answer to a body that is not one."""
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             return self._bad_json(rid)
         if not isinstance(data, dict):
             return self._not_an_object(rid)
-        return self._parse(data, request, rid)
+        return data
+
+    def parse_item(self, data: Any, path_model: str, rid: str) -> SimRequest | web.Response:
+        """One batch item's body, already JSON: the request, or the error the synchronous
+        route would answer for that body (its batch call passed auth; `path_model` is the
+        model the batch's URL names, Gemini's, else "")."""
+        if not isinstance(data, dict):
+            return self._not_an_object(rid)
+        return self._parse(data, path_model, rid)
+
+    def auth_error(
+        self, request: web.Request, invalid_keys: frozenset[str], rid: str
+    ) -> web.Response | None:
+        """The answer to a call without a valid key (the batch routes check it as the
+        synchronous route does), or None when it may pass."""
+        return self._auth_error(request, invalid_keys, rid)
+
+    def refuse(self, status: int, message: str, rid: str, **fields: Any) -> web.Response:
+        """The format's error answer for `status` with `message` (the batch routes' own 400s
+        and 404s); `fields` are the format's extra error fields (OpenAI's `param`, `code`)."""
+        return self._error(status, rid, message, **fields)
+
+    def reply(self, body: Any, rid: str, *, content_type: str | None = None) -> web.Response:
+        """A 200 of the format's own (a batch object, a results file) with its headers: `body`
+        as JSON, or as it is when it is bytes and `content_type` says what they are."""
+        if isinstance(body, bytes):
+            h = self._headers(rid)
+            h["Content-Type"] = content_type or h["Content-Type"]
+            return web.Response(status=200, body=body, headers=h)
+        return self._json(200, body, rid)
 
     def tools_unsupported(self, model: str, rid: str) -> web.Response:
         """The 400 of a model without function calling asked to use tools."""
@@ -197,10 +233,9 @@ class WireFormat(ABC):
         """The answer to a JSON body that is not an object."""
 
     @abstractmethod
-    def _parse(
-        self, body: dict[str, Any], request: web.Request, rid: str
-    ) -> SimRequest | web.Response:
-        """The format's fields read into a `SimRequest`, or the 400 the real API answers."""
+    def _parse(self, body: dict[str, Any], path_model: str, rid: str) -> SimRequest | web.Response:
+        """The format's fields read into a `SimRequest`, or the 400 the real API answers;
+        `path_model` is the `{model}` of the URL (Gemini's), else ""."""
 
     @abstractmethod
     def unknown_model(self, model: str, rid: str) -> web.Response:
