@@ -5,6 +5,7 @@ The bottom layer: imports nothing of ours.
 
 from tierline.schemas.alert import Alert, AlertKind
 from tierline.schemas.attempt import Attempt
+from tierline.schemas.batch import OpenBatch
 from tierline.schemas.cache import CachedAnswer
 from tierline.schemas.codec import decode, encode
 from tierline.schemas.cost import CostRecord
@@ -49,6 +50,7 @@ __all__ = [
     "LatencyClass",
     "Metadata",
     "NamedToolChoice",
+    "OpenBatch",
     "Params",
     "RouteRequest",
     "RouteResponse",

@@ -211,6 +211,9 @@ class RoleProcesses:
             "TIERLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
             "TIERLINE_KAFKA_EMBEDDED": "true" if embedded else "false",
             "TIERLINE_METRICS_PORT": "0",  # one endpoint per role process, any free port
+            # the hot path is what is measured: the workload's batch-latency requests are
+            # called synchronously, not held minutes for a provider batch
+            "TIERLINE_BATCH_ENABLED": "false",
         }
         self.state_dir = state_dir
 

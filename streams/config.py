@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from tierline.processors.gateway.api_keys import KeyTable
+from tierline.processors.serving.batch_lane import BatchPolicy
 from tierline.schemas import LatencyClass, Tier
 from tierline.schemas.identifier import check_identifier
 
@@ -101,6 +102,47 @@ class WorkerSettings(BaseModel):
     #: how many finished request ids each worker remembers to drop duplicates
     dedupe_capacity: int = Field(default=200_000, ge=1000)
     max_connections: int = Field(default=1000, ge=1)
+
+
+class BatchSettings(BaseModel):
+    """The batch tier on the providers' batch APIs (processors/serving/batch_lane.py).
+
+    A batch-tier request whose model's provider has a batch API (OpenAI, Anthropic,
+    Gemini) goes into a provider batch, answered within hours at half the price; other
+    models on the tier are called as usual.
+    """
+
+    #: off = the batch tier's models are called synchronously, at full price
+    enabled: bool = True
+    #: a batch is submitted at this many requests ...
+    max_requests: int = Field(default=1000, ge=1, le=50_000)
+    #: ... or once its oldest request has waited this long
+    max_wait_s: float = Field(default=60.0, gt=0)
+    #: how often an open batch's status is asked
+    poll_s: float = Field(default=30.0, gt=0)
+    #: an ended batch is closed this long after it ended, even if some of its requests
+    #: never came back to be answered (they were answered before a crash)
+    claim_grace_s: float = Field(default=600.0, gt=0)
+    #: a batch not ended after this long is given up (providers promise 24 h)
+    max_age_s: float = Field(default=25 * 3600.0, gt=0)
+    #: an item the provider did not answer (expired, cancelled, failed batch): "sync" =
+    #: call the model synchronously once, "error" = answer `unavailable`
+    lost: Literal["sync", "error"] = "sync"
+    #: batch-tier requests a workers process holds open at once (their partitions pause
+    #: past it); replaces worker.max_in_flight for the batch tier
+    max_open: int = Field(default=20_000, ge=1)
+
+
+def batch_policy(batch: BatchSettings) -> BatchPolicy:
+    """The lane's policy from `[batch]`."""
+    return BatchPolicy(
+        max_requests=batch.max_requests,
+        max_wait_s=batch.max_wait_s,
+        poll_s=batch.poll_s,
+        claim_grace_s=batch.claim_grace_s,
+        max_age_s=batch.max_age_s,
+        lost=batch.lost,
+    )
 
 
 class HealthSettings(BaseModel):
@@ -259,6 +301,7 @@ class Settings(BaseModel):
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     learning: LearningSettings = Field(default_factory=LearningSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
     #: Prometheus /metrics, /healthz and /readyz on this port (every role of the process);
     #: 0 = pick a free port, "off" = no endpoint
     metrics_port: int | Literal["off"] = 9464
@@ -311,6 +354,7 @@ SECTIONS = (
     "alerts",
     "learning",
     "gateway",
+    "batch",
 )
 #: settings given as comma-separated lists in the environment
 LISTS = {("worker", "tiers"), ("replies", "allowed")}

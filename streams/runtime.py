@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
@@ -27,13 +28,15 @@ from tierline.processors.routing.classifiers import Classifier
 from tierline.processors.routing.policy import Policy
 from tierline.processors.routing.policy_reload import open_policy_source
 from tierline.processors.routing.tier_rules import Thresholds, TierRules
+from tierline.processors.serving.batch_lane import BatchLane
 from tierline.processors.serving.walk import Dispatcher, RetryPlan
 from tierline.schemas import Tier
 from tierline.streams.alert_sink import AlertSink
 from tierline.streams.attempt_log import attempt_recorder
 from tierline.streams.attempt_sink import AttemptSink
+from tierline.streams.batch_journal import KafkaBatchJournal
 from tierline.streams.budget_keeper import BudgetKeeper
-from tierline.streams.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings
+from tierline.streams.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings, batch_policy
 from tierline.streams.cost_sink import CostSink
 from tierline.streams.embedded import EmbeddedBroker
 from tierline.streams.feature_sink import FeatureSink
@@ -347,6 +350,7 @@ def _start_workers(
         health=pipeline.health,
         policy=policy,
     )
+    dispatcher.batches = _batch_lane(pipeline, producer, client, dispatcher, keys)
     # one consumer (and one transactional producer) for every tier this process serves
     worker = TierWorker(
         settings.worker.tiers, settings, pipeline.topics, pipeline.bootstrap, dispatcher, producer
@@ -363,6 +367,32 @@ def _start_workers(
         pipeline.metrics, worker.tiers, worker.in_flight, pipeline.health, pipeline.stop_event
     )
     pipeline._tasks.append(asyncio.create_task(gauges, name="gauges"))
+
+
+def _batch_lane(
+    pipeline: Pipeline,
+    producer: AIOKafkaProducer,
+    client: httpx.AsyncClient,
+    dispatcher: Dispatcher,
+    keys: KeyRing,
+) -> BatchLane | None:
+    """The batch tier on the providers' batch APIs (`[batch]`), journaled on Kafka; None
+    when it is off or this process serves no batch tier."""
+    settings = pipeline.settings
+    if not settings.batch.enabled or Tier.BATCH not in settings.worker.tiers:
+        return None
+    journal = KafkaBatchJournal(
+        producer, pipeline.bootstrap, pipeline.topics.batches, settings.isolation_level
+    )
+    lane = BatchLane(
+        client,
+        batch_policy(settings.batch),
+        journal,
+        model_of=lambda name: dispatcher.catalog.models.get(name),  # the newest prices
+        key_of=lambda model: keys.get(model.key_env),
+    )
+    journal.lane = lane
+    return lane
 
 
 async def _start_router(

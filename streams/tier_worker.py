@@ -9,7 +9,8 @@ requests wait in Kafka, durably) and resumes them as slots come back, while the
 other tiers go on. What to publish for a served request is the pure step
 `worker_step.respond`; this module is the loop around it. A request the response
 cache holds an answer for is answered from it, with no provider call
-(`worker_cache`).
+(`worker_cache`). A batch-tier request whose model has a batch API waits for its
+provider batch (`batch_lane`), holding its slot and its offset for as long.
 
 Exactly once, two ways. On a Kafka with transactions (the default there), each
 partition's answers and its commit point go out in one transaction
@@ -33,11 +34,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from tierline.processors.serving.batch_lane import BatchLane
 from tierline.processors.serving.response_cache import served_from_cache
 from tierline.processors.serving.serve import serve
 from tierline.processors.serving.walk import Dispatcher, ServeOutcome
 from tierline.schemas import RoutedRequest, Tier
 from tierline.streams.adaptive_bound import AdaptiveBound, watch_lag
+from tierline.streams.batch_journal import KafkaBatchJournal
 from tierline.streams.commit_gap import CommitGap
 from tierline.streams.config import Settings
 from tierline.streams.done_log import DoneSet, load_done, since_ms_for
@@ -46,7 +49,7 @@ from tierline.streams.metrics import Metrics, watch_consumer_lag
 from tierline.streams.outgoing import Outgoing, Source, unreadable
 from tierline.streams.sender import Sender
 from tierline.streams.topics import Topics, partition_ids
-from tierline.streams.worker_cache import Kept, WorkerCache
+from tierline.streams.worker_cache import BOOT_WAIT_S, Kept, WorkerCache
 from tierline.streams.worker_step import done_record, respond
 
 log = logging.getLogger("tierline.worker")
@@ -119,12 +122,7 @@ class TierWorker:
         self.producer = producer
         self.group_id = worker_group(settings.kafka.topic_prefix, self.tiers)
         self.name = "workers " + "+".join(self.tiers)
-        self.bounds = {
-            tier: AdaptiveBound(
-                settings.worker.max_in_flight, enabled=settings.worker.adaptive_in_flight
-            )
-            for tier in self.tiers
-        }
+        self.bounds = {tier: self._bound(tier) for tier in self.tiers}
         self.stats = {tier: WorkerStats() for tier in self.tiers}
         self.gap: CommitGap[TopicPartition] = CommitGap()
         self.done = DoneSet(settings.worker.dedupe_capacity)
@@ -151,6 +149,31 @@ class TierWorker:
             tier: collections.deque() for tier in self.tiers
         }
 
+    def _bound(self, tier: Tier) -> AdaptiveBound:
+        """A tier's bound on requests in flight; the batch lane's holds requests for hours
+        at no cost to the loop, so it is `batch.max_open` and does not adapt."""
+        settings = self.settings
+        if tier is Tier.BATCH and settings.batch.enabled:
+            return AdaptiveBound(settings.batch.max_open, enabled=False)
+        return AdaptiveBound(
+            settings.worker.max_in_flight, enabled=settings.worker.adaptive_in_flight
+        )
+
+    @property
+    def batches(self) -> BatchLane | None:
+        return self.dispatcher.batches
+
+    def _handed_back_holders(self) -> set[asyncio.Task[None]]:
+        """Tasks waiting for a provider that may take long: held for a healthy one, or for
+        their batch. A shutdown or rebalance gives them back rather than waiting."""
+        holders: set[asyncio.Task[None]] = set()
+        health = self.dispatcher.health
+        if health is not None:
+            holders |= health.holders
+        if self.batches is not None:
+            holders |= self.batches.holders  # type: ignore[arg-type]
+        return holders
+
     def in_flight(self, tier: Tier | None = None) -> int:
         """Requests being served now, of `tier` or of all tiers."""
         if tier is not None:
@@ -164,6 +187,8 @@ class TierWorker:
         """Take messages while slots are free, until `stop`; then finish or hand back the rest."""
         # warm before taking any partition: a restarted worker answers from the cache at once
         cache_feed = await self.cache.start(stop) if self.cache is not None else None
+        # and knows the open provider batches, so redelivered batch requests are not resubmitted
+        lane_tasks = await self._start_lane(stop)
         consumer = self._consumer = self._new_consumer()
         if self.transactional:
             self.outboxes = await open_outboxes(
@@ -211,6 +236,23 @@ class TierWorker:
                 if task is not None:
                     task.cancel()
             await self._stop(consumer)
+            for task in lane_tasks:
+                task.cancel()
+
+    async def _start_lane(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        """Start the batch lane and its journal's reader; wait (up to `BOOT_WAIT_S`) until
+        the journal is read."""
+        lane = self.batches
+        if lane is None:
+            return []
+        tasks = [asyncio.create_task(lane.run(stop), name="batch lane")]
+        journal = lane.journal
+        if isinstance(journal, KafkaBatchJournal):
+            tasks.append(asyncio.create_task(journal.run(stop), name="batch journal"))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(BOOT_WAIT_S):
+                    await journal.warm.wait()
+        return tasks
 
     def _take_backlog(self) -> None:
         """Serve polled records while their tier has free slots, oldest first.
@@ -269,9 +311,8 @@ class TierWorker:
     async def _stop(self, consumer: AIOKafkaConsumer) -> None:
         """Let work in flight finish for up to a call timeout, commit what finished, leave."""
         tasks = {task for each in self._tasks.values() for task in each}
-        health = self.dispatcher.health
-        for task in tasks & (health.holders if health is not None else set()):
-            task.cancel()  # held for a provider: redelivered after restart, not waited for
+        for task in tasks & self._handed_back_holders():
+            task.cancel()  # held for a provider or a batch: redelivered after restart
         if tasks:
             await asyncio.wait(tasks, timeout=self.settings.worker.call_timeout_s)
         for task in tasks:  # still running: redelivered after restart
@@ -385,6 +426,8 @@ class TierWorker:
             self.done.add(key)
             if kept is not None and self.cache is not None:
                 self.cache.published(kept)
+            if self.batches is not None:
+                self.batches.answered(routed.request)
         self._count(routed, outcome)
         if outcome.failed:
             stats.errors += 1
@@ -463,12 +506,10 @@ class TierWorker:
             self._ready.pop(tp, None)
 
     def _hand_back_held(self, revoked: set[TopicPartition]) -> None:
-        """Requests of revoked partitions held for a provider are given up, not waited
-        for: unanswered, below the commit point, the next owner holds them instead."""
-        health = self.dispatcher.health
-        if health is None:
-            return
-        for task in list(health.holders):
+        """Requests of revoked partitions held for a provider (or waiting for their batch)
+        are given up, not waited for: unanswered, below the commit point, the next owner
+        holds them instead (and finds their batch in the journal)."""
+        for task in list(self._handed_back_holders()):
             where = self._where.get(task)
             if where is not None and where[0] in revoked:
                 self.gap.abandon(*where)

@@ -76,6 +76,11 @@ class Topics:
         """Compacted, keyed by cache key: the response cache's answers (`CachedAnswer`)."""
         return self.prefix + "cache"
 
+    @property
+    def batches(self) -> str:
+        """Compacted, keyed by batch key: the provider batches still open (`OpenBatch`)."""
+        return self.prefix + "batches"
+
     def tier(self, tier: Tier) -> str:
         return f"{self.prefix}tier.{tier}"
 
@@ -86,7 +91,7 @@ class Topics:
     def all(self) -> list[str]:
         names = [self.requests, self.responses, self.costs, self.dlq, self.feedback, self.attempts]
         names += [self.health, self.dlq_replays, self.alerts, self.settlements]
-        names += [self.budget_changelog, self.features, self.cache]
+        names += [self.budget_changelog, self.features, self.cache, self.batches]
         for tier in Tier:
             names += [self.tier(tier), self.done(tier)]
         return names
@@ -105,6 +110,7 @@ async def ensure_topics(settings: KafkaSettings, bootstrap: str) -> Topics:
     # key ever answered, expired or not), past which a restarted worker misses them
     week = {"cleanup.policy": "compact,delete", "retention.ms": str(7 * 86400 * 1000)}
     configs[topics.cache] = big | compacted | week
+    configs[topics.batches] = big | compacted
     for tier in Tier:
         configs[topics.tier(tier)] = big
         configs[topics.done(tier)] = {"retention.ms": str(6 * 3600 * 1000)}

@@ -53,7 +53,5 @@ def _filled(price: Price, share: Decimal) -> Price:
     return replace(
         price,
         batch_input=price.batch_input if price.batch_input is not None else price.input * share,
-        batch_output=price.batch_output
-        if price.batch_output is not None
-        else price.output * share,
+        batch_output=price.batch_output if price.batch_output is not None else price.output * share,
     )

@@ -29,6 +29,13 @@ A model whose context window the prompt overflows is skipped, unless the policy'
 then that model's calls, rate budget and cost estimate use the trimmed request,
 and the response says how many messages it left out (`trimmed_messages`).
 
+On the batch tier, a model whose provider has a batch API is not called: its
+request goes into a provider batch (`batch_lane`) and the walk waits for the
+item's result, billed at the batch price. An item's error walks on as a call's
+would (no retries: the batch was the try); an item the provider never answered
+(expired, cancelled) is called synchronously once, or answered `unavailable`, as
+the lane's policy says.
+
 With each call the dispatcher's `on_attempt` hears of it (an `Attempt` in state
 `started`, with its estimated cost; sent as the call starts, and awaited before the
 call's outcome is used), and the outcome lists every attempt again as `settled`:
@@ -54,6 +61,7 @@ from tierline.processors.pricing.capabilities import Capability, needed
 from tierline.processors.pricing.catalog import Catalog, ModelSpec
 from tierline.processors.pricing.cost import cost_of
 from tierline.processors.providers.base import BilledReplyError, ProviderReply
+from tierline.processors.providers.batch import ItemLost
 from tierline.processors.providers.call import call_model
 from tierline.processors.providers.keys import KeyRing
 from tierline.processors.providers.rate_headers import announced_limits
@@ -62,6 +70,7 @@ from tierline.processors.providers.tokens import count_prompt_tokens
 from tierline.processors.routing.cost_cap import estimate, output_tokens, prompt_tokens
 from tierline.processors.routing.policy_reload import PolicySource
 from tierline.processors.serving.backoff import Backoff
+from tierline.processors.serving.batch_lane import BatchLane, custom_id_for
 from tierline.processors.serving.context_fit import ContextFitter, Fit
 from tierline.schemas import (
     Attempt,
@@ -73,6 +82,7 @@ from tierline.schemas import (
     RouteRequest,
     RouteResponse,
     RoutingDecision,
+    Tier,
     Usage,
 )
 
@@ -134,8 +144,11 @@ class Dispatcher:
         on_attempt: AttemptHook | None = None,
         health: HealthBoard | None = None,
         policy: PolicySource | None = None,
+        batches: BatchLane | None = None,
     ) -> None:
         self.health = health
+        #: the batch lane on the providers' batch APIs, when the workers run one
+        self.batches = batches
         self.catalog = catalog
         self.client = client
         self.keys = keys
@@ -315,6 +328,11 @@ class Dispatcher:
     async def _try_model(
         self, model: ModelSpec, routed: RoutedRequest, walk: _Walk, *, last: bool = True
     ) -> ProviderReply | None:
+        batches = self.batches
+        if batches is not None and walk.routed.decision.tier is Tier.BATCH and batches.takes(model):
+            batched = await self._try_batch(batches, model, routed, walk)
+            if not isinstance(batched, _CallNow):
+                return batched
         adapter = adapter_for(model.provider)
         key = self.keys.get(model.key_env)
         health = self.health
@@ -376,6 +394,51 @@ class Dispatcher:
             return reply
         return None
 
+    async def _try_batch(
+        self, batches: BatchLane, model: ModelSpec, routed: RoutedRequest, walk: _Walk
+    ) -> ProviderReply | None | _CallNow:
+        """`model`'s answer through its batch API (`batch_lane`), billed at the batch price;
+        None when it answered an error; `_CALL_NOW` when the item was lost and the lane's
+        policy says to call the model synchronously once instead."""
+        request = walk.request_for(model)
+        custom_id = custom_id_for(model, request)
+        # the same id on every delivery: an answer after a restart settles the first record
+        attempt = walk.attempt(model, attempt_id=f"{request.id}#batch:{custom_id}")
+        recorded = asyncio.ensure_future(self.on_attempt(attempt)) if self.on_attempt else None
+        started = time.monotonic()
+        try:
+            result = await batches.answer(model, request)
+        except BaseException:
+            if recorded is not None:
+                recorded.cancel()
+            raise
+        if recorded is not None:
+            await recorded
+        if isinstance(result, ProviderReply):
+            walk.reason(f"{model.name}: answered by its batch API, at the batch price")
+            walk.billed_attempt(model, result.usage, _ms_since(started), batch=True)
+            return result
+        if isinstance(result, ItemLost):
+            walk.reason(f"{model.name}: batch item {result.reason}")
+            if batches.policy.lost == "sync":
+                walk.reason(f"{model.name}: called synchronously instead")
+                return _CALL_NOW
+            walk.failed_attempt(
+                ProviderError(
+                    ErrorType.UNAVAILABLE,
+                    f"{model.name}: the provider's batch did not answer the request "
+                    f"({result.reason})",
+                )
+            )
+            return None
+        if result.unsupported is not None:
+            _capability_refused(result, model, routed, walk)
+        if isinstance(result, BilledReplyError):
+            walk.billed_attempt(model, result.usage, _ms_since(started), error=result, batch=True)
+        else:
+            walk.failed_attempt(result)
+        return None
+
     async def _claim(
         self, model: ModelSpec, routed: RoutedRequest, walk: _Walk, last: bool
     ) -> bool:
@@ -411,6 +474,13 @@ class Dispatcher:
                 health.announced(model, limits)
 
         return heard
+
+
+class _CallNow:
+    """The batch lane lost the item: call the model synchronously instead."""
+
+
+_CALL_NOW = _CallNow()
 
 
 def _capability_refused(
@@ -488,14 +558,15 @@ class _Walk:
             return decision
         return decision.model_copy(update={"reasons": [*decision.reasons, *extra]})
 
-    def attempt(self, model: ModelSpec) -> Attempt:
-        """The next call, as `started`; its `settled` twin is kept for the outcome."""
+    def attempt(self, model: ModelSpec, attempt_id: str | None = None) -> Attempt:
+        """The next call, as `started`; its `settled` twin is kept for the outcome. Its id
+        is new on each serving, unless given (a batch item's is the same on every one)."""
         request = self.request_for(model)
         trim = self.trims.get(model.name)
         if trim is not None and trim.reason not in self.reasons:
             self.reasons.append(trim.reason)  # said once, when the trimmed history is sent
         started = Attempt(
-            attempt_id=f"{request.id}#{len(self.settled) + 1}@{self.serving}",
+            attempt_id=attempt_id or f"{request.id}#{len(self.settled) + 1}@{self.serving}",
             request_id=request.id,
             tenant=request.tenant,
             tier=self.routed.decision.tier,
@@ -521,7 +592,10 @@ class _Walk:
         usage: Usage,
         latency_ms: float,
         error: ProviderError | None = None,
+        *,
+        batch: bool = False,
     ) -> None:
+        """Bill one call's usage (at `model`'s batch prices when it went through a batch)."""
         self.attempts += 1
         if error is not None:
             self.last_error = error
@@ -546,7 +620,7 @@ class _Walk:
                 cache_write_tokens=usage.cache_write_tokens,
                 cache_write_1h_tokens=usage.cache_write_1h_tokens,
                 output_tokens=usage.output_tokens,
-                cost_usd=cost_of(usage, model.price),
+                cost_usd=cost_of(usage, model.price, batch=batch),
                 latency_ms=latency_ms,
                 reasons=decision.reasons,
                 created_at=datetime.now(UTC),

@@ -82,6 +82,9 @@ async def _demo(
 
     if "metrics_port" not in settings.model_fields_set:
         settings.metrics_port = 0  # a demo next to a running tierline must not clash on 9464
+    if "batch" not in settings.model_fields_set:
+        # the simulator ends a batch in seconds: cut and poll batches as often, not per minute
+        settings.batch = settings.batch.model_copy(update={"max_wait_s": 1.0, "poll_s": 0.5})
     # the bar starts before the pipeline does: starting it is the longest quiet part
     bar = DemoProgressBar(Console(stderr=True)) if show_progress else None
     with bar if bar is not None else nullcontext():
