@@ -9,18 +9,57 @@ import click
 
 from tierline.streams.cli.common import config_option, echo_json, load, say
 
+#: what each mode offers when neither --rate nor --rates is given
+DEFAULT_RATES = (500.0,)
+DEFAULT_GATEWAY_RATES = (50.0, 200.0)
+#: requests per rate when --requests is not given
+DEFAULT_REQUESTS = 5000
+DEFAULT_GATEWAY_REQUESTS = 1000
+
+
+def _rate_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...]:
+    """`--rates 50,200` as (50.0, 200.0); each rate must be a positive number."""
+    if not value:
+        return ()
+    try:
+        rates = tuple(float(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give rates as numbers, e.g. 50,200") from None
+    if not rates or any(rate <= 0 for rate in rates):
+        raise click.BadParameter(f"{value!r}: every rate must be > 0")
+    return rates
+
 
 @click.command("bench")
 @config_option
-@click.option("--requests", "n", default=5000, show_default=True, help="Requests in the timed run.")
+@click.option(
+    "--requests",
+    "n",
+    default=None,
+    type=click.IntRange(1),
+    help=f"Requests per rate [default: {DEFAULT_REQUESTS}; with --gateway "
+    f"{DEFAULT_GATEWAY_REQUESTS} each way].",
+)
 @click.option(
     "--rate",
     "rates",
     multiple=True,
-    type=float,
-    default=(500.0,),
-    show_default=True,
-    help="Requests per second to offer; repeat for a sweep (--rate 250 --rate 500 ...).",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Requests per second to offer; repeat for a sweep (--rate 250 --rate 500 ...) "
+    "[default: 500; with --gateway 50 and 200].",
+)
+@click.option(
+    "--rates",
+    "rate_list",
+    default=None,
+    callback=_rate_list,
+    help="The same as comma-separated values: --rates 50,200.",
+)
+@click.option(
+    "--gateway",
+    is_flag=True,
+    help="Measure the OpenAI-compatible gateway instead: the same chat-completions calls "
+    "straight to the simulator and through `tierline run --role gateway`, side by side.",
 )
 @click.option(
     "--workers-processes",
@@ -35,8 +74,10 @@ from tierline.streams.cli.common import config_option, echo_json, load, say
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 def command(
     config_path: Path | None,
-    n: int,
+    n: int | None,
     rates: tuple[float, ...],
+    rate_list: tuple[float, ...],
+    gateway: bool,
     workers_processes: int,
     provider_latency_ms: float,
     as_json: bool,
@@ -53,24 +94,48 @@ def command(
     milliseconds per answered request for each role process, and tierline's
     overhead and CPU as ratios to the floor (`vs_floor`).
     \b
+    With --gateway it measures the gateway instead: the same roles plus
+    `tierline run --role gateway`, and at each rate the same chat-completions
+    calls straight to the simulator, then through the gateway. Reports sent,
+    ok, errors and p50/p95/p99 of each, and the gateway's overhead (gateway -
+    direct, at p50 and p99, in ms and as a ratio).
+    \b
     Use real Kafka for real figures (the embedded broker slows as it fills):
       bash deploy/kafka/kafka.sh start --port 9092 --dir /tmp/kafka
       TIERLINE_KAFKA_BOOTSTRAP=127.0.0.1:9092 tierline bench --requests 20000 --rate 1000 \\
           --provider-latency-ms 500 --json
+      TIERLINE_KAFKA_BOOTSTRAP=127.0.0.1:9092 tierline bench --gateway --rates 50,200 \\
+          --provider-latency-ms 200
     """
     settings = load(config_path)
-    result = asyncio.run(_bench(settings, n, list(rates), provider_latency_ms, workers_processes))
+    chosen = [*rates, *rate_list] or list(DEFAULT_GATEWAY_RATES if gateway else DEFAULT_RATES)
+    if n is None:
+        n = DEFAULT_GATEWAY_REQUESTS if gateway else DEFAULT_REQUESTS
+    result = asyncio.run(
+        _bench(settings, n, chosen, provider_latency_ms, workers_processes, gateway)
+    )
     if as_json:
         echo_json(result)
+    elif gateway:
+        from tierline.streams.bench_gateway import describe
+
+        for line in describe(result):
+            click.echo(line)
     else:
         for key, value in result.items():
             click.echo(f"{key}: {value}")
 
 
 async def _bench(
-    settings: object, n: int, rates: list[float], latency: float, workers_processes: int
+    settings: object,
+    n: int,
+    rates: list[float],
+    latency: float,
+    workers_processes: int,
+    gateway: bool = False,
 ) -> dict[str, object]:
     from tierline.streams.bench import run_bench
+    from tierline.streams.bench_gateway import run_gateway_bench
     from tierline.streams.config import Settings
     from tierline.streams.embedded import EmbeddedBroker
 
@@ -85,7 +150,8 @@ async def _bench(
             "which is not representative. Set TIERLINE_KAFKA_BOOTSTRAP."
         )
     try:
-        return await run_bench(
+        run = run_gateway_bench if gateway else run_bench
+        return await run(
             bootstrap,
             n,
             rates,

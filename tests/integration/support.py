@@ -305,3 +305,22 @@ async def sent_once(bootstrap: str, topic: str, ids: list[str]) -> None:
         await consumer.stop()
     per_id = Counter(orjson.loads(r.value)["id"] for r in records)
     assert per_id == Counter(ids), (len(records), len(ids))
+
+
+# --- the gateway as a process of its own ----------------------------------------------------
+
+
+async def gateway_url(proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 90) -> str:
+    """The base URL (`http://127.0.0.1:PORT/v1`) a `start_role("gateway", ...)` process logs
+    once it serves; started with port 0, this is how its port is known."""
+    from tierline.streams.bench_gateway import announced_url
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        assert code is None, f"the gateway exited with {code}:\n{log_tail(log)}"
+        url = announced_url(log_tail(log, chars=1_000_000))
+        if url is not None:
+            return url
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the gateway did not serve within {timeout_s:g}s:\n{log_tail(log)}")
