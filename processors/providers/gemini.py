@@ -294,14 +294,17 @@ def _calls(parts: list[Any], response_id: str | None) -> tuple[ToolCall, ...]:
             continue
         call = part["functionCall"]
         given = call.get("id")
-        call_id = given if isinstance(given, str) and given else _call_id(response_id, len(calls))
+        call_id = (
+            given if isinstance(given, str) and given else fallback_call_id(response_id, len(calls))
+        )
         signature = part.get("thoughtSignature")
         extra = {"google": {"thought_signature": signature}} if isinstance(signature, str) else None
         calls.append(call_from(call_id, call.get("name"), call.get("args"), extra_content=extra))
     return tuple(calls)
 
 
-def _call_id(response_id: str | None, n: int) -> str:
+def fallback_call_id(response_id: str | None, n: int) -> str:
+    """The id of call `n` of a reply when Gemini gave the call none."""
     return f"call_{response_id or 'gemini'}_{n}"
 
 

@@ -136,7 +136,7 @@ class OpenAIAdapter:
                 raise _embedded_error(body, headers)
             choice = data["choices"][0]
             message = choice.get("message") or {}
-            content = _text(message.get("content"))
+            content = content_text(message.get("content"))
             calls = _tool_calls(message)
             raw_reason = str(choice.get("finish_reason"))
             usage = self._usage(data["usage"])
@@ -167,7 +167,7 @@ class OpenAIAdapter:
         )
 
 
-def _text(content: Any) -> str:
+def content_text(content: Any) -> str:
     """A message's content: a string, or the `text` parts of a part list, joined."""
     if content is None:
         return ""

@@ -1,8 +1,9 @@
 """The provider simulator: a loopback HTTP server that fakes LLM providers at the HTTP boundary.
 
 It speaks the real wire formats of OpenAI Chat Completions, Anthropic Messages
-and Gemini generateContent (bodies, error bodies, status codes, headers), with
-seeded latency and faults, so provider adapters, retries, billing, the demo and
+and Gemini generateContent (bodies, error bodies, status codes, headers; whole or
+streamed as each API streams: server-sent chunks, named events, a JSON array),
+with seeded latency and faults, so provider adapters, retries, billing, the demo and
 the throughput benchmark run without a network or an API key. It also speaks the
 three providers' batch APIs (OpenAI Batch with its Files, Anthropic Message
 Batches, Gemini batchGenerateContent), each item answered as its synchronous

@@ -28,7 +28,20 @@ Parses a request the way the real API reads it and renders the real shapes:
   sent); a 429 carries `retry-after` in seconds.
 
 Structured output (`output_format` / `output_config.format` of type
-`json_schema`) makes the text a JSON document. Streaming is not simulated (400).
+`json_schema`) makes the text a JSON document.
+
+Streaming (`stream: true`): server-sent events named as their `type`, in the order
+https://platform.claude.com/docs/en/build-with-claude/streaming gives:
+`message_start` (the message with empty `content` and the usage: the input
+tokens with the cache fields, `output_tokens: 1`), then per content block a
+`content_block_start` (a `text` block with `text: ""`, a `tool_use` block with
+`input: {}`), its `content_block_delta`s (`text_delta` pieces; `input_json_delta`
+`partial_json` fragments of the input's JSON) and a `content_block_stop`; a
+`ping` after the first block starts; `message_delta` (`delta.stop_reason`,
+`usage.output_tokens`), `message_stop`. A cut stream sends its first content
+chunk, then an `error` event (`{"type": "error", "error": {"type":
+"overloaded_error", "message": "Overloaded"}}`), as the API does when it is
+overloaded mid-stream.
 
 Tools (`tool_use` decides when they are called): `tools` (`name`, `description`,
 `input_schema`, both name and schema required), `tool_choice` (`auto`, `any`,
@@ -52,7 +65,15 @@ from tierline.processors.simulator.limits import Admission, Breach
 from tierline.processors.simulator.replies import Reply, format_retry_after
 from tierline.processors.simulator.request import SimRequest
 from tierline.processors.simulator.tool_use import SimTool, ToolAsk
-from tierline.processors.simulator.wire import PromptTally, WireFormat, positive_int
+from tierline.processors.simulator.wire import (
+    PromptTally,
+    StreamAsk,
+    WireFormat,
+    paced,
+    pieces,
+    positive_int,
+    sse,
+)
 
 __all__ = ["AnthropicWire"]
 
@@ -192,10 +213,6 @@ class AnthropicWire(WireFormat):
             return self._error(400, rid, "messages: Input should be a valid list")
         if not messages:
             return self._error(400, rid, "messages: at least one message is required")
-        if body.get("stream") is True:
-            return self._error(
-                400, rid, "stream: streaming is not simulated by tierline's provider simulator"
-            )
         tally = PromptTally()
         markers: list[Any] = []
         tools = body.get("tools")
@@ -333,38 +350,118 @@ class AnthropicWire(WireFormat):
         )
 
     def success(self, req: SimRequest, reply: Reply, rid: str, latency_ms: int) -> web.Response:
-        if reply.finish == "stop":
-            stop_reason = "end_turn"
-        elif reply.finish == "length":
-            stop_reason = "max_tokens"
-        else:
-            stop_reason = "refusal"
         content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
         for n, call in enumerate(reply.tool_calls):
-            block = {"type": "tool_use", "id": f"toolu_sim{rid[:16]}{n:02d}", "name": call.name}
+            block = {"type": "tool_use", "id": _tool_use_id(rid, n), "name": call.name}
             content.append(block | {"input": call.arguments})
-        if reply.tool_calls:
-            stop_reason = "tool_use"
-        uncached = reply.input_tokens - reply.cache_read_tokens - reply.cache_write_tokens
-        one_hour = reply.cache_write_tokens if req.cache_ttl == "1h" else 0
         body = {
-            "id": f"msg_sim{rid[:24]}",
+            "id": _message_id(rid),
             "type": "message",
             "role": "assistant",
             "model": req.model,
             "content": content,
-            "stop_reason": stop_reason,
+            "stop_reason": _stop_reason(reply),
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": max(0, uncached),
-                "cache_creation_input_tokens": reply.cache_write_tokens,
-                "cache_read_input_tokens": reply.cache_read_tokens,
-                "cache_creation": {
-                    "ephemeral_5m_input_tokens": reply.cache_write_tokens - one_hour,
-                    "ephemeral_1h_input_tokens": one_hour,
-                },
-                "output_tokens": reply.output_tokens,
-                "service_tier": "standard",
-            },
+            "usage": _usage(req, reply),
         }
         return self._json(200, body, rid)
+
+    def stream_writes(
+        self, req: SimRequest, reply: Reply, rid: str, ask: StreamAsk, chunk_chars: int
+    ) -> list[bytes]:
+        start: dict[str, Any] = {
+            "id": _message_id(rid),
+            "type": "message",
+            "role": "assistant",
+            "model": req.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": _usage(req, reply) | {"output_tokens": 1},
+        }
+        opening = _event({"type": "message_start", "message": start})
+        blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        if reply.text:
+            texts = [{"type": "text_delta", "text": p} for p in pieces(reply.text, chunk_chars)]
+            blocks.append(({"type": "text", "text": ""}, texts))
+        for n, call in enumerate(reply.tool_calls):
+            block = {"type": "tool_use", "id": _tool_use_id(rid, n), "name": call.name, "input": {}}
+            arguments = orjson.dumps(call.arguments).decode()
+            fragments = [
+                {"type": "input_json_delta", "partial_json": p}
+                for p in pieces(arguments, chunk_chars)
+            ]
+            blocks.append((block, fragments))
+        contents: list[bytes] = []
+        pending = b""  # events written with the next content chunk
+        for index, (block, deltas) in enumerate(blocks):
+            pending += _event(
+                {"type": "content_block_start", "index": index, "content_block": block}
+            )
+            if index == 0:
+                pending += _PING
+            for delta in deltas:
+                contents.append(
+                    pending
+                    + _event({"type": "content_block_delta", "index": index, "delta": delta})
+                )
+                pending = b""
+            pending += _event({"type": "content_block_stop", "index": index})
+        if not blocks:
+            opening += _PING
+        closing = pending + _event(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": _stop_reason(reply), "stop_sequence": None},
+                "usage": {"output_tokens": reply.output_tokens},
+            }
+        )
+        closing += _event({"type": "message_stop"})
+        return paced(opening, contents, closing)
+
+    def stream_cut_tail(self, rid: str) -> bytes:
+        return _event(
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+        )
+
+
+_PING = sse(b'{"type": "ping"}', "ping")
+
+
+def _event(body: dict[str, Any]) -> bytes:
+    """One server-sent event, named as its `type` (as the API names them)."""
+    return sse(orjson.dumps(body), body["type"])
+
+
+def _message_id(rid: str) -> str:
+    return f"msg_sim{rid[:24]}"
+
+
+def _tool_use_id(rid: str, n: int) -> str:
+    return f"toolu_sim{rid[:16]}{n:02d}"
+
+
+def _stop_reason(reply: Reply) -> str:
+    if reply.tool_calls:
+        return "tool_use"
+    if reply.finish == "stop":
+        return "end_turn"
+    if reply.finish == "length":
+        return "max_tokens"
+    return "refusal"
+
+
+def _usage(req: SimRequest, reply: Reply) -> dict[str, Any]:
+    uncached = reply.input_tokens - reply.cache_read_tokens - reply.cache_write_tokens
+    one_hour = reply.cache_write_tokens if req.cache_ttl == "1h" else 0
+    return {
+        "input_tokens": max(0, uncached),
+        "cache_creation_input_tokens": reply.cache_write_tokens,
+        "cache_read_input_tokens": reply.cache_read_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": reply.cache_write_tokens - one_hour,
+            "ephemeral_1h_input_tokens": one_hour,
+        },
+        "output_tokens": reply.output_tokens,
+        "service_tier": "standard",
+    }

@@ -19,6 +19,9 @@ several tags, or several comma-separated items in one tag, may be combined:
                            message), later tries succeed
     [sim:output_tokens=7]  reply with exactly 7 output tokens (still capped by
                            max_tokens)
+    [sim:stream_cut]       a streamed answer stops after its first content chunk
+                           (OpenAI, Gemini: the body ends, no final events; Anthropic:
+                           an `overloaded_error` event); no effect unstreamed
 
 An unknown directive is answered with the provider's 400 error, so a typo in a
 test fails loudly instead of silently doing nothing.
@@ -61,6 +64,7 @@ class Directives:
     latency_ms: float | None = None
     fail_first: int = 0
     output_tokens: int | None = None
+    stream_cut: bool = False
 
 
 NO_DIRECTIVES = Directives()
@@ -106,6 +110,8 @@ def parse_directives(text: str) -> Directives:
                     values["fail_first"] = max(0, int(arg))
                 elif key == "output_tokens":
                     values["output_tokens"] = max(1, int(arg))
+                elif key == "stream_cut":
+                    values["stream_cut"] = True
                 else:
                     raise DirectiveError(f"unknown simulator directive [sim:{raw}]")
             except ValueError as exc:

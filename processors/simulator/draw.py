@@ -17,6 +17,8 @@ system prompt is "cached" once this server has answered it before.)
 A batch item draws its fate with the same `decide()` as a synchronous request of
 the same body; whether it expires first (`batch_expire_rate`) is a draw of its own,
 `expires()`, from the same (seed, digest, attempt), so it shifts no other draw.
+Likewise whether a streamed answer is cut short (`stream_cut_rate`, or the
+`[sim:stream_cut]` directive) is `cuts()`, a draw of its own.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Literal
 
 from tierline.processors.simulator.directives import GARBAGE_KINDS, Directives, GarbageKind
 
-__all__ = ["Behaviour", "Fate", "FateKind", "body_digest", "decide", "expires"]
+__all__ = ["Behaviour", "Fate", "FateKind", "body_digest", "cuts", "decide", "expires"]
 
 FateKind = Literal["ok", "error", "rate_limit", "hang", "garbage", "refusal"]
 
@@ -58,6 +60,13 @@ class Behaviour:
     """How long after its creation a batch of this model ends (`batches`)."""
     batch_expire_rate: float = 0.0
     """The share of this model's batch items that expire unanswered (`expires`)."""
+    stream_chunk_s: float = 0.005
+    """The wait between two chunks of a streamed answer (after the first, which comes
+    after the drawn latency)."""
+    stream_chunk_tokens: int = 4
+    """The tokens a chunk of a streamed answer carries (4 characters a token)."""
+    stream_cut_rate: float = 0.0
+    """The share of streamed answers cut after their first content chunk (`cuts`)."""
 
 
 @dataclass(slots=True)
@@ -181,6 +190,29 @@ def expires(behaviour: Behaviour, seed: int, digest: bytes, attempt: int) -> boo
     if rate <= 0.0:
         return False
     h = blake2b(_SEED.pack(seed & 0xFFFF_FFFF_FFFF_FFFF), digest_size=8, person=_EXPIRY)
+    h.update(digest)
+    h.update(_ATTEMPT.pack(attempt))
+    u = int.from_bytes(h.digest(), "little")
+    return (u >> 11) * _U53 < rate
+
+
+_CUT = b"stream-cut"
+
+
+def cuts(
+    behaviour: Behaviour, directives: Directives, seed: int, digest: bytes, attempt: int
+) -> bool:
+    """Whether try `attempt` of the streamed request with `digest` stops after its first
+    content chunk: forced by `[sim:stream_cut]`, else drawn at `stream_cut_rate`.
+
+    Pure, like `decide()`, and a draw of its own; a rate of 0 (the default) takes no hash.
+    """
+    if directives.stream_cut:
+        return True
+    rate = behaviour.stream_cut_rate
+    if rate <= 0.0:
+        return False
+    h = blake2b(_SEED.pack(seed & 0xFFFF_FFFF_FFFF_FFFF), digest_size=8, person=_CUT)
     h.update(digest)
     h.update(_ATTEMPT.pack(attempt))
     u = int.from_bytes(h.digest(), "little")

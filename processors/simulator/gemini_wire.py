@@ -1,4 +1,5 @@
-"""The Gemini API wire format: `POST /v1beta/models/{model}:generateContent`.
+"""The Gemini API wire format: `POST /v1beta/models/{model}:generateContent`, and
+`:streamGenerateContent` for a streamed answer.
 
 Parses a request the way the real API reads it and renders the real shapes:
 
@@ -37,6 +38,18 @@ the turn after a function-call turn must hold as many `functionResponse` parts a
 that turn had calls, and a Gemini 3 model (`gemini-3*` and later) signs the first
 call of each answer with a `thoughtSignature` and refuses a history whose
 function-call turn does not carry one on its first call (400).
+
+Streaming: `POST /v1beta/models/{model}:streamGenerateContent?alt=sse` (also under
+`/v1/`) takes the same body and answers server-sent events, each `data:` a whole
+`GenerateContentResponse` (https://ai.google.dev/api/generate-content#method:-models.streamgeneratecontent,
+https://ai.google.dev/gemini-api/docs/text-generation#streaming-responses), with
+`\r\n` line ends as Google's servers send them: one response per text piece
+(`candidates[0].content.parts: [{"text": <piece>}]`) or per `functionCall` part
+(whole, never split), each with the prompt's `usageMetadata`; the last one has an
+empty text part, the `finishReason` and the full `usageMetadata` (the unstreamed
+reply's). Without `alt=sse` the same responses come as one JSON array, written as
+they are made (`[`, `,\r\n` between them, `]`). There is no end marker: a cut
+stream just ends after its first content chunk, without the `finishReason`.
 """
 
 from __future__ import annotations
@@ -51,7 +64,16 @@ from tierline.processors.simulator.limits import Breach
 from tierline.processors.simulator.replies import Reply, format_retry_after
 from tierline.processors.simulator.request import SimRequest
 from tierline.processors.simulator.tool_use import SimTool, ToolAsk
-from tierline.processors.simulator.wire import PromptTally, WireFormat, part_texts, positive_int
+from tierline.processors.simulator.wire import (
+    PromptTally,
+    StreamAsk,
+    WireFormat,
+    paced,
+    part_texts,
+    pieces,
+    positive_int,
+    sse,
+)
 
 __all__ = ["GeminiWire"]
 
@@ -116,7 +138,17 @@ class GeminiWire(WireFormat):
     client_error_text = "Simulated error ({status})."
     no_tools_text = "Function calling is not enabled for models/{model}"
 
+    stream_content_type = "text/event-stream"
+
     # ------------------------------------------------------------------ plumbing
+
+    def stream_ask(
+        self, request: web.Request, body: bytes, *, routed: bool = False
+    ) -> StreamAsk | None:
+        """Gemini streams by route, never by a body field: the body is the unstreamed one."""
+        if not routed:
+            return None
+        return StreamAsk(body, sse=request.query.get("alt") == "sse")
 
     def _headers(self, rid: str) -> dict[str, str]:
         return {
@@ -401,44 +433,94 @@ class GeminiWire(WireFormat):
         )
 
     def success(self, req: SimRequest, reply: Reply, rid: str, latency_ms: int) -> web.Response:
-        usage: dict[str, Any] = {"promptTokenCount": reply.input_tokens}
         if reply.finish == "refusal":
-            candidate: dict[str, Any] = {
-                "finishReason": "SAFETY",
-                "index": 0,
-                "safetyRatings": [
-                    {
-                        "category": "HARM_CATEGORY_DANGEROUS_CONTENT",
-                        "probability": "HIGH",
-                        "blocked": True,
-                    }
-                ],
-            }
-            usage["totalTokenCount"] = reply.input_tokens
+            candidate = _REFUSED
         else:
             parts: list[dict[str, Any]] = [{"text": reply.text}] if reply.text else []
-            for n, call in enumerate(reply.tool_calls):
-                part: dict[str, Any] = {"functionCall": {"name": call.name, "args": call.arguments}}
-                if n == 0 and _signs(req.model):
-                    part["thoughtSignature"] = f"c2lt{rid[:20]}"  # opaque, as Google's are
-                parts.append(part)
+            parts += _call_parts(req, reply, rid)
             candidate = {
                 "content": {"parts": parts, "role": "model"},
-                "finishReason": "MAX_TOKENS" if reply.finish == "length" else "STOP",
+                "finishReason": _finish_reason(reply),
                 "index": 0,
             }
-            usage["candidatesTokenCount"] = reply.output_tokens
-            usage["totalTokenCount"] = reply.input_tokens + reply.output_tokens
-        usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": reply.input_tokens}]
-        if reply.cache_read_tokens:
-            usage["cachedContentTokenCount"] = reply.cache_read_tokens
-            usage["cacheTokensDetails"] = [
-                {"modality": "TEXT", "tokenCount": reply.cache_read_tokens}
-            ]
         body = {
             "candidates": [candidate],
-            "usageMetadata": usage,
+            "usageMetadata": _usage(reply),
             "modelVersion": req.model,
-            "responseId": rid[:22],
+            "responseId": _response_id(rid),
         }
         return self._json(200, body, rid)
+
+    def stream_writes(
+        self, req: SimRequest, reply: Reply, rid: str, ask: StreamAsk, chunk_chars: int
+    ) -> list[bytes]:
+        prompt: dict[str, Any] = {
+            "promptTokenCount": reply.input_tokens,
+            "totalTokenCount": reply.input_tokens,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": reply.input_tokens}],
+        }
+        tail = {"modelVersion": req.model, "responseId": _response_id(rid)}
+
+        def response(candidate: dict[str, Any], usage: dict[str, Any]) -> bytes:
+            return orjson.dumps({"candidates": [candidate], "usageMetadata": usage} | tail)
+
+        def content(parts: list[dict[str, Any]]) -> dict[str, Any]:
+            return {"content": {"parts": parts, "role": "model"}, "index": 0}
+
+        if reply.finish == "refusal":
+            contents: list[bytes] = []
+            last = response(_REFUSED, _usage(reply))
+        else:
+            parts = [[{"text": p}] for p in pieces(reply.text, chunk_chars)]
+            parts += [[part] for part in _call_parts(req, reply, rid)]
+            contents = [response(content(p), prompt) for p in parts]
+            final = content([{"text": ""}]) | {"finishReason": _finish_reason(reply)}
+            last = response(final, _usage(reply))
+        if ask.sse:
+            return paced(b"", [sse(c, eol=b"\r\n") for c in contents], sse(last, eol=b"\r\n"))
+        if not contents:
+            return [b"[", last + b"]"]
+        joined = [b"[" + contents[0], *(b",\r\n" + c for c in contents[1:])]
+        return paced(b"", joined, b",\r\n" + last + b"]")
+
+
+_REFUSED: dict[str, Any] = {
+    "finishReason": "SAFETY",
+    "index": 0,
+    "safetyRatings": [
+        {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
+    ],
+}
+
+
+def _response_id(rid: str) -> str:
+    return rid[:22]
+
+
+def _finish_reason(reply: Reply) -> str:
+    return "MAX_TOKENS" if reply.finish == "length" else "STOP"
+
+
+def _call_parts(req: SimRequest, reply: Reply, rid: str) -> list[dict[str, Any]]:
+    """The reply's `functionCall` parts; a Gemini 3 model signs the first."""
+    parts: list[dict[str, Any]] = []
+    for n, call in enumerate(reply.tool_calls):
+        part: dict[str, Any] = {"functionCall": {"name": call.name, "args": call.arguments}}
+        if n == 0 and _signs(req.model):
+            part["thoughtSignature"] = f"c2lt{rid[:20]}"  # opaque, as Google's are
+        parts.append(part)
+    return parts
+
+
+def _usage(reply: Reply) -> dict[str, Any]:
+    usage: dict[str, Any] = {"promptTokenCount": reply.input_tokens}
+    if reply.finish == "refusal":
+        usage["totalTokenCount"] = reply.input_tokens
+    else:
+        usage["candidatesTokenCount"] = reply.output_tokens
+        usage["totalTokenCount"] = reply.input_tokens + reply.output_tokens
+    usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": reply.input_tokens}]
+    if reply.cache_read_tokens:
+        usage["cachedContentTokenCount"] = reply.cache_read_tokens
+        usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": reply.cache_read_tokens}]
+    return usage

@@ -22,6 +22,13 @@ The batch APIs (`batches`) have two knobs of their own, both also per model:
   `hang` fate expires too. Every other fate (`error_rate`, `rate_limit_rate`,
   `garbage_rate`, directives) is that item's answer, exactly as the synchronous
   route would have given it.
+
+Streamed answers (`stream: true`, Gemini's `streamGenerateContent`) have three,
+also per model: the first chunk comes after the drawn latency (the time to first
+token), the next ones every `stream_chunk_ms` (default 5), each of about
+`stream_chunk_tokens` tokens (default 4, 16 characters); `stream_cut_rate`
+(default 0) is the share of streams cut after their first content chunk, drawn
+from (seed, body digest, attempt) on its own (`draw.cuts`).
 """
 
 from __future__ import annotations
@@ -55,6 +62,9 @@ class _Knobs(BaseModel):
     tools: bool | None = None
     batch_delay_s: float | None = Field(default=None, ge=0)
     batch_expire_rate: float | None = Field(default=None, ge=0, le=1)
+    stream_chunk_ms: float | None = Field(default=None, ge=0)
+    stream_chunk_tokens: int | None = Field(default=None, ge=1)
+    stream_cut_rate: float | None = Field(default=None, ge=0, le=1)
 
     @model_validator(mode="after")
     def _check_range(self) -> _Knobs:
@@ -112,6 +122,15 @@ class SimulatorProfile(BaseModel):
     )
     batch_expire_rate: float = Field(
         default=0.0, ge=0, le=1, description="share of batch items that expire unanswered"
+    )
+    stream_chunk_ms: float = Field(
+        default=5.0, ge=0, description="wait between two chunks of a streamed answer"
+    )
+    stream_chunk_tokens: int = Field(
+        default=4, ge=1, description="tokens per chunk of a streamed answer (4 chars a token)"
+    )
+    stream_cut_rate: float = Field(
+        default=0.0, ge=0, le=1, description="share of streamed answers cut after one chunk"
     )
     models: dict[str, ModelOverride] = Field(default_factory=dict)
     known_models: frozenset[str] | None = Field(
@@ -173,4 +192,7 @@ class SimulatorProfile(BaseModel):
             tools=pick("tools"),
             batch_delay_s=pick("batch_delay_s"),
             batch_expire_rate=pick("batch_expire_rate"),
+            stream_chunk_s=pick("stream_chunk_ms") / 1000.0,
+            stream_chunk_tokens=pick("stream_chunk_tokens"),
+            stream_cut_rate=pick("stream_cut_rate"),
         )

@@ -24,8 +24,22 @@ Parses a request the way the real API reads it and renders the real shapes:
   `tokens` with the real "Rate limit reached ... (RPM)/(TPM)" message.
 
 JSON mode: `response_format` `json_object` or `json_schema` makes the content a
-JSON document (shaped by the schema). Streaming (`stream: true`) is not
-simulated and answers 400.
+JSON document (shaped by the schema).
+
+Streaming (`stream: true`): `text/event-stream` of `data: {chat.completion.chunk}`
+events (https://platform.openai.com/docs/api-reference/chat-streaming): the
+first chunk's delta is `{"role": "assistant", "content": "", "refusal": null}`
+(for a tool call `content: null` and the first call's head), then `{"content":
+<piece>}` deltas; a tool call is `delta.tool_calls: [{"index", "id", "type":
+"function", "function": {"name", "arguments": ""}}]` once, then `{"index",
+"function": {"arguments": <piece>}}` fragments; a last chunk with `delta: {}`
+and the `finish_reason`; with `stream_options.include_usage` every chunk has
+`usage: null` and one more chunk, `choices: []`, carries the usage (the same
+object as the unstreamed reply's); then `data: [DONE]`. Mistral's models
+(`mistral-*`, `magistral-*`, `codestral-*`, ...), whose API has no
+`stream_options`, put the usage in the chunk with the `finish_reason`, asked or
+not, as Mistral does. A cut stream ends after its first content chunk, without
+`[DONE]`.
 
 Tools (`tool_use` decides when they are called): `tools` of type `function`,
 `tool_choice` (`auto`, `none`, `required`, `{"type": "function", "function":
@@ -49,8 +63,17 @@ from aiohttp import web
 from tierline.processors.simulator.limits import Admission, Breach
 from tierline.processors.simulator.replies import Reply, format_retry_after
 from tierline.processors.simulator.request import SimRequest
-from tierline.processors.simulator.tool_use import SimTool, ToolAsk
-from tierline.processors.simulator.wire import PromptTally, WireFormat, part_texts, positive_int
+from tierline.processors.simulator.tool_use import SimTool, SimToolCall, ToolAsk
+from tierline.processors.simulator.wire import (
+    PromptTally,
+    StreamAsk,
+    WireFormat,
+    paced,
+    part_texts,
+    pieces,
+    positive_int,
+    sse,
+)
 
 __all__ = ["OpenAIWire"]
 
@@ -112,6 +135,8 @@ def _text(content: Any) -> str:
 _GPT_VERSION = re.compile(r"^gpt-(\d+)(?:\.(\d+))?")
 #: the first family that bills (and reports) prompt-cache writes
 _WRITES_BILLED_FROM = (5, 6)
+#: Mistral's models: a stream reports its usage in the last chunk, always
+_MISTRAL = re.compile(r"^(open-)?(mistral|magistral|codestral|devstral|ministral|pixtral)")
 
 
 class OpenAIWire(WireFormat):
@@ -299,13 +324,6 @@ class OpenAIWire(WireFormat):
                 param=param,
                 code="integer_below_min_value",
             )
-        if body.get("stream") is True:
-            return self._error(
-                400,
-                rid,
-                "stream=true is not simulated by tierline's provider simulator.",
-                param="stream",
-            )
         wants_json = False
         schema: dict[str, Any] | None = None
         fmt = body.get("response_format")
@@ -484,11 +502,6 @@ class OpenAIWire(WireFormat):
         return super().error(status, model, rid)
 
     def success(self, req: SimRequest, reply: Reply, rid: str, latency_ms: int) -> web.Response:
-        finish = "content_filter" if reply.finish == "refusal" else reply.finish
-        prompt_details: dict[str, int] = {"cached_tokens": reply.cache_read_tokens}
-        if self.reports_cache_writes(req.model):
-            prompt_details["cache_write_tokens"] = reply.cache_write_tokens
-        prompt_details["audio_tokens"] = 0
         message: dict[str, Any] = {
             "role": "assistant",
             "content": reply.text,
@@ -499,14 +512,14 @@ class OpenAIWire(WireFormat):
             message["content"] = None
             message["tool_calls"] = [
                 {
-                    "id": f"call_sim{rid[:16]}{n:02d}",
+                    "id": _call_id(rid, n),
                     "type": "function",
                     "function": {"name": c.name, "arguments": orjson.dumps(c.arguments).decode()},
                 }
                 for n, c in enumerate(reply.tool_calls)
             ]
         body = {
-            "id": f"chatcmpl-sim{rid[:26]}",
+            "id": _completion_id(rid),
             "object": "chat.completion",
             "created": int(time.time()),
             "model": req.model,
@@ -515,22 +528,109 @@ class OpenAIWire(WireFormat):
                     "index": 0,
                     "message": message,
                     "logprobs": None,
-                    "finish_reason": finish,
+                    "finish_reason": _finish(reply),
                 }
             ],
-            "usage": {
-                "prompt_tokens": reply.input_tokens,
-                "completion_tokens": reply.output_tokens,
-                "total_tokens": reply.input_tokens + reply.output_tokens,
-                "prompt_tokens_details": prompt_details,
-                "completion_tokens_details": {
-                    "reasoning_tokens": 0,
-                    "audio_tokens": 0,
-                    "accepted_prediction_tokens": 0,
-                    "rejected_prediction_tokens": 0,
-                },
-            },
+            "usage": self._usage(req, reply),
             "service_tier": "default",
-            "system_fingerprint": "fp_sim0000001",
+            "system_fingerprint": _FINGERPRINT,
         }
         return self._json(200, body, rid, {"openai-processing-ms": str(latency_ms)})
+
+    def stream_headers(self, rid: str, ask: StreamAsk, latency_ms: int) -> dict[str, str]:
+        h = super().stream_headers(rid, ask, latency_ms)
+        h["openai-processing-ms"] = str(latency_ms)
+        return h
+
+    def stream_writes(
+        self, req: SimRequest, reply: Reply, rid: str, ask: StreamAsk, chunk_chars: int
+    ) -> list[bytes]:
+        head: dict[str, Any] = {
+            "id": _completion_id(rid),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": req.model,
+            "service_tier": "default",
+            "system_fingerprint": _FINGERPRINT,
+        }
+        with_usage = ask.include_usage
+        usage_last = _MISTRAL.match(req.model) is not None
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
+            body = head | {
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            }
+            if with_usage or usage is not None:
+                body["usage"] = usage
+            return sse(orjson.dumps(body))
+
+        deltas = _deltas(reply, rid, chunk_chars)
+        if usage_last:
+            closing = chunk({}, _finish(reply), self._usage(req, reply))
+        else:
+            closing = chunk({}, _finish(reply))
+        if with_usage and not usage_last:
+            last = head | {"choices": [], "usage": self._usage(req, reply)}
+            closing += sse(orjson.dumps(last))
+        closing += b"data: [DONE]\n\n"
+        return paced(chunk(deltas[0]), [chunk(d) for d in deltas[1:]], closing)
+
+    def _usage(self, req: SimRequest, reply: Reply) -> dict[str, Any]:
+        prompt_details: dict[str, int] = {"cached_tokens": reply.cache_read_tokens}
+        if self.reports_cache_writes(req.model):
+            prompt_details["cache_write_tokens"] = reply.cache_write_tokens
+        prompt_details["audio_tokens"] = 0
+        return {
+            "prompt_tokens": reply.input_tokens,
+            "completion_tokens": reply.output_tokens,
+            "total_tokens": reply.input_tokens + reply.output_tokens,
+            "prompt_tokens_details": prompt_details,
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
+
+
+_FINGERPRINT = "fp_sim0000001"
+
+
+def _completion_id(rid: str) -> str:
+    return f"chatcmpl-sim{rid[:26]}"
+
+
+def _call_id(rid: str, n: int) -> str:
+    return f"call_sim{rid[:16]}{n:02d}"
+
+
+def _finish(reply: Reply) -> str:
+    return "content_filter" if reply.finish == "refusal" else reply.finish
+
+
+def _deltas(reply: Reply, rid: str, size: int) -> list[dict[str, Any]]:
+    """The chunks' deltas, the opening one first: text pieces, or each call's head and the
+    fragments of its arguments (the first call's head rides on the opening delta)."""
+    if not reply.tool_calls:
+        opening: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
+        return [opening, *({"content": piece} for piece in pieces(reply.text, size))]
+    deltas: list[dict[str, Any]] = []
+    for n, call in enumerate(reply.tool_calls):
+        deltas.append({"tool_calls": [_call_head(call, rid, n)]})
+        arguments = orjson.dumps(call.arguments).decode()
+        deltas.extend(
+            {"tool_calls": [{"index": n, "function": {"arguments": piece}}]}
+            for piece in pieces(arguments, size)
+        )
+    deltas[0] = {"role": "assistant", "content": None, **deltas[0], "refusal": None}
+    return deltas
+
+
+def _call_head(call: SimToolCall, rid: str, n: int) -> dict[str, Any]:
+    return {
+        "index": n,
+        "id": _call_id(rid, n),
+        "type": "function",
+        "function": {"name": call.name, "arguments": ""},
+    }

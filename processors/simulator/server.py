@@ -6,6 +6,9 @@ Routes (all on one port):
     POST /chat/completions                     (the same, for a base URL without /v1)
     POST /v1/messages                          Anthropic Messages
     POST /v1beta/models/{model}:generateContent   Gemini (also under /v1/models/...)
+    POST /v1beta/models/{model}:streamGenerateContent   Gemini, streamed: `?alt=sse`
+                                               for server-sent events, else a JSON
+                                               array (also under /v1/models/...)
     GET  /health                               {"status": "ok"}
     GET  /_sim/stats                           request counts, as JSON (and "down")
     POST /_sim/down                            start an outage: JSON body
@@ -60,6 +63,24 @@ refusal, rejected or outage), `x-simulator-latency-ms` (the wait drawn; 0 for a
 429) and `x-simulator-attempt` headers, which real clients ignore and tests may
 read.
 
+Streaming: an OpenAI or Anthropic body with `"stream": true`, or Gemini's
+`streamGenerateContent` route, asks for the answer as the format's event stream
+(each wire module's docstring gives its events). Its fate is the one the same
+request asked unstreamed gets: it is drawn from the digest of the body less
+`stream` and `stream_options`, re-encoded as compact JSON in the order sent
+(Gemini's body, which has no stream field, as it is): the very bytes tierline's
+adapters send unstreamed, so the concatenated deltas are the unstreamed reply's
+content and tool calls, with the same usage. Streamed tries of a body count their
+attempts apart from its unstreamed tries, so try k of either kind has the same
+fate. Auth and validation errors, 429s, drawn or forced errors, hangs and garbage
+answer exactly as unstreamed (status and JSON, before any event); a success or a
+refusal streams: the first chunk after the drawn latency (the time to first
+token), the next every `stream_chunk_ms`, `stream_chunk_tokens` a chunk. A cut
+(`stream_cut_rate`, `[sim:stream_cut]`, `draw.cuts`) stops after the first content
+chunk without the final events (OpenAI, Gemini: the body ends and the connection
+closes; Anthropic: an `overloaded_error` event first). A streamed answer carries
+`x-simulator-stream: whole` or `cut`.
+
 Rate limits: a model with `rpm_limit` or `tpm_limit` has a sliding one-minute
 window (`limits.RateWindow`). A request over it gets the provider's real 429 at
 once, with a Retry-After of the wait until the window has room (outcome
@@ -86,7 +107,10 @@ processed, so `by_route`, `by_model`, `by_outcome` (a batch item adds the outcom
 not; a canceled item never reaches a model and is in `batch_items` only. The
 batch calls themselves count in `batches` (created, by route), `batch_items`
 (items of the batches that run), `batch_items_resubmitted` (items whose custom id
-their route had in an earlier batch) and `batch_polls` (status calls).
+their route had in an earlier batch) and `batch_polls` (status calls). Streamed
+requests count in `requests`, `by_route` and `by_model` as any other, and in
+`streams` (by route: every request that asked for a stream, whatever its answer)
+and `streams_cut` (streams cut short).
 
 The hot path is kept cheap for a 1,000 req/s benchmark: no access log, no
 pydantic, orjson, one blake2b per body and one per draw. The ways to run the
@@ -111,16 +135,23 @@ from tierline.processors.simulator.anthropic_wire import AnthropicWire
 from tierline.processors.simulator.batch_desk import BatchDesk
 from tierline.processors.simulator.batches import EXPIRED, ItemAnswer
 from tierline.processors.simulator.directives import DirectiveError, Directives, parse_directives
-from tierline.processors.simulator.draw import Behaviour, Fate, body_digest, decide, expires
+from tierline.processors.simulator.draw import (
+    Behaviour,
+    Fate,
+    body_digest,
+    cuts,
+    decide,
+    expires,
+)
 from tierline.processors.simulator.gemini_batch import GeminiBatches
 from tierline.processors.simulator.gemini_wire import GeminiWire
 from tierline.processors.simulator.knobs import ModelOverride, SimulatorProfile
 from tierline.processors.simulator.limits import Admission, RateWindow
 from tierline.processors.simulator.openai_batch import OpenAIBatches
 from tierline.processors.simulator.openai_wire import OpenAIWire
-from tierline.processors.simulator.replies import compose_reply
+from tierline.processors.simulator.replies import Reply, compose_reply
 from tierline.processors.simulator.request import SimRequest, estimate_tokens
-from tierline.processors.simulator.wire import WireFormat
+from tierline.processors.simulator.wire import StreamAsk, WireFormat
 
 __all__ = ["OUTAGE_MODES", "ROUTES", "OutageMode", "SimulatorServer", "SimulatorStats"]
 
@@ -134,6 +165,8 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("Anthropic", "POST", "/v1/messages"),
     ("Gemini", "POST", "/v1beta/models/{model}:generateContent"),
     ("Gemini", "POST", "/v1/models/{model}:generateContent"),
+    ("Gemini", "POST", "/v1beta/models/{model}:streamGenerateContent"),
+    ("Gemini", "POST", "/v1/models/{model}:streamGenerateContent"),
     ("OpenAI", "POST", "/v1/files"),
     ("OpenAI", "GET", "/v1/files/{id}"),
     ("OpenAI", "GET", "/v1/files/{id}/content"),
@@ -154,6 +187,8 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
 )
 _MAX_REMEMBERED = 1_000_000
 """Distinct bodies (and cached prefixes) remembered before the memory is reset."""
+_STREAMED = b"\x01"
+"""Appended to a streamed request's digest in the seen-body counter (a 17-byte key)."""
 _ABORT_GRACE_S = 5.0
 """How long a dropped request's handler waits to be cancelled by the lost connection."""
 _GARBAGE_HTML = (
@@ -194,6 +229,11 @@ class SimulatorStats:
     """Items whose (route, custom id) was submitted in an earlier batch."""
     batch_polls: int = 0
     """Status calls on a batch (OpenAI's and Anthropic's retrieve, Gemini's get)."""
+    streams: dict[str, int] = field(default_factory=dict)
+    """Requests that asked for a streamed answer, by route, whatever they were answered
+    (also counted in `requests`, `by_route`, `by_model`); not those an outage refused."""
+    streams_cut: int = 0
+    """Streamed answers cut after their first content chunk."""
 
     def copy(self) -> SimulatorStats:
         return SimulatorStats(
@@ -211,6 +251,8 @@ class SimulatorStats:
             batch_items=self.batch_items,
             batch_items_resubmitted=self.batch_items_resubmitted,
             batch_polls=self.batch_polls,
+            streams=dict(self.streams),
+            streams_cut=self.streams_cut,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -229,6 +271,8 @@ class SimulatorStats:
             "batch_items": self.batch_items,
             "batch_items_resubmitted": self.batch_items_resubmitted,
             "batch_polls": self.batch_polls,
+            "streams": dict(self.streams),
+            "streams_cut": self.streams_cut,
         }
 
 
@@ -266,6 +310,8 @@ class SimulatorServer:
         app.router.add_post("/v1/messages", self.anthropic)
         app.router.add_post("/v1beta/models/{model}:generateContent", self.gemini)
         app.router.add_post("/v1/models/{model}:generateContent", self.gemini)
+        app.router.add_post("/v1beta/models/{model}:streamGenerateContent", self.gemini_stream)
+        app.router.add_post("/v1/models/{model}:streamGenerateContent", self.gemini_stream)
         self._add_batch_routes(app)
         app.router.add_get("/health", self.health)
         app.router.add_get("/_sim/stats", self.stats_route)
@@ -366,14 +412,17 @@ class SimulatorServer:
 
     # ------------------------------------------------------------------ routes
 
-    async def openai(self, request: web.Request) -> web.Response:
+    async def openai(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, _OPENAI)
 
-    async def anthropic(self, request: web.Request) -> web.Response:
+    async def anthropic(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, _ANTHROPIC)
 
-    async def gemini(self, request: web.Request) -> web.Response:
+    async def gemini(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, _GEMINI)
+
+    async def gemini_stream(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, _GEMINI, routed_stream=True)
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -429,7 +478,9 @@ class SimulatorServer:
 
     # ------------------------------------------------------------------ the request
 
-    async def _serve(self, request: web.Request, wire: WireFormat) -> web.Response:
+    async def _serve(
+        self, request: web.Request, wire: WireFormat, *, routed_stream: bool = False
+    ) -> web.StreamResponse:
         stats = self.stats
         stats.requests += 1
         route = wire.name
@@ -443,7 +494,7 @@ class SimulatorServer:
             stats.max_in_flight = stats.in_flight
         status = 0
         try:
-            response = await self._answer(request, wire)
+            response = await self._answer(request, wire, routed_stream)
             status = response.status
             return response
         except asyncio.CancelledError:
@@ -499,9 +550,19 @@ class SimulatorServer:
             self._windows[model] = window
             return window
 
-    async def _answer(self, request: web.Request, wire: WireFormat) -> web.Response:
+    async def _answer(
+        self, request: web.Request, wire: WireFormat, routed_stream: bool
+    ) -> web.StreamResponse:
         body = await request.read()
-        digest = body_digest(wire.name, body)
+        ask = wire.stream_ask(request, body, routed=routed_stream)
+        if ask is None:
+            digest = body_digest(wire.name, body)
+            seen_key = digest
+        else:
+            digest = body_digest(wire.name, ask.identity)
+            seen_key = digest + _STREAMED  # streamed tries count apart from unstreamed ones
+            streams = self.stats.streams
+            streams[wire.name] = streams.get(wire.name, 0) + 1
         rid = digest.hex()
         parsed = wire.parse_request(request, body, self._invalid_keys, rid)
         if isinstance(parsed, web.Response):
@@ -517,7 +578,7 @@ class SimulatorServer:
         seen = self._seen
         if len(seen) >= _MAX_REMEMBERED:
             seen.clear()
-        attempt = seen.get(digest, 0)
+        attempt = seen.get(seen_key, 0)
 
         admission: Admission | None = None
         limiter = self._window(req.model, behaviour)
@@ -537,12 +598,17 @@ class SimulatorServer:
                 headers["x-simulator-attempt"] = str(attempt)
                 return response
 
-        seen[digest] = attempt + 1
+        seen[seen_key] = attempt + 1
         fate = decide(behaviour, directives, self._seed, digest, attempt, wire.error_statuses)
         kind = fate.kind
         self._count(kind)
         latency_ms = 0.0 if kind == "rate_limit" else fate.latency_s * 1000.0
 
+        if ask is not None and kind in ("ok", "refusal"):
+            cut = cuts(behaviour, directives, self._seed, digest, attempt)
+            return await self._stream(
+                request, wire, req, fate, behaviour, input_tokens, ask, admission, cut
+            )
         if kind == "hang":
             await self._hang()
             response = wire.error(504, req.model, fate.request_id)
@@ -640,11 +706,68 @@ class SimulatorServer:
             return wire.rate_limited(req.model, fate.retry_after_s, rid)
         if kind == "error":
             return wire.error(fate.status, req.model, rid)
-        cache_read, cache_write = self._cache(wire, req, input_tokens)
-        reply = compose_reply(req, fate, behaviour, input_tokens, cache_read, cache_write)
+        reply = self._reply(wire, req, fate, behaviour, input_tokens)
         response = wire.success(req, reply, rid, latency_ms)
         if kind == "garbage":
             response = _garble(response, fate.garbage)
+        return response
+
+    def _reply(
+        self, wire: WireFormat, req: SimRequest, fate: Fate, behaviour: Behaviour, input_tokens: int
+    ) -> Reply:
+        cache_read, cache_write = self._cache(wire, req, input_tokens)
+        return compose_reply(req, fate, behaviour, input_tokens, cache_read, cache_write)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        wire: WireFormat,
+        req: SimRequest,
+        fate: Fate,
+        behaviour: Behaviour,
+        input_tokens: int,
+        ask: StreamAsk,
+        admission: Admission | None,
+        cut: bool,
+    ) -> web.StreamResponse:
+        """A success or refusal as the format's stream: the drawn latency, then the first
+        write, then one every `stream_chunk_s`; a cut stream is its first write and the
+        format's cut tail, on a connection closed after it."""
+        rid = fate.request_id
+        # composed before the wait, so a cached prefix counts from when it arrived
+        reply = self._reply(wire, req, fate, behaviour, input_tokens)
+        chunk_chars = 4 * behaviour.stream_chunk_tokens
+        writes = wire.stream_writes(req, reply, rid, ask, chunk_chars)
+        if cut:
+            writes = [writes[0], wire.stream_cut_tail(rid)]
+            self.stats.streams_cut += 1
+        latency_ms = fate.latency_s * 1000.0
+        if latency_ms > 0.0:
+            await asyncio.sleep(fate.latency_s)
+        response = web.StreamResponse(
+            status=200, headers=wire.stream_headers(rid, ask, int(latency_ms))
+        )
+        headers = response.headers
+        if admission is not None:
+            reset_s = max(0.0, admission.reset_at - time.monotonic())
+            headers.update(wire.limit_headers(admission, reset_s))
+        headers["x-simulator-outcome"] = fate.kind
+        headers["x-simulator-latency-ms"] = f"{latency_ms:.3f}"
+        headers["x-simulator-attempt"] = str(fate.attempt)
+        headers["x-simulator-stream"] = "cut" if cut else "whole"
+        if cut:
+            response.force_close()
+        gap = behaviour.stream_chunk_s
+        try:
+            await response.prepare(request)
+            for n, data in enumerate(writes):
+                if n and gap > 0.0:
+                    await asyncio.sleep(gap)
+                if data:
+                    await response.write(data)
+            await response.write_eof()
+        except ConnectionResetError:  # the client left mid-stream (before its cancellation)
+            self._count("client_gone")
         return response
 
     def _item(self, response: web.Response) -> ItemAnswer:

@@ -3,13 +3,24 @@
 
 Each `*_wire` module subclasses `WireFormat` and holds only what is its own: how
 its API authenticates, where its fields live, its error bodies, messages and
-headers. The server talks to every format through `WireFormat` alone.
+headers, and how it streams. The server talks to every format through
+`WireFormat` alone.
+
+Streaming: `stream_ask` tells a streamed request (`"stream": true` in an OpenAI or
+Anthropic body, Gemini's `streamGenerateContent` route) and gives the bytes its
+fate is drawn from: the body as the same request sent unstreamed would be, so
+both get the same answer (`StreamAsk.identity`). `stream_writes` renders a reply
+as the format's event stream, split into the writes the server paces: the
+opening events with the first content chunk, each next content chunk, then the
+closing events (always at least two writes, the closing one last), so a cut
+stream is the first write and `stream_cut_tail`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeGuard
 
 import orjson
@@ -20,7 +31,49 @@ from tierline.processors.simulator.replies import Reply
 from tierline.processors.simulator.request import SimRequest
 from tierline.processors.simulator.tool_use import ToolAsk
 
-__all__ = ["PromptTally", "WireFormat", "part_texts", "positive_int"]
+__all__ = [
+    "PromptTally",
+    "StreamAsk",
+    "WireFormat",
+    "paced",
+    "part_texts",
+    "pieces",
+    "positive_int",
+    "sse",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAsk:
+    """A request that asked for a streamed answer, and how."""
+
+    identity: bytes
+    """The bytes its fate is drawn from: the body as the unstreamed request sends it (the
+    body less `stream` and `stream_options`, as compact JSON in the order sent; Gemini's
+    body as it is, since its route says it streams)."""
+    include_usage: bool = True
+    """OpenAI: `stream_options.include_usage`, a last chunk with the usage."""
+    sse: bool = True
+    """Server-sent events; False = Gemini without `alt=sse`, a JSON array of responses."""
+
+
+def sse(data: bytes, event: str = "", eol: bytes = b"\n") -> bytes:
+    """One server-sent event: an optional `event:` line, one `data:` line, a blank line."""
+    head = b"event: " + event.encode() + eol if event else b""
+    return head + b"data: " + data + eol + eol
+
+
+def pieces(text: str, size: int) -> list[str]:
+    """`text` cut into pieces of `size` characters (none for an empty text)."""
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def paced(opening: bytes, contents: list[bytes], closing: bytes) -> list[bytes]:
+    """A stream's writes: the opening events with the first content chunk, each next
+    content chunk, the closing events; always two writes at least, the closing last."""
+    if not contents:
+        return [opening, closing]
+    return [opening + contents[0], *contents[1:], closing]
 
 
 def positive_int(value: object) -> TypeGuard[int]:
@@ -119,6 +172,8 @@ class WireFormat(ABC):
     """The message of a request with tools to a model without them; `{model}` replaced."""
     explicit_cache: ClassVar[bool] = False
     """Caching applies only to a request that marks a block (Anthropic); else it is implicit."""
+    stream_content_type: ClassVar[str] = "text/event-stream; charset=utf-8"
+    """The Content-Type of a streamed answer."""
 
     def reports_cache_writes(self, model: str) -> bool:
         """Whether the provider bills, and reports, the prompt tokens a call writes to its cache.
@@ -158,7 +213,40 @@ class WireFormat(ABC):
         model the batch's URL names, Gemini's, else "")."""
         if not isinstance(data, dict):
             return self._not_an_object(rid)
+        if data.get("stream") is True:
+            return self.invalid("stream: a batch item cannot be streamed", rid)
         return self._parse(data, path_model, rid)
+
+    def stream_ask(
+        self, request: web.Request, body: bytes, *, routed: bool = False
+    ) -> StreamAsk | None:
+        """The streamed request's `StreamAsk`, or None for one answered whole (the hot path:
+        a body without `"stream"` is not parsed here). `routed` = it came by a streaming
+        route (Gemini's); by default the body's `"stream": true` says it."""
+        if b'"stream"' not in body:
+            return None
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(data, dict) or data.get("stream") is not True:
+            return None
+        del data["stream"]
+        options = data.pop("stream_options", None)
+        include = isinstance(options, dict) and options.get("include_usage") is True
+        return StreamAsk(orjson.dumps(data), include_usage=include)
+
+    def stream_headers(self, rid: str, ask: StreamAsk, latency_ms: int) -> dict[str, str]:
+        """The headers of a streamed 200: the format's, as an event stream."""
+        h = self._headers(rid)
+        h["Content-Type"] = self.stream_content_type if ask.sse else h["Content-Type"]
+        h["Cache-Control"] = "no-cache"
+        return h
+
+    def stream_cut_tail(self, rid: str) -> bytes:
+        """What a cut stream ends with after its first write; nothing by default (the body
+        just ends, without the final events)."""
+        return b""
 
     def auth_error(
         self, request: web.Request, invalid_keys: frozenset[str], rid: str
@@ -267,3 +355,10 @@ class WireFormat(ABC):
     @abstractmethod
     def success(self, req: SimRequest, reply: Reply, rid: str, latency_ms: int) -> web.Response:
         """The 200 carrying `reply`."""
+
+    @abstractmethod
+    def stream_writes(
+        self, req: SimRequest, reply: Reply, rid: str, ask: StreamAsk, chunk_chars: int
+    ) -> list[bytes]:
+        """`reply` as the format's stream, in chunks of about `chunk_chars` characters, as
+        `paced` groups them; its deltas add up to what `success` answers."""
