@@ -122,3 +122,12 @@ class ProviderError(TierlineError):
         if self.unsupported is not None:
             return _CAPABILITY
         return kind_of(self.error_type)
+
+
+class StreamBroken(ProviderError):
+    """A streamed answer failed after its first piece went out: the client holds part of
+    it, so it is neither retried nor sent to another model, whatever the cause."""
+
+    @property
+    def kind(self) -> ErrorKind:
+        return _FINAL

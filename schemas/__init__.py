@@ -7,6 +7,7 @@ from tierline.schemas.alert import Alert, AlertKind
 from tierline.schemas.attempt import Attempt
 from tierline.schemas.batch import OpenBatch
 from tierline.schemas.cache import CachedAnswer
+from tierline.schemas.chunk import ResponseChunk, ToolCallPiece
 from tierline.schemas.codec import decode, encode
 from tierline.schemas.cost import CostRecord
 from tierline.schemas.dead_letter import DeadLetter
@@ -52,6 +53,7 @@ __all__ = [
     "NamedToolChoice",
     "OpenBatch",
     "Params",
+    "ResponseChunk",
     "RouteRequest",
     "RouteResponse",
     "RoutedRequest",
@@ -60,6 +62,7 @@ __all__ = [
     "Tier",
     "Tool",
     "ToolCall",
+    "ToolCallPiece",
     "ToolChoiceFunction",
     "Usage",
     "decode",

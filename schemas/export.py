@@ -15,7 +15,9 @@ from pydantic import BaseModel
 
 from tierline.schemas.alert import Alert
 from tierline.schemas.attempt import Attempt
+from tierline.schemas.batch import OpenBatch
 from tierline.schemas.cache import CachedAnswer
+from tierline.schemas.chunk import ResponseChunk
 from tierline.schemas.cost import CostRecord
 from tierline.schemas.features import FeatureRecord
 from tierline.schemas.feedback import Feedback
@@ -29,6 +31,8 @@ TOPIC_MODELS: dict[str, type[BaseModel]] = {
     "tierline.requests": RouteRequest,
     "tierline.tier.TIER": RoutedRequest,
     "tierline.responses": RouteResponse,
+    # a streamed request's chunks, on its reply topic before its response
+    "tierline.responses.chunks": ResponseChunk,
     "tierline.costs": CostRecord,
     "tierline.feedback": Feedback,
     "tierline.features": FeatureRecord,
@@ -37,6 +41,7 @@ TOPIC_MODELS: dict[str, type[BaseModel]] = {
     "tierline.alerts": Alert,
     "tierline.settlements": Settlement,
     "tierline.cache": CachedAnswer,
+    "tierline.batches": OpenBatch,
 }
 OUT_DIR = Path(__file__).parent / "jsonschema"
 

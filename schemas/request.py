@@ -31,6 +31,9 @@ class Params(BaseModel):
     tools: list[Tool] | None = Field(default=None, min_length=1, max_length=MAX_TOOLS)
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    #: stream the answer: ordered `ResponseChunk`s on the reply topic as the provider
+    #: writes them, then the one `RouteResponse` with usage and cost, as without it
+    stream: bool = False
 
     @model_validator(mode="after")
     def _tools_agree(self) -> Params:

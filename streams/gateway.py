@@ -14,20 +14,20 @@ billed. Who calls is the API key's tenant (`[gateway.keys]`); the request id is 
 caller's `Idempotency-Key` or `X-Request-Id`, else a new one, and every answer says
 it in `X-Request-Id`.
 
-Not served yet (issue #13): streaming, tool calls and trace propagation. Their seams:
-a streamed call would hold its ticket in `Waiters` the same way and write the answer
-as server-sent events (the pipeline answers whole, so one event plus `[DONE]` until
-workers stream); tools need `tools`/`tool_calls` in `RouteRequest` and the adapters;
-a `traceparent` header would travel as a Kafka header on the produced request.
+A call with `stream: true` holds its ticket the same way and also listens for the
+answer's chunks (`ResponseChunk`, which the workers publish as the provider writes
+them): the gateway relays each as a `chat.completion.chunk` event as it comes, then
+the finishing chunk from the response and `[DONE]` (`processors.gateway.openai_stream`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import orjson
@@ -37,21 +37,28 @@ from aiokafka.errors import KafkaError
 
 from tierline.processors.gateway.api_keys import KeyTable, bearer_key
 from tierline.processors.gateway.model_names import choose, model_list
-from tierline.processors.gateway.openai_request import parse_body, to_route_request
-from tierline.processors.gateway.openai_response import answer
+from tierline.processors.gateway.openai_request import (
+    parse_body,
+    to_route_request,
+    wants_usage_chunk,
+)
+from tierline.processors.gateway.openai_response import answer, tierline_extension
+from tierline.processors.gateway.openai_stream import DONE, ChunkWriter, event
 from tierline.processors.gateway.request_ids import request_id
-from tierline.processors.gateway.statuses import GatewayError
+from tierline.processors.gateway.statuses import GatewayError, from_pipeline
 from tierline.processors.gateway.waiters import Waiters
 from tierline.processors.pricing.catalog import Catalog
-from tierline.schemas import RouteRequest, encode
+from tierline.schemas import ErrorInfo, ErrorType, RouteRequest, encode
 from tierline.streams.config import GatewaySettings
 from tierline.streams.metrics import Metrics
 
 log = logging.getLogger("tierline.gateway")
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]
-#: a route's handler: the request, and headers that go with its answer whatever it is
-Handler = Callable[[web.Request, dict[str, str]], Awaitable[Answer]]
+#: a route's handler: the request, and headers that go with its answer whatever it is; a
+#: streamed answer is a response already written
+Handler = Callable[[web.Request, dict[str, str]], Awaitable[Answer | web.StreamResponse]]
+_NO_TYPE = ErrorInfo(type=ErrorType.INTERNAL, message="error without a type")
 
 
 class Gateway:
@@ -122,17 +129,17 @@ class Gateway:
 
     # ------------------------------------------------------------------ routes
 
-    async def _chat_completions(self, request: web.Request) -> web.Response:
+    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         return await self._respond("chat_completions", request, self._complete)
 
-    async def _models(self, request: web.Request) -> web.Response:
+    async def _models(self, request: web.Request) -> web.StreamResponse:
         async def listing(request: web.Request, echo: dict[str, str]) -> Answer:
             self._tenant(request)
             return 200, model_list(self.catalog, self.started_at), {}
 
         return await self._respond("models", request, listing)
 
-    async def _model(self, request: web.Request) -> web.Response:
+    async def _model(self, request: web.Request) -> web.StreamResponse:
         async def one(request: web.Request, echo: dict[str, str]) -> Answer:
             self._tenant(request)
             name = request.match_info["model"]
@@ -142,16 +149,104 @@ class Gateway:
 
         return await self._respond("models", request, one)
 
-    async def _complete(self, request: web.Request, echo: dict[str, str]) -> Answer:
+    async def _complete(
+        self, request: web.Request, echo: dict[str, str]
+    ) -> Answer | web.StreamResponse:
         tenant = self._tenant(request)
         rid = echo["X-Request-Id"] = request_id(request.headers)
         if self.stopping.is_set():
             raise GatewayError(503, "the gateway is stopping; call again", "unavailable")
         body = parse_body(await self._body(request))
         routed = to_route_request(body, request_id=rid, tenant=tenant, catalog=self.catalog)
+        if routed.params.stream:
+            return await self._stream(request, routed, wants_usage_chunk(body), echo)
+        with self._waiting_errors(rid):
+            response = await self.waiters.wait(
+                tenant, rid, lambda: self._send(routed), self.settings.timeout_s
+            )
+        return answer(response)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        routed: RouteRequest,
+        include_usage: bool,
+        echo: dict[str, str],
+    ) -> web.StreamResponse:
+        """Relay a streamed answer as server-sent events (`openai_stream`): each chunk as it
+        comes, then the response's finishing chunks and `[DONE]`. A failure before the
+        first event is an ordinary JSON error answer; after it, an `error` event."""
+        tenant, rid = routed.tenant, routed.id
+        queue = self.waiters.listen(tenant, rid)
+        waiting = asyncio.ensure_future(
+            self.waiters.wait(tenant, rid, lambda: self._send(routed), self.settings.timeout_s)
+        )
+        writer = ChunkWriter(rid, int(time.time()), include_usage)
+        sse: web.StreamResponse | None = None
+        serving: str | None = None
+
+        async def open_stream(model: str) -> web.StreamResponse:
+            stream = web.StreamResponse(
+                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"} | echo
+            )
+            await stream.prepare(request)
+            await stream.write(event(writer.opening(model)))
+            return stream
+
+        try:
+            while True:
+                getting = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getting, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                if getting.done():
+                    chunk = getting.result()
+                    serving = serving or chunk.serving
+                    if chunk.serving != serving:
+                        continue  # a serving a crash cut short, or a second one: not relayed
+                    sse = sse or await open_stream(chunk.model)
+                    await sse.write(event(writer.piece(chunk)))
+                    continue
+                getting.cancel()
+                break
+            with self._waiting_errors(rid):
+                response = waiting.result()
+            while not queue.empty():  # chunks read in the same poll as the response
+                chunk = queue.get_nowait()
+                if sse is not None and chunk.serving == serving:
+                    await sse.write(event(writer.piece(chunk)))
+            if response.status != "ok":
+                if sse is None:
+                    raise from_pipeline(response.error or _NO_TYPE)
+                failure = from_pipeline(response.error or _NO_TYPE)
+                await sse.write(event(failure.body() | {"tierline": tierline_extension(response)}))
+                return sse
+            sse = sse or await open_stream(response.model or "")
+            if writer.pieces == 0:
+                for whole in writer.whole(response):
+                    await sse.write(event(whole))
+            for closing in writer.closing(response):
+                await sse.write(event(closing))
+            await sse.write(DONE)
+            return sse
+        except GatewayError as failure:
+            if sse is None:
+                raise
+            await sse.write(event(failure.body()))
+            return sse
+        except ConnectionResetError:
+            if sse is None:
+                raise
+            return sse  # the caller left mid-stream; the answer is still published and billed
+        finally:
+            self.waiters.unlisten(tenant, rid, queue)
+            if not waiting.done():
+                waiting.cancel()
+
+    @contextlib.contextmanager
+    def _waiting_errors(self, rid: str) -> Iterator[None]:
+        """What waiting for an answer may fail with, as the HTTP errors a caller can act on."""
         timeout_s = self.settings.timeout_s
         try:
-            response = await self.waiters.wait(tenant, rid, lambda: self._send(routed), timeout_s)
+            yield
         except TimeoutError:
             raise GatewayError(
                 504,
@@ -173,7 +268,6 @@ class Gateway:
                 "unavailable",
                 retry=False,
             ) from None
-        return answer(response)
 
     # ------------------------------------------------------------------ steps
 
@@ -222,13 +316,20 @@ class Gateway:
         route: str,
         request: web.Request,
         handle: Handler,
-    ) -> web.Response:
+    ) -> web.StreamResponse:
         """Run `handle`; answer its result, or its failure in OpenAI's error format."""
         started = time.monotonic()
         echo: dict[str, str] = {}
         self.metrics.gateway_in_flight.inc()
         try:
-            status, body, headers = await handle(request, echo)
+            result = await handle(request, echo)
+            if isinstance(result, web.StreamResponse):  # streamed, answered as it went
+                self.metrics.gateway_requests.labels(route, str(result.status)).inc()
+                self.metrics.gateway_latency.labels(route).observe(time.monotonic() - started)
+                with contextlib.suppress(ConnectionResetError):
+                    await result.write_eof()
+                return result
+            status, body, headers = result
         except GatewayError as refused:
             status, body, headers = refused.status, refused.body(), refused.headers()
         except Exception:

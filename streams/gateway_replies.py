@@ -16,7 +16,8 @@ answered on `tierline.responses`, which tierline's principal alone should read
   transactions only;
 * a record's key is its request id: one whose id no call waits for is skipped
   without being parsed; the others are parsed and handed to `Waiters`, which
-  matches tenant *and* id.
+  matches tenant *and* id: answers to the waiting calls, the chunks of a streamed
+  answer (`ResponseChunk`) to the streamed calls' queues.
 
 Partitions added to the response topic while a gateway runs are read from its next
 start. The cost: every gateway replica reads every answer's key. An answer to a call that
@@ -34,10 +35,13 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
 from tierline.processors.gateway.waiters import Waiters
-from tierline.schemas import RouteResponse
+from tierline.schemas import ResponseChunk, RouteResponse
 from tierline.streams.tail import tail_consumer
 
 log = logging.getLogger("tierline.gateway")
+
+#: how a streamed answer's chunk begins (`schemas.codec.encode` writes `object` first)
+_CHUNK = b'{"object":"tierline.chunk"'
 
 
 class ReplyReader:
@@ -95,6 +99,9 @@ class ReplyReader:
         if not self.waiters.wants(request_id):
             return
         try:
+            if value.startswith(_CHUNK):
+                self.waiters.chunk(ResponseChunk.model_validate_json(value))
+                return
             response = RouteResponse.model_validate_json(value)
         except (ValidationError, ValueError) as exc:
             log.warning("gateway: an unreadable response for %s skipped: %s", request_id, exc)

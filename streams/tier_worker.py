@@ -9,8 +9,10 @@ requests wait in Kafka, durably) and resumes them as slots come back, while the
 other tiers go on. What to publish for a served request is the pure step
 `worker_step.respond`; this module is the loop around it. A request the response
 cache holds an answer for is answered from it, with no provider call
-(`worker_cache`). A batch-tier request whose model has a batch API waits for its
-provider batch (`batch_lane`), holding its slot and its offset for as long.
+(`worker_cache`). A request that streams has its answer's pieces published as they
+come (`chunk_stream`), before its response. A batch-tier request whose model has a
+batch API waits for its provider batch (`batch_lane`), holding its slot and its
+offset for as long.
 
 Exactly once, two ways. On a Kafka with transactions (the default there), each
 partition's answers and its commit point go out in one transaction
@@ -41,6 +43,7 @@ from tierline.processors.serving.walk import Dispatcher, ServeOutcome
 from tierline.schemas import RoutedRequest, Tier
 from tierline.streams.adaptive_bound import AdaptiveBound, watch_lag
 from tierline.streams.batch_journal import KafkaBatchJournal
+from tierline.streams.chunk_stream import ChunkStream
 from tierline.streams.commit_gap import CommitGap
 from tierline.streams.config import Settings
 from tierline.streams.done_log import DoneSet, load_done, since_ms_for
@@ -454,11 +457,20 @@ class TierWorker:
         if hit is not None:
             latency_ms = round((time.monotonic() - started) * 1000, 3)
             return served_from_cache(routed, hit, latency_ms), None
+        request = routed.request
+        chunks = (
+            ChunkStream(self.producer, request.reply_to or self.topics.responses, request)
+            if request.params.stream
+            else None
+        )
         try:
-            outcome = await serve(self.dispatcher, routed)
+            outcome = await serve(self.dispatcher, routed, stream_to=chunks)
         except Exception as exc:
             log.exception("%s: serving %s failed", self.name, routed.request.id)
             return self.dispatcher.internal_failure(routed, exc), None
+        finally:
+            if chunks is not None:
+                await chunks.flushed()  # no reader sees the response before its chunks
         return outcome, cache.to_keep(routed, outcome) if cache is not None else None
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:

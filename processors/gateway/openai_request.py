@@ -5,7 +5,8 @@
     temperature, top_p,     -> params, as they are
     stop, response_format,
     tools, tool_choice,
-    parallel_tool_calls
+    parallel_tool_calls,
+    stream                  -> params.stream (stream_options.include_usage is the gateway's)
     max_completion_tokens   -> params.max_tokens (or the older max_tokens; both must agree)
     user                    -> metadata.user
     metadata                -> metadata.tags; its "feature" key -> metadata.feature,
@@ -21,7 +22,7 @@ Tool calls are OpenAI's own shape in a `RouteRequest` too (`schemas.tools`): fun
 tools, `tool_choice`, `parallel_tool_calls`, assistant turns with `tool_calls` and `tool`
 messages with `tool_call_id` pass through, validated there (an empty `tools` list is no
 tools, as OpenAI's SDKs send it). What tierline does not serve yet is refused with
-`unsupported` (issue #13): streaming, `n` > 1, and the deprecated `functions` /
+`unsupported`: `n` > 1, and the deprecated `functions` /
 `function_call` API (and `function` messages) that `tools` replaced. Any other
 parameter OpenAI knows but tierline cannot honour (`seed`, `logit_bias`, penalties, ...)
 is refused by name rather than silently dropped, as is any name OpenAI does not know. A
@@ -57,17 +58,13 @@ SMUGGLED = {
 }
 #: OpenAI parameters that tierline does not honour; accepted only at these values
 DEFAULT_ONLY: dict[str, tuple[object, ...]] = {
-    "stream": (None, False),
     "n": (None, 1),
     "logprobs": (None, False),
-    "stream_options": (None,),
     "functions": (None, []),
     "function_call": (None, "none"),
     "store": (None, False),
 }
 _UNSUPPORTED_FEATURE = {
-    "stream": "streaming (stream=true)",
-    "stream_options": "streaming (stream_options)",
     "functions": "the deprecated functions API (functions; send tools)",
     "function_call": "the deprecated functions API (function_call; send tools and tool_choice)",
     "n": "more than one choice (n > 1)",
@@ -77,6 +74,12 @@ _MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id")
 #: fields of an assistant answer that say nothing to the next call: dropped from the history
 _ANSWER_ONLY = ("refusal", "annotations")
 _ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+class _StreamOptions(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    include_usage: bool | None = None
 
 
 class _Body(BaseModel):
@@ -97,6 +100,8 @@ class _Body(BaseModel):
     tools: list[Any] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    stream: bool | None = None
+    stream_options: _StreamOptions | None = None
 
 
 _KNOWN = set(_Body.model_fields) | set(DEFAULT_ONLY)
@@ -131,6 +136,8 @@ def to_route_request(
             "max_tokens and max_completion_tokens differ; send one of them",
             "max_completion_tokens",
         )
+    if fields.stream_options is not None and not fields.stream:
+        raise bad_request("stream_options is only allowed when stream is true", "stream_options")
     choice = choose(fields.model, catalog)
     metadata = dict(fields.metadata or {})
     feature = metadata.pop("feature", None)
@@ -147,6 +154,7 @@ def to_route_request(
             "tools": fields.tools or None,  # [] is no tools
             "tool_choice": fields.tool_choice,
             "parallel_tool_calls": fields.parallel_tool_calls,
+            "stream": bool(fields.stream),
         },
         "hints": choice.hints(),
         "metadata": {"feature": feature, "user": fields.user, "tags": metadata},
@@ -156,6 +164,12 @@ def to_route_request(
         return RouteRequest.model_validate(request)
     except ValidationError as exc:
         raise _field_error(exc, _PARAM_OF) from None
+
+
+def wants_usage_chunk(body: dict[str, Any]) -> bool:
+    """Whether a streamed call asked for the usage chunk (`stream_options.include_usage`)."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 def _refuse_extras(body: dict[str, Any]) -> None:

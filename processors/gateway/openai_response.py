@@ -39,7 +39,6 @@ def tierline_extension(response: RouteResponse) -> dict[str, Any]:
 
 def chat_completion(response: RouteResponse) -> dict[str, Any]:
     """The OpenAI `chat.completion` of an answered (`status` ok) request."""
-    usage = response.usage
     created = response.created_at.timestamp() if response.created_at else time.time()
     message: dict[str, Any] = {
         "role": "assistant",
@@ -64,14 +63,20 @@ def chat_completion(response: RouteResponse) -> dict[str, Any]:
                 "logprobs": None,
             }
         ],
-        "usage": {
-            "prompt_tokens": usage.input_tokens,
-            "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.input_tokens + usage.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
-        },
+        "usage": usage_of(response),
         "system_fingerprint": None,
         "tierline": tierline_extension(response),
+    }
+
+
+def usage_of(response: RouteResponse) -> dict[str, Any]:
+    """OpenAI's `usage` object of an answer."""
+    usage = response.usage
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
     }
 
 

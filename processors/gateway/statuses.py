@@ -131,10 +131,10 @@ def bad_request(
 
 
 def unsupported(what: str, param: str | None = None) -> GatewayError:
-    """A 400 for an OpenAI feature tierline does not serve yet (issue #13, "Front door")."""
+    """A 400 for an OpenAI feature tierline does not serve (rather than one silently dropped)."""
     return GatewayError(
         400,
-        f"{what} is not supported by tierline's gateway yet (tierline issue #13)",
+        f"{what} is not supported by tierline's gateway",
         "unsupported",
         param,
         retry=False,

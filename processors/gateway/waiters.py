@@ -10,6 +10,8 @@ each gets only its own answer.
   sent once, and both calls get its one answer.
 * A call that gives up (its timeout) leaves its ticket; when no call holds it any
   more the key is still expected, so its answer is kept when it comes.
+* A streamed call also `listen`s: the chunks of its answer (`ResponseChunk`) are
+  put on its queue as the reader hands them over, before the answer itself.
 * The last `remember` answers are kept: a key asked again after its answer came (or
   after a timeout) is answered from here, by this gateway. Past that, or on another
   gateway replica, a repeated key is sent again and tierline's pipeline may drop it
@@ -23,7 +25,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from tierline.schemas import RouteResponse
+from tierline.schemas import ResponseChunk, RouteResponse
 
 Key = tuple[str, str]
 
@@ -45,6 +47,8 @@ class Waiters:
         self._answers: OrderedDict[Key, RouteResponse] = OrderedDict()
         #: request ids with a ticket or expected late, for any tenant: what the reader parses
         self._ids: Counter[str] = Counter()
+        #: the chunk queues of streamed calls
+        self._streams: dict[Key, list[asyncio.Queue[ResponseChunk]]] = {}
 
     def __len__(self) -> int:
         """How many requests are waited for now."""
@@ -110,6 +114,28 @@ class Waiters:
             while len(self._answers) > self.remember:
                 self._answers.popitem(last=False)
         return True
+
+    def listen(self, tenant: str, request_id: str) -> asyncio.Queue[ResponseChunk]:
+        """A queue that gets the chunks of (tenant, request_id)'s streamed answer; `unlisten`
+        it when done. Listen before `wait`, so that no chunk comes before the queue."""
+        queue: asyncio.Queue[ResponseChunk] = asyncio.Queue()
+        self._streams.setdefault((tenant, request_id), []).append(queue)
+        return queue
+
+    def unlisten(self, tenant: str, request_id: str, queue: asyncio.Queue[ResponseChunk]) -> None:
+        key = (tenant, request_id)
+        queues = self._streams.get(key)
+        if queues is not None and queue in queues:
+            queues.remove(queue)
+            if not queues:
+                del self._streams[key]
+
+    def chunk(self, chunk: ResponseChunk) -> bool:
+        """Hand a chunk to the streamed calls of its request; False when none listens."""
+        queues = self._streams.get((chunk.tenant, chunk.id))
+        for queue in queues or ():
+            queue.put_nowait(chunk)
+        return bool(queues)
 
     def abandon(self, error: Exception) -> None:
         """Fail every waiting call with `error` (the gateway is stopping)."""

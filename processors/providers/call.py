@@ -1,15 +1,22 @@
-"""One HTTP exchange with a provider, with a hard deadline, errors typed."""
+"""One HTTP exchange with a provider, with a hard deadline, errors typed; whole, or streamed."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 
 from tierline.processors.pricing.catalog import ModelSpec
 from tierline.processors.providers.base import Adapter, ProviderReply
 from tierline.processors.providers.http_client import ProviderClient
+from tierline.processors.providers.registry import adapter_for
+from tierline.processors.providers.streaming import (
+    SseDecoder,
+    StreamDelta,
+    stream_parser,
+    streaming_call,
+)
 from tierline.processors.providers.transport_errors import transport_failure
 from tierline.schemas import RouteRequest
 
@@ -41,3 +48,51 @@ async def call_model(
     if heard is not None:
         heard(reply.headers)
     return adapter.parse(reply.status_code, reply.headers, body)
+
+
+#: told each piece of a streamed answer as it arrives; awaited before the next is read
+DeltaHook = Callable[[StreamDelta], Awaitable[None]]
+
+
+async def stream_model(
+    client: httpx.AsyncClient,
+    model: ModelSpec,
+    request: RouteRequest,
+    api_key: str | None,
+    timeout_s: float,
+    on_delta: DeltaHook,
+    heard: HeadersHook | None = None,
+) -> ProviderReply:
+    """Call `model` in streaming mode: each piece of the answer goes to `on_delta` as it
+    comes, and the whole reply is returned at the end (or `ProviderError` raised).
+
+    `timeout_s` bounds the wait for the first byte and for each next one: a stream that
+    keeps writing may take longer in all. A non-2xx answer is read whole and typed by
+    the adapter, as for a call that does not stream.
+    """
+    call = streaming_call(model, request, api_key)
+    decoder = SseDecoder()
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout_s) as deadline:
+            async with client.stream(
+                "POST", call.url, content=call.body, headers=call.headers
+            ) as reply:
+                if heard is not None:
+                    heard(reply.headers)
+                if reply.status_code >= 300:
+                    body = await reply.aread()
+                    return adapter_for(model.provider).parse(reply.status_code, reply.headers, body)
+                # the reply's headers carry the provider's request id
+                parser = stream_parser(model.provider, reply.headers)
+                async for chunk in reply.aiter_bytes():
+                    deadline.reschedule(loop.time() + timeout_s)
+                    for event in decoder.feed(chunk):
+                        for delta in parser.feed(event):
+                            await on_delta(delta)
+                for event in decoder.close():
+                    for delta in parser.feed(event):
+                        await on_delta(delta)
+    except (TimeoutError, httpx.TransportError) as exc:
+        raise transport_failure(exc, model.name, timeout_s) from None
+    return parser.finish()

@@ -222,6 +222,10 @@ class _Planner:
         if tier is Tier.BATCH or self.request.hints.latency is LatencyClass.BATCH:
             reasons.append("cascade skipped: batch lane")
             return tier, candidates, None
+        if self.request.params.stream:
+            # the client reads the first answer as it is written: it cannot be taken back
+            reasons.append("cascade skipped: streamed")
+            return tier, candidates, None
         cheap = self.options[0]
         first_tier: Tier
         up_tier: Tier

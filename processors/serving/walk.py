@@ -36,6 +36,11 @@ would (no retries: the batch was the try); an item the provider never answered
 (expired, cancelled) is called synchronously once, or answered `unavailable`, as
 the lane's policy says.
 
+A request that streams (`params.stream`, served with a `stream_to` hook) calls a
+model whose provider streams in streaming mode, each piece told to the hook as it
+comes. Until the first piece a failure walks on as usual; after it, the error is
+final (`StreamBroken`): the client already holds part of the answer.
+
 With each call the dispatcher's `on_attempt` hears of it (an `Attempt` in state
 `started`, with its estimated cost; sent as the call starts, and awaited before the
 call's outcome is used), and the outcome lists every attempt again as `settled`:
@@ -55,17 +60,18 @@ from decimal import Decimal
 
 import httpx
 
-from tierline.processors.errors import InputError, ProviderError, TierlineError
+from tierline.processors.errors import InputError, ProviderError, StreamBroken, TierlineError
 from tierline.processors.health.board import HealthBoard
 from tierline.processors.pricing.capabilities import Capability, needed
 from tierline.processors.pricing.catalog import Catalog, ModelSpec
 from tierline.processors.pricing.cost import cost_of
-from tierline.processors.providers.base import BilledReplyError, ProviderReply
+from tierline.processors.providers.base import Adapter, BilledReplyError, ProviderReply
 from tierline.processors.providers.batch import ItemLost
-from tierline.processors.providers.call import call_model
+from tierline.processors.providers.call import call_model, stream_model
 from tierline.processors.providers.keys import KeyRing
 from tierline.processors.providers.rate_headers import announced_limits
 from tierline.processors.providers.registry import adapter_for
+from tierline.processors.providers.streaming import StreamDelta, supports_streaming
 from tierline.processors.providers.tokens import count_prompt_tokens
 from tierline.processors.routing.cost_cap import estimate, output_tokens, prompt_tokens
 from tierline.processors.routing.policy_reload import PolicySource
@@ -125,6 +131,8 @@ class ServeOutcome:
 
 
 Sleep = Callable[[float], Awaitable[None]]
+#: told each piece of a streamed answer, with the model writing it
+StreamHook = Callable[[ModelSpec, StreamDelta], Awaitable[None]]
 #: told of each provider call before it is made; returns once the record is durable
 AttemptHook = Callable[[Attempt], Awaitable[None]]
 
@@ -159,10 +167,18 @@ class Dispatcher:
         #: whether each model's window takes the prompt, trimmed or not (`[trimming]`)
         self.fitter = ContextFitter(policy)
 
-    async def serve(self, routed: RoutedRequest) -> ServeOutcome:
-        """Walk the candidates; never raises: a bug of ours becomes an `internal` error response."""
+    async def serve(
+        self, routed: RoutedRequest, stream_to: StreamHook | None = None
+    ) -> ServeOutcome:
+        """Walk the candidates; never raises: a bug of ours becomes an `internal` error response.
+
+        With `stream_to`, a request that asks to stream (`params.stream`) is called in
+        streaming mode where the model's provider streams, each piece of the answer told
+        to `stream_to` as it comes."""
         started = time.monotonic()
         walk = _Walk(routed)
+        if routed.request.params.stream:
+            walk.stream_to = stream_to
         try:
             return await self._walk(routed, walk, started)
         except Exception as exc:  # noqa: BLE001 - the request must still get its one response
@@ -345,18 +361,11 @@ class Dispatcher:
             recorded = asyncio.ensure_future(self.on_attempt(attempt)) if self.on_attempt else None
             call_started = time.monotonic()
             try:
-                reply = await call_model(
-                    self.client,
-                    adapter,
-                    model,
-                    walk.request_for(model),
-                    key,
-                    self.retry.call_timeout_s,
-                    heard=self._heard(model) if health is not None else None,
-                )
+                reply = await self._call(model, adapter, walk, key)
             except ProviderError as exc:
                 if recorded is not None:
                     await recorded
+                exc = walk.broken(model, exc)
                 if exc.unsupported is not None:
                     _capability_refused(exc, model, routed, walk)
                 if isinstance(exc, BilledReplyError):
@@ -393,6 +402,26 @@ class Dispatcher:
             walk.billed_attempt(model, reply.usage, latency)
             return reply
         return None
+
+    async def _call(
+        self, model: ModelSpec, adapter: Adapter, walk: _Walk, key: str | None
+    ) -> ProviderReply:
+        """One call of `model`: streamed to the walk's `stream_to` when the request streams
+        and the provider can, else whole."""
+        heard = self._heard(model) if self.health is not None else None
+        request = walk.request_for(model)
+        stream_to = walk.stream_to
+        if stream_to is not None and supports_streaming(model.provider):
+
+            async def relay(delta: StreamDelta) -> None:
+                walk.streamed += 1
+                await stream_to(model, delta)
+
+            timeout = self.retry.call_timeout_s
+            return await stream_model(self.client, model, request, key, timeout, relay, heard)
+        return await call_model(
+            self.client, adapter, model, request, key, self.retry.call_timeout_s, heard=heard
+        )
 
     async def _try_batch(
         self, batches: BatchLane, model: ModelSpec, routed: RoutedRequest, walk: _Walk
@@ -524,6 +553,23 @@ class _Walk:
         self.escalated = False
         #: the models that take the request only trimmed, and how (`context_fit`)
         self.trims: dict[str, Fit] = {}
+        #: where a streamed answer's pieces go, when the request streams; how many went
+        self.stream_to: StreamHook | None = None
+        self.streamed = 0
+
+    def broken(self, model: ModelSpec, error: ProviderError) -> ProviderError:
+        """`error` as the walk must treat it: once pieces of the answer were streamed, a
+        final `StreamBroken` (no retry, no other model), else as it is."""
+        if not self.streamed:
+            return error
+        return StreamBroken(
+            error.error_type,
+            f"{model.name}: the stream failed after {self.streamed} pieces were sent "
+            f"({error.message}); not retried or sent to another model, as the client "
+            "already has part of the answer",
+            status=error.status,
+            cause=error.cause,
+        )
 
     def skip(self, model: ModelSpec, why: str) -> None:
         """`model` was not called: say why, once per model."""

@@ -277,9 +277,11 @@ async def test_bad_calls_get_their_4xx_and_reach_no_provider(
         posing = await post(good | {"tenant": "globex"})
         assert posing.status_code == 400 and error(posing)["param"] == "tenant"
 
-        streaming = await post(good | {"stream": True})
-        assert streaming.status_code == 400 and error(streaming)["code"] == "unsupported"
-        assert "#13" in error(streaming)["message"]
+        choices = await post(good | {"n": 2})
+        assert choices.status_code == 400 and error(choices)["code"] == "unsupported"
+        assert error(choices)["param"] == "n"
+        usage_alone = await post(good | {"stream_options": {"include_usage": True}})
+        assert usage_alone.status_code == 400 and error(usage_alone)["param"] == "stream_options"
 
         bad_id = await post(good, headers=headers | {"Idempotency-Key": "x" * 129})
         assert bad_id.status_code == 400 and error(bad_id)["code"] == "invalid_request_id"

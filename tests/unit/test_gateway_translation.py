@@ -11,7 +11,11 @@ import pytest
 
 from tests.unit.policy_support import Fixed, make_catalog
 from tierline.processors.gateway.model_names import AUTO, choose, model_list
-from tierline.processors.gateway.openai_request import parse_body, to_route_request
+from tierline.processors.gateway.openai_request import (
+    parse_body,
+    to_route_request,
+    wants_usage_chunk,
+)
 from tierline.processors.gateway.openai_response import answer, chat_completion
 from tierline.processors.gateway.statuses import STATUS_OF, GatewayError, from_pipeline
 from tierline.processors.routing.decide import route
@@ -68,6 +72,7 @@ def test_an_openai_body_becomes_a_route_request_for_the_keys_tenant() -> None:
         "top_p": 0.5,
         "stop": ["\n\n"],
         "response_format": {"type": "json_object"},
+        "stream": False,
     }
     assert request.metadata.feature == "ticket-triage" and request.metadata.user == "u-193"
     assert request.metadata.tags == {"env": "prod"}
@@ -140,11 +145,9 @@ def test_route_request_fields_in_the_body_are_refused_never_honoured(field: str)
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"stream": True}, "stream"),
         ({"functions": [{"name": "f"}]}, "functions"),
         ({"function_call": "auto"}, "function_call"),
         ({"n": 2}, "n"),
-        ({"stream_options": {"include_usage": True}}, "stream_options"),
         ({"messages": [{"role": "function", "name": "f", "content": "42"}]}, "messages[0]"),
         (
             {"messages": [{"role": "assistant", "function_call": {"name": "f"}}]},
@@ -159,12 +162,24 @@ def test_route_request_fields_in_the_body_are_refused_never_honoured(field: str)
         ),
     ],
 )
-def test_what_is_not_served_yet_is_a_400_unsupported_naming_the_issue(
+def test_what_is_not_served_is_a_400_unsupported_naming_the_parameter(
     body: dict[str, Any], param: str
 ) -> None:
     refused = refusal(**body)
     assert (refused.status, refused.code, refused.param) == (400, "unsupported", param)
-    assert "issue #13" in refused.message
+    assert "not supported by tierline's gateway" in refused.message
+
+
+def test_stream_asks_the_pipeline_to_stream_and_stream_options_need_it() -> None:
+    assert translate(stream=True).params.stream is True
+    assert translate().params.stream is False
+    body = {"stream": True, "stream_options": {"include_usage": True}}
+    assert translate(**body).params.stream is True
+    assert wants_usage_chunk(body) and not wants_usage_chunk({"stream": True})
+    refused = refusal(stream_options={"include_usage": True})
+    assert (refused.status, refused.param) == (400, "stream_options")
+    assert refusal(stream=True, stream_options={"include_usage": "yes"}).status == 400
+    assert refusal(stream=True, stream_options={"frobnicate": True}).status == 400
 
 
 def test_defaults_of_unsupported_features_are_accepted() -> None:
