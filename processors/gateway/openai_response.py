@@ -8,7 +8,8 @@
     usage               prompt_tokens (with cached ones), completion_tokens, total_tokens
     tierline            what OpenAI's format has no field for: tier, cost_usd (a decimal
                         string, every billed attempt), reasons, provider, attempts,
-                        latency_ms
+                        latency_ms, cached (answered from the response cache),
+                        trimmed_messages (left out of the history to fit the window)
 
 An error answer carries the same `tierline` object beside `error`: a failed request
 may still have billed attempts.
@@ -34,6 +35,8 @@ def tierline_extension(response: RouteResponse) -> dict[str, Any]:
         "provider": response.provider,
         "attempts": response.attempts,
         "latency_ms": response.latency_ms,
+        "cached": response.cached,
+        "trimmed_messages": response.trimmed_messages,
     }
 
 

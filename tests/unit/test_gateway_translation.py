@@ -280,7 +280,10 @@ def test_an_answer_is_a_chat_completion_with_usage_and_the_tierline_extension() 
     assert extension["cost_usd"] == "0.000006900"  # a decimal string, never a float
     assert extension["tier"] == "economy" and extension["provider"] == "openai"
     assert extension["reasons"] == ["task=classification"] and extension["attempts"] == 1
+    assert extension["cached"] is False and extension["trimmed_messages"] == 0
     orjson.dumps(completion)  # all of it is JSON
+    levers = chat_completion(ok_response(cached=True, trimmed_messages=6))["tierline"]
+    assert levers["cached"] is True and levers["trimmed_messages"] == 6
 
 
 @pytest.mark.parametrize(
