@@ -13,16 +13,23 @@ the same request bodies, back to back:
   are the direct call's; the answer goes gateway -> Kafka -> router -> worker ->
   simulator -> Kafka -> gateway.
 
+Then, at the same rate, two more open-loop passes of streamed calls (`"stream": true`,
+the first `stream_requests` bodies, default min(n, 300)): direct to the simulator,
+which sends its first content chunk after L ms and the next every `stream_chunk_ms`, and
+through the gateway, which relays each chunk the worker publishes as OpenAI's
+`chat.completion.chunk` events, then `data: [DONE]`.
+
 Each call is timed in this process, from the request handed to the HTTP client to its
 whole answer read, with one monotonic clock and one shared client (`provider_client`, an
-httpx `AsyncClient` on aiohttp's pool) for both paths. Per rate: sent, ok, errors,
-p50/p95/p99 of each path, and overhead = gateway - direct at p50 and p99, in ms and as
-the ratio gateway / direct. Speed is measured here, never asserted.
-
-Time to first token is not measured: the gateway does not stream yet (issue #13). Its
-place is `ttft_ms` in each rate's result (None until then; the human output says
-"TTFT: streaming not implemented"). When `stream=true` is served, a third pass sends
-the bodies with it and records, per call, the time to the first `data:` event.
+httpx `AsyncClient` on aiohttp's pool) for both paths. A streamed call is read with
+`client.stream` as its bytes arrive (`EventScan`): its time to first token (TTFT) is the
+time to the first event whose `choices[0].delta.content` is not empty (the role-only
+opening chunk carries none: it is not what a user sees), its total the time to
+`[DONE]`; it counts as answered only with a content event and `[DONE]`, and without an
+`error` event. Per rate: sent, ok, errors, p50/p95/p99 of each path, and overhead =
+gateway - direct at p50 and p99, in ms and as the ratio gateway / direct; the same for
+the streamed calls' TTFT (`ttft_ms`), with their counts and times to `[DONE]`
+(`streamed`). Speed is measured here, never asserted.
 """
 
 from __future__ import annotations
@@ -57,8 +64,10 @@ from tierline.streams.workload import demo_requests
 MODEL = "gpt-4.1-nano"
 #: the tenant the run's generated API key speaks for
 TENANT = "bench"
-#: what the human output says in place of a time-to-first-token figure
-TTFT_NOT_MEASURED = "streaming not implemented"
+#: streamed calls per rate each way when not told: at most this many
+DEFAULT_STREAM_REQUESTS = 300
+#: what the human output says when no streamed calls were asked for
+TTFT_NOT_MEASURED = "not measured (no streamed calls)"
 #: how long one HTTP call may take before it counts as an error
 CALL_TIMEOUT_S = 60.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -120,6 +129,79 @@ async def paced(
         send(i)
 
 
+class EventScan:
+    """An OpenAI chat-completions event stream, read as its bytes arrive, split anywhere:
+    whether an event with content, `[DONE]`, or a failure (an `error` event, an event
+    that is not JSON) has come. Events are framed as server-sent events: `data:` lines
+    (their values joined by newlines) up to a blank line; other fields and `:` comments
+    are skipped; a line ends with LF or CRLF."""
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+        self._data: list[bytes] = []
+        self.events = 0
+        #: an event whose `choices[0].delta.content` is a non-empty string has come
+        self.content = False
+        #: `data: [DONE]` has come
+        self.done = False
+        #: what went wrong first, if anything: "error event" or "malformed event"
+        self.failure: str | None = None
+
+    def feed(self, piece: bytes) -> bool:
+        """Read `piece`; True when it completed the stream's first event with content."""
+        had = self.content
+        self._pending += piece
+        start = 0
+        while (end := self._pending.find(b"\n", start)) >= 0:
+            line = bytes(self._pending[start:end])
+            self._line(line[:-1] if line.endswith(b"\r") else line)
+            start = end + 1
+        del self._pending[:start]
+        return self.content and not had
+
+    @property
+    def answered(self) -> bool:
+        """The stream is a whole answer: content, then `[DONE]`, and nothing failed."""
+        return self.content and self.done and self.failure is None
+
+    def _line(self, line: bytes) -> None:
+        if not line:
+            if self._data:
+                data, self._data = b"\n".join(self._data), []
+                self._event(data)
+            return
+        name, _, value = line.partition(b":")
+        if name == b"data":
+            self._data.append(value[1:] if value.startswith(b" ") else value)
+
+    def _event(self, data: bytes) -> None:
+        self.events += 1
+        if data == b"[DONE]":
+            self.done = True
+            return
+        try:
+            body = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            self.failure = self.failure or "malformed event"
+            return
+        if not isinstance(body, dict):
+            self.failure = self.failure or "malformed event"
+        elif "error" in body:
+            self.failure = self.failure or "error event"
+        elif not self.content:
+            self.content = _has_content(body)
+
+
+def _has_content(chunk: dict[str, Any]) -> bool:
+    """Whether a `chat.completion.chunk`'s first choice's delta carries text."""
+    choices = chunk.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return False
+    delta = choices[0].get("delta")
+    content = delta.get("content") if isinstance(delta, dict) else None
+    return isinstance(content, str) and content != ""
+
+
 def announced_url(log_text: str) -> str | None:
     """The gateway's base URL as its process logs it (`gateway: OpenAI API at <url>`)."""
     found = _ANNOUNCED.search(log_text)
@@ -152,6 +234,22 @@ class PathResult:
             "error_kinds": dict(self.errors.most_common(5)),
             "throughput_rps": round(self.ok / span, 1) if span > 0 else 0.0,
             "latency_ms": percentiles(self.latencies_ms),
+        }
+
+
+@dataclass
+class StreamResult(PathResult):
+    """One pass of streamed calls: `latencies_ms` is each answered call's time to
+    `[DONE]`, `ttfts_ms` (in the same order) its time to the first content event."""
+
+    ttfts_ms: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        figures = super().summary()
+        del figures["latency_ms"]
+        return figures | {
+            "ttft_ms": percentiles(self.ttfts_ms),
+            "total_ms": percentiles(self.latencies_ms),
         }
 
 
@@ -191,11 +289,81 @@ async def measure(
     return result
 
 
-def chat_bodies(n: int, seed: int) -> list[bytes]:
-    """`n` chat-completions bodies from the demo workload: `MODEL` and the messages."""
+async def measure_stream(
+    client: ProviderClient,
+    url: str,
+    bodies: list[bytes],
+    rate: float,
+    headers: list[dict[str, str]],
+) -> StreamResult:
+    """POST each streamed body, with its headers, to `url` at `rate` (open loop, as
+    `measure`), reading each answer as it arrives: its time to the first content event
+    and to `[DONE]`. A call is bounded as a whole by `CALL_TIMEOUT_S`; one that fails,
+    or whose stream is not a whole answer (`EventScan.answered`), counts as an error."""
+    result = StreamResult(sent=len(bodies))
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(i: int) -> None:
+        scan = EventScan()
+        t0 = time.monotonic()
+        first = done = 0.0
+        try:
+            async with (
+                asyncio.timeout(CALL_TIMEOUT_S),
+                client.stream("POST", url, content=bodies[i], headers=headers[i]) as reply,
+            ):
+                if reply.status_code != 200:
+                    await reply.aread()
+                    result.errors[str(reply.status_code)] += 1
+                    return
+                # read to the end (the server closes the answer right after [DONE]), so
+                # the connection goes back to the pool
+                async for piece in reply.aiter_bytes():
+                    now, was_done = time.monotonic(), scan.done
+                    if scan.feed(piece):
+                        first = now
+                    if scan.done and not was_done:
+                        done = now
+        except (httpx.HTTPError, TimeoutError) as exc:
+            result.errors[type(exc).__name__] += 1
+            return
+        finally:
+            result.finished = time.monotonic()
+        if scan.answered:
+            result.ttfts_ms.append((first - t0) * 1000)
+            result.latencies_ms.append((done - t0) * 1000)
+        else:
+            result.errors[stream_fault(scan)] += 1
+
+    def send(i: int) -> None:
+        tasks.append(asyncio.create_task(one(i)))
+
+    result.started = time.monotonic()
+    await paced(len(bodies), rate, send)
+    await asyncio.gather(*tasks)
+    return result
+
+
+def stream_fault(scan: EventScan) -> str:
+    """What kind of error a stream that is not a whole answer counts as."""
+    if scan.failure is not None:
+        return scan.failure
+    if not scan.done:
+        return "no [DONE]"
+    return "no content"
+
+
+def chat_bodies(n: int, seed: int, *, stream: bool = False) -> list[bytes]:
+    """`n` chat-completions bodies from the demo workload: `MODEL` and the messages, and
+    `"stream": true` when `stream`."""
+    extra = {"stream": True} if stream else {}
     return [
         orjson.dumps(
-            {"model": MODEL, "messages": [m.model_dump(exclude_none=True) for m in r.messages]}
+            {
+                "model": MODEL,
+                "messages": [m.model_dump(exclude_none=True) for m in r.messages],
+                **extra,
+            }
         )
         for r in demo_requests(n, seed=seed)
     ]
@@ -211,10 +379,16 @@ async def run_gateway_bench(
     provider_latency_ms: float,
     *,
     workers_processes: int = 1,
+    stream_requests: int | None = None,
     embedded: bool = False,
     say: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    """Direct and through the gateway at each rate; `{"runs": [one result per rate]}`."""
+    """Direct and through the gateway at each rate, unstreamed then streamed (the first
+    `stream_requests` bodies, default min(n, `DEFAULT_STREAM_REQUESTS`); 0 streams
+    none); `{"runs": [one result per rate]}`."""
+    m = min(n, DEFAULT_STREAM_REQUESTS) if stream_requests is None else stream_requests
+    if m < 0:
+        raise ValueError(f"stream_requests must be >= 0, got {m}")
     prefix = f"benchgw{uuid.uuid4().hex[:6]}."
     await ensure_topics(KafkaSettings(topic_prefix=prefix), bootstrap)
     profile = SimulatorProfile(seed=7, latency_ms=provider_latency_ms, output_tokens=(16, 64))
@@ -243,6 +417,7 @@ async def run_gateway_bench(
                 for rate in rates:
                     tag = f"{prefix}r{rate:g}-"
                     bodies = chat_bodies(n, seed=3)
+                    streamed = chat_bodies(m, seed=3, stream=True)
                     say(f"direct: {n} calls at {rate}/s to the simulator")
                     direct = await measure(client, direct_url, bodies, rate, [direct_headers] * n)
                     say(f"gateway: the same {n} calls at {rate}/s through the gateway")
@@ -255,9 +430,27 @@ async def run_gateway_bench(
                         [gateway_headers(key, f"{tag}{i}") for i in range(n)],
                     )
                     roles.check()
+                    cpu = _per_answer(before, roles.cpu(), through.ok)
+                    direct_s = through_s = None
+                    if m:
+                        say(f"direct, streamed: {m} calls at {rate}/s to the simulator")
+                        direct_s = await measure_stream(
+                            client, direct_url, streamed, rate, [direct_headers] * m
+                        )
+                        say(f"gateway, streamed: the same {m} calls at {rate}/s")
+                        through_s = await measure_stream(
+                            client,
+                            gateway_chat,
+                            streamed,
+                            rate,
+                            [gateway_headers(key, f"{tag}s{i}") for i in range(m)],
+                        )
+                        roles.check()
                     runs.append(
-                        rate_result(rate, n, provider_latency_ms, direct, through)
-                        | {"cpu_ms_per_request": _per_answer(before, roles.cpu(), through.ok)}
+                        rate_result(
+                            rate, n, provider_latency_ms, direct, through, direct_s, through_s
+                        )
+                        | {"cpu_ms_per_request": cpu}
                     )
         finally:
             roles.stop()
@@ -268,11 +461,20 @@ async def run_gateway_bench(
 
 
 def rate_result(
-    rate: float, n: int, provider_latency_ms: float, direct: PathResult, through: PathResult
+    rate: float,
+    n: int,
+    provider_latency_ms: float,
+    direct: PathResult,
+    through: PathResult,
+    direct_streamed: StreamResult | None = None,
+    through_streamed: StreamResult | None = None,
 ) -> dict[str, Any]:
-    """One rate's figures: both paths, the gateway's overhead, and TTFT's place."""
+    """One rate's figures: both paths and the gateway's overhead; with streamed passes,
+    `ttft_ms` (each path's TTFT p50/p95/p99 and the gateway's TTFT overhead) and
+    `streamed` (each streamed path's counts, TTFT and time to `[DONE]`); without, both
+    None."""
     d, g = direct.summary(), through.summary()
-    return {
+    result: dict[str, Any] = {
         "rate": rate,
         "requests": n,
         "model": MODEL,
@@ -280,9 +482,18 @@ def rate_result(
         "direct": d,
         "gateway": g,
         "overhead": overhead(d["latency_ms"], g["latency_ms"]),
-        # time to first token of a streamed call: not measured until the gateway streams
         "ttft_ms": None,
+        "streamed": None,
     }
+    if direct_streamed is not None and through_streamed is not None:
+        ds, gs = direct_streamed.summary(), through_streamed.summary()
+        result["ttft_ms"] = {
+            "direct": ds["ttft_ms"],
+            "gateway": gs["ttft_ms"],
+            "overhead": overhead(ds["ttft_ms"], gs["ttft_ms"]),
+        }
+        result["streamed"] = {"requests": direct_streamed.sent, "direct": ds, "gateway": gs}
+    return result
 
 
 def gateway_env(key: str) -> dict[str, str]:
@@ -331,7 +542,8 @@ async def warm_up(
     timeout_s: float,
 ) -> None:
     """One call at a time until one is answered (the router and workers have joined their
-    groups), then 20 at 20/s; an error after `timeout_s` says where the logs are."""
+    groups), then 20 at 20/s, and 10 streamed at 20/s (the chunks' topic in use); an
+    error after `timeout_s` says where the logs are."""
     body = chat_bodies(1, seed=4)[0]
     deadline = time.monotonic() + timeout_s
     for attempt in range(10_000):
@@ -356,13 +568,21 @@ async def warm_up(
         20,
         [gateway_headers(key, f"{prefix}warm-{i}") for i in range(20)],
     )
+    await measure_stream(
+        client,
+        url,
+        chat_bodies(10, seed=4, stream=True),
+        20,
+        [gateway_headers(key, f"{prefix}warm-s{i}") for i in range(10)],
+    )
 
 
 # ------------------------------------------------------------------ the human output
 
 
 def describe(result: Mapping[str, Any]) -> list[str]:
-    """Lines for a terminal: per rate, both paths, the overhead, and TTFT's absence."""
+    """Lines for a terminal: per rate, both paths and the overhead, unstreamed, then the
+    streamed calls' TTFT and time to `[DONE]` both ways and the TTFT overhead."""
 
     def ms(x: float | None) -> str:
         return "-" if x is None else f"{x:,.1f}"
@@ -394,7 +614,28 @@ def describe(result: Mapping[str, Any]) -> list[str]:
         if cpu:
             parts = ", ".join(f"{role} {v}" for role, v in cpu.items() if role != "total")
             lines.append(f"  CPU ms per gateway call: {cpu['total']} ({parts})")
-        lines.append(f"  TTFT: {TTFT_NOT_MEASURED}")
+        streamed, ttft = run.get("streamed"), run.get("ttft_ms")
+        if not streamed or not ttft:
+            lines.append(f"  TTFT: {TTFT_NOT_MEASURED}")
+        else:
+            lines.append(
+                f"  streamed: {streamed['requests']} calls each way (stream: true), "
+                "TTFT = time to the first content event"
+            )
+            for name in ("direct", "gateway"):
+                p = streamed[name]
+                t, total = p["ttft_ms"], p["total_ms"]
+                kinds = f" {p['error_kinds']}" if p["errors"] else ""
+                lines.append(
+                    f"  {name:<8} sent {p['sent']} ok {p['ok']} errors {p['errors']}{kinds}  "
+                    f"TTFT p50 {ms(t['p50'])} p95 {ms(t['p95'])} p99 {ms(t['p99'])} ms  "
+                    f"to [DONE] p50 {ms(total['p50'])} p99 {ms(total['p99'])} ms"
+                )
+            o = ttft["overhead"]
+            lines.append(
+                f"  TTFT overhead p50 {ms(o['p50_ms'])} ms ({ratio(o['p50_ratio'])})  "
+                f"p99 {ms(o['p99_ms'])} ms ({ratio(o['p99_ratio'])})"
+            )
         if run.get("note"):
             lines.append(f"  note: {run['note']}")
     return lines

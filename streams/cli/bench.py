@@ -62,6 +62,13 @@ def _rate_list(ctx: click.Context, param: click.Parameter, value: str | None) ->
     "straight to the simulator and through `tierline run --role gateway`, side by side.",
 )
 @click.option(
+    "--stream-requests",
+    default=None,
+    type=click.IntRange(0),
+    help="With --gateway: streamed calls (stream: true) per rate each way, for the time "
+    "to first token; 0 sends none [default: the smaller of --requests and 300].",
+)
+@click.option(
     "--workers-processes",
     default=1,
     show_default=True,
@@ -78,6 +85,7 @@ def command(
     rates: tuple[float, ...],
     rate_list: tuple[float, ...],
     gateway: bool,
+    stream_requests: int | None,
     workers_processes: int,
     provider_latency_ms: float,
     as_json: bool,
@@ -96,9 +104,12 @@ def command(
     \b
     With --gateway it measures the gateway instead: the same roles plus
     `tierline run --role gateway`, and at each rate the same chat-completions
-    calls straight to the simulator, then through the gateway. Reports sent,
+    calls straight to the simulator, then through the gateway, then the same
+    both ways streamed (stream: true, --stream-requests of them). Reports sent,
     ok, errors and p50/p95/p99 of each, and the gateway's overhead (gateway -
-    direct, at p50 and p99, in ms and as a ratio).
+    direct, at p50 and p99, in ms and as a ratio); for the streamed calls, the
+    time to first token (the first event with content) and to [DONE] each way,
+    and the gateway's TTFT overhead, the same way.
     \b
     Use real Kafka for real figures (the embedded broker slows as it fills):
       bash deploy/kafka/kafka.sh start --port 9092 --dir /tmp/kafka
@@ -107,12 +118,16 @@ def command(
       TIERLINE_KAFKA_BOOTSTRAP=127.0.0.1:9092 tierline bench --gateway --rates 50,200 \\
           --provider-latency-ms 200
     """
+    if stream_requests is not None and not gateway:
+        raise click.UsageError("--stream-requests goes with --gateway")
     settings = load(config_path)
     chosen = [*rates, *rate_list] or list(DEFAULT_GATEWAY_RATES if gateway else DEFAULT_RATES)
     if n is None:
         n = DEFAULT_GATEWAY_REQUESTS if gateway else DEFAULT_REQUESTS
     result = asyncio.run(
-        _bench(settings, n, chosen, provider_latency_ms, workers_processes, gateway)
+        _bench(
+            settings, n, chosen, provider_latency_ms, workers_processes, gateway, stream_requests
+        )
     )
     if as_json:
         echo_json(result)
@@ -133,6 +148,7 @@ async def _bench(
     latency: float,
     workers_processes: int,
     gateway: bool = False,
+    stream_requests: int | None = None,
 ) -> dict[str, object]:
     from tierline.streams.bench import run_bench
     from tierline.streams.bench_gateway import run_gateway_bench
@@ -150,8 +166,18 @@ async def _bench(
             "which is not representative. Set TIERLINE_KAFKA_BOOTSTRAP."
         )
     try:
-        run = run_gateway_bench if gateway else run_bench
-        return await run(
+        if gateway:
+            return await run_gateway_bench(
+                bootstrap,
+                n,
+                rates,
+                latency,
+                workers_processes=workers_processes,
+                stream_requests=stream_requests,
+                embedded=broker is not None,
+                say=say,
+            )
+        return await run_bench(
             bootstrap,
             n,
             rates,

@@ -1,5 +1,5 @@
-"""`tierline bench --gateway` on a real broker: every call answered on both paths, and the
-figures are there. Speed is measured by the bench, never asserted here."""
+"""`tierline bench --gateway` on a real broker: every call answered on both paths, streamed
+and not, and the figures are there. Speed is measured by the bench, never asserted here."""
 
 from __future__ import annotations
 
@@ -28,7 +28,27 @@ async def test_the_gateway_bench_answers_every_call_both_ways_and_reports_figure
     overhead = run["overhead"]
     assert all(isinstance(overhead[k], float) for k in ("p50_ms", "p99_ms"))
     assert overhead["p50_ratio"] > 0 and overhead["p99_ratio"] > 0
-    assert run["ttft_ms"] is None  # streaming is not served yet: no number is made up
     assert {"router", "workers", "sink", "gateway", "total"} <= set(run["cpu_ms_per_request"])
-    assert f"  TTFT: {TTFT_NOT_MEASURED}" in describe(result)
+
+    # the streamed calls (all 30 by default: fewer than 300): every one answered both ways,
+    # a content event and [DONE], timed to each
+    streamed = run["streamed"]
+    assert streamed["requests"] == 30
+    ttft = run["ttft_ms"]
+    for path in ("direct", "gateway"):
+        figures = streamed[path]
+        assert (figures["sent"], figures["ok"], figures["errors"]) == (30, 30, 0), figures
+        first, total = figures["ttft_ms"], figures["total_ms"]
+        assert 0 < first["p50"] <= first["p95"] <= first["p99"], first
+        assert 0 < total["p50"] <= total["p95"] <= total["p99"], total
+        assert first["p50"] <= total["p50"] and first["p99"] <= total["p99"]
+        assert ttft[path] == first
+    # the first token comes after the provider's latency, both ways
+    assert ttft["direct"]["p50"] >= 20.0 and ttft["gateway"]["p50"] >= 20.0
+    assert all(isinstance(ttft["overhead"][k], float) for k in ("p50_ms", "p99_ms"))
+    assert ttft["overhead"]["p50_ratio"] > 0 and ttft["overhead"]["p99_ratio"] > 0
+
+    lines = describe(result)
+    assert f"  TTFT: {TTFT_NOT_MEASURED}" not in lines
+    assert any(line.startswith("  TTFT overhead p50 ") for line in lines)
     assert any(line.startswith("gateway at http://127.0.0.1:") for line in said)
