@@ -40,7 +40,7 @@ async def test_the_openai_sdk_streams_text_and_tool_calls_from_each_family(
         text = [
             c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
         ]
-        assert len(text) >= 3, (model, len(text))  # streamed in pieces, not whole
+        assert len(text) >= 2, (model, len(text))  # streamed in pieces, not whole
         finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
         assert len(finishing) == 1 and finishing[0].choices[0].finish_reason == "stop"
         extension = (finishing[0].model_extra or {})["tierline"]

@@ -111,7 +111,7 @@ async def test_a_kafka_consumer_reads_each_stream_in_order_then_its_one_response
         assert response.status == "ok", response.error
         assert response.model == model
         pieces = chunks[rid]
-        assert len(pieces) >= 3, (model, len(pieces))  # streamed, not one piece
+        assert len(pieces) >= 2, (model, len(pieces))  # streamed, not one piece
         assert [c.seq for c in pieces] == list(range(len(pieces)))
         assert len({c.serving for c in pieces}) == 1
         assert "".join(c.delta for c in pieces) == response.content
