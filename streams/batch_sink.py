@@ -25,9 +25,18 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.client import Client
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from tierline.processors.store.clickhouse import connect, migrate
+from tierline.processors.tracing import (
+    DB_COLLECTION_NAME,
+    DB_OPERATION_BATCH_SIZE,
+    DB_OPERATION_NAME,
+    DB_SYSTEM_NAME,
+    failed,
+    tracer,
+)
 from tierline.streams.config import Settings
 from tierline.streams.outgoing import Source, unreadable
 from tierline.streams.sender import Sender
@@ -50,6 +59,8 @@ class BatchSink(Generic[R]):
     model: type[R]
     #: what a record is, for logs and dead-letter reasons ("cost record")
     what: str = "record"
+    #: the ClickHouse table it fills, as traces name it; empty = the topic's name unprefixed
+    table: str = ""
     log: logging.Logger = logging.getLogger("tierline.sink")
 
     def __init__(
@@ -166,10 +177,26 @@ class BatchSink(Generic[R]):
         attempts: int | None = None,
     ) -> None:
         delay, tried = 0.5, 0
+        table = self.table or self.topic.removeprefix(self.topics.prefix)
         while batch:
             try:
                 assert self.client is not None
-                await asyncio.to_thread(self.insert, self.client, list(batch.values()))
+                with tracer.start_as_current_span(
+                    f"sink insert {table}",
+                    kind=SpanKind.CLIENT,
+                    attributes={
+                        DB_SYSTEM_NAME: "clickhouse",
+                        DB_COLLECTION_NAME: table,
+                        DB_OPERATION_NAME: "INSERT",
+                        DB_OPERATION_BATCH_SIZE: len(batch),
+                    },
+                    record_exception=False,
+                ) as span:
+                    try:
+                        await asyncio.to_thread(self.insert, self.client, list(batch.values()))
+                    except Exception as exc:
+                        failed(span, type(exc).__name__, str(exc))
+                        raise
                 self.stats.inserted += len(batch)
                 self.stats.batches += 1
                 break

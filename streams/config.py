@@ -289,6 +289,25 @@ class GatewaySettings(BaseModel):
         return bool(self.keys) or self.allow_anonymous_tenant is not None
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry traces (streams/tracing_setup.py): where the spans go.
+
+    "none" installs no SDK: spans go to whatever tracer provider the process already
+    has (normally the API's no-op one), and an incoming `traceparent` is still carried
+    through Kafka to the providers unchanged. "otlp" exports over OTLP/HTTP (needs
+    `pip install tierline[otlp]`); "console" prints each span (debugging).
+    """
+
+    exporter: Literal["none", "otlp", "console"] = "none"
+    #: the OTLP/HTTP traces URL (http://collector:4318/v1/traces; a bare host:port gets
+    #: /v1/traces); empty = the exporter's own default, or $OTEL_EXPORTER_OTLP_ENDPOINT
+    endpoint: str = ""
+    #: `service.name` of the spans
+    service_name: str = Field(default="tierline", min_length=1)
+    #: share of new traces kept; a trace the caller sampled is always kept (parent-based)
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+
+
 class Settings(BaseModel):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
@@ -302,6 +321,7 @@ class Settings(BaseModel):
     learning: LearningSettings = Field(default_factory=LearningSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     #: Prometheus /metrics, /healthz and /readyz on this port (every role of the process);
     #: 0 = pick a free port, "off" = no endpoint
     metrics_port: int | Literal["off"] = 9464
@@ -355,6 +375,7 @@ SECTIONS = (
     "learning",
     "gateway",
     "batch",
+    "tracing",
 )
 #: settings given as comma-separated lists in the environment
 LISTS = {("worker", "tiers"), ("replies", "allowed")}

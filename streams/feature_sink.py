@@ -22,6 +22,7 @@ from tierline.streams.batch_sink import BatchSink
 class FeatureSink(BatchSink[FeatureRecord]):
     model = FeatureRecord
     what = "feature record"
+    table = "request_features"
     log = logging.getLogger("tierline.feature_sink")
 
     @property

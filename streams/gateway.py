@@ -34,6 +34,7 @@ import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span
 
 from tierline.processors.gateway.api_keys import KeyTable, bearer_key
 from tierline.processors.gateway.model_names import choose, model_list
@@ -48,6 +49,15 @@ from tierline.processors.gateway.request_ids import request_id
 from tierline.processors.gateway.statuses import GatewayError, from_pipeline
 from tierline.processors.gateway.waiters import Waiters
 from tierline.processors.pricing.catalog import Catalog
+from tierline.processors.tracing import (
+    TIERLINE_MODEL_ASKED,
+    TIERLINE_REQUEST_ID,
+    TIERLINE_STREAM,
+    TIERLINE_TENANT,
+    context_from_http,
+    kafka_headers,
+    tracer,
+)
 from tierline.schemas import ErrorInfo, ErrorType, RouteRequest, encode
 from tierline.streams.config import GatewaySettings
 from tierline.streams.metrics import Metrics
@@ -59,6 +69,8 @@ Answer = tuple[int, dict[str, Any], dict[str, str]]
 #: streamed answer is a response already written
 Handler = Callable[[web.Request, dict[str, str]], Awaitable[Answer | web.StreamResponse]]
 _NO_TYPE = ErrorInfo(type=ErrorType.INTERNAL, message="error without a type")
+_CHAT_ROUTE = "/v1/chat/completions"
+_CHAT_SPAN_ATTRIBUTES = {"http.request.method": "POST", "http.route": _CHAT_ROUTE}
 
 
 class Gateway:
@@ -102,7 +114,7 @@ class Gateway:
     async def start(self) -> None:
         """Bind and serve; a port in use is a `RuntimeError` that says what to set."""
         app = web.Application(client_max_size=self.max_body_bytes, middlewares=[self._errors])
-        app.router.add_post("/v1/chat/completions", self._chat_completions)
+        app.router.add_post(_CHAT_ROUTE, self._chat_completions)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/models/{model:.+}", self._model)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -130,7 +142,19 @@ class Gateway:
     # ------------------------------------------------------------------ routes
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._respond("chat_completions", request, self._complete)
+        # the caller's trace context, if it sent one; the request record carries it on
+        with tracer.start_as_current_span(
+            f"POST {_CHAT_ROUTE}",
+            context=context_from_http(request.headers),
+            kind=SpanKind.SERVER,
+            attributes=_CHAT_SPAN_ATTRIBUTES,
+        ) as span:
+            response = await self._respond("chat_completions", request, self._complete)
+            if span.is_recording():
+                span.set_attribute("http.response.status_code", response.status)
+                if response.status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+            return response
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         async def listing(request: web.Request, echo: dict[str, str]) -> Answer:
@@ -158,11 +182,23 @@ class Gateway:
             raise GatewayError(503, "the gateway is stopping; call again", "unavailable")
         body = parse_body(await self._body(request))
         routed = to_route_request(body, request_id=rid, tenant=tenant, catalog=self.catalog)
+        span = get_current_span()
+        if span.is_recording():
+            model = body.get("model")
+            span.set_attributes(
+                {
+                    TIERLINE_TENANT: tenant,
+                    TIERLINE_REQUEST_ID: rid,
+                    TIERLINE_MODEL_ASKED: model if isinstance(model, str) else "",
+                    TIERLINE_STREAM: routed.params.stream,
+                }
+            )
+        trace_headers = kafka_headers(span)
         if routed.params.stream:
-            return await self._stream(request, routed, wants_usage_chunk(body), echo)
+            return await self._stream(request, routed, wants_usage_chunk(body), echo, trace_headers)
         with self._waiting_errors(rid):
             response = await self.waiters.wait(
-                tenant, rid, lambda: self._send(routed), self.settings.timeout_s
+                tenant, rid, lambda: self._send(routed, trace_headers), self.settings.timeout_s
             )
         return answer(response)
 
@@ -172,6 +208,7 @@ class Gateway:
         routed: RouteRequest,
         include_usage: bool,
         echo: dict[str, str],
+        trace_headers: tuple[tuple[str, bytes], ...] = (),
     ) -> web.StreamResponse:
         """Relay a streamed answer as server-sent events (`openai_stream`): each chunk as it
         comes, then the response's finishing chunks and `[DONE]`. A failure before the
@@ -179,7 +216,9 @@ class Gateway:
         tenant, rid = routed.tenant, routed.id
         queue = self.waiters.listen(tenant, rid)
         waiting = asyncio.ensure_future(
-            self.waiters.wait(tenant, rid, lambda: self._send(routed), self.settings.timeout_s)
+            self.waiters.wait(
+                tenant, rid, lambda: self._send(routed, trace_headers), self.settings.timeout_s
+            )
         )
         writer = ChunkWriter(rid, int(time.time()), include_usage)
         sse: web.StreamResponse | None = None
@@ -304,11 +343,16 @@ class Gateway:
         except web.HTTPRequestEntityTooLarge:
             raise too_large from None
 
-    async def _send(self, routed: RouteRequest) -> None:
+    async def _send(
+        self, routed: RouteRequest, trace_headers: tuple[tuple[str, bytes], ...] = ()
+    ) -> None:
         # keyed by tenant, as every producer of tierline.requests: the router's budgets
-        # are co-partitioned with the tenant's requests
+        # are co-partitioned with the tenant's requests; the trace context in the headers
         await self.producer.send_and_wait(
-            self.requests_topic, encode(routed), key=routed.tenant.encode()
+            self.requests_topic,
+            encode(routed),
+            key=routed.tenant.encode(),
+            headers=list(trace_headers) or None,
         )
 
     async def _respond(

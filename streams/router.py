@@ -12,9 +12,11 @@ shared response topic. The agent never stops on bad input.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import faust
+from opentelemetry.trace import Span
 
 from tierline.processors.errors import TierlineError
 from tierline.processors.health.board import HealthBoard
@@ -31,6 +33,19 @@ from tierline.processors.routing.policy import Policy
 from tierline.processors.routing.policy_reload import PolicySource, as_source
 from tierline.processors.routing.reply_topics import rules_from
 from tierline.processors.routing.tier_rules import TierRules
+from tierline.processors.tracing import (
+    MESSAGING_SYSTEM,
+    TIERLINE_CANDIDATES,
+    TIERLINE_REQUEST_ID,
+    TIERLINE_SCORE,
+    TIERLINE_TASK,
+    TIERLINE_TENANT,
+    TIERLINE_TIER,
+    KafkaHeaders,
+    failed,
+    next_headers,
+    start_consumer_span,
+)
 from tierline.schemas import ErrorInfo, ErrorType, FeatureRecord, RoutedRequest, encode
 from tierline.streams.budget_keeper import BudgetKeeper
 from tierline.streams.config import Settings
@@ -40,6 +55,7 @@ from tierline.streams.topic_directory import TopicDirectory
 from tierline.streams.topics import Topics
 
 log = logging.getLogger("tierline.router")
+_ROUTE_ATTRIBUTES = {MESSAGING_SYSTEM: "kafka"}
 
 
 @dataclass
@@ -77,20 +93,39 @@ class RequestRouter:
         replies = settings.replies
         self.replies = rules_from(topics.prefix, topics.responses, replies.allowed, replies.tenants)
 
-    async def decide(self, raw: bytes | None, source: tuple[str, int, int]) -> list[Outgoing]:
-        """What to send for one input message, read at `source` (topic, partition, offset)."""
+    async def decide(
+        self,
+        raw: bytes | None,
+        source: tuple[str, int, int],
+        headers: KafkaHeaders | None = None,
+    ) -> list[Outgoing]:
+        """What to send for one input message, read at `source` (topic, partition, offset)
+        with `headers`; the forward carries their trace context on, the `route` span's."""
+        span = start_consumer_span("route", headers, _ROUTE_ATTRIBUTES)
+        try:
+            return await self._decide(raw, source, span, headers)
+        finally:
+            span.end()
+
+    async def _decide(
+        self,
+        raw: bytes | None,
+        source: tuple[str, int, int],
+        span: Span,
+        headers: KafkaHeaders | None,
+    ) -> list[Outgoing]:
         self.stats.received += 1
         read_at = Source(*source, raw)
         admitted = admit(raw, self.settings.router.max_request_bytes)
         if isinstance(admitted, Rejection):
             usable = await self._reply_refusal(admitted.tenant, admitted.reply_to) is None
             return self._reject(
-                replace(admitted, reply_to=admitted.reply_to if usable else None), read_at
+                replace(admitted, reply_to=admitted.reply_to if usable else None), read_at, span
             )
         refusal = await self._reply_refusal(admitted.tenant, admitted.reply_to)
         if refusal is not None:
             error = ErrorInfo(type=ErrorType.INVALID_REQUEST, message=refusal)
-            return self._reject(Rejection(error, admitted.id, admitted.tenant), read_at)
+            return self._reject(Rejection(error, admitted.id, admitted.tenant), read_at, span)
         extra: list[Outgoing] = []
         try:
             policy = self.policy.current()
@@ -109,26 +144,40 @@ class RequestRouter:
         except BudgetExceeded as exc:
             rejection = Rejection(exc.info(), admitted.id, admitted.tenant, admitted.reply_to)
             assert self.budgets is not None
-            return self.budgets.outgoing(exc.result, source[1]) + self._reject(rejection, read_at)
+            refused = self._reject(rejection, read_at, span)
+            return self.budgets.outgoing(exc.result, source[1]) + refused
         except TierlineError as exc:
             rejection = Rejection(exc.info(), admitted.id, admitted.tenant, admitted.reply_to)
-            return self._reject(rejection, read_at)
+            return self._reject(rejection, read_at, span)
         except Exception as exc:
             log.exception("router: routing %s failed", admitted.id)
             error = ErrorInfo(
                 type=ErrorType.INTERNAL, message=f"internal error: {type(exc).__name__}"
             )
             rejection = Rejection(error, admitted.id, admitted.tenant, admitted.reply_to)
-            return self._reject(rejection, read_at)
+            return self._reject(rejection, read_at, span)
         self.stats.routed += 1
-        tier_topic = self.topics.tier(routed.decision.tier)
+        decision = routed.decision
+        tier_topic = self.topics.tier(decision.tier)
         key = admitted.key.encode()
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    TIERLINE_TENANT: admitted.tenant,
+                    TIERLINE_REQUEST_ID: admitted.id,
+                    TIERLINE_TIER: str(decision.tier),
+                    TIERLINE_TASK: decision.task,
+                    TIERLINE_SCORE: decision.score,
+                    TIERLINE_CANDIDATES: len(routed.candidates),
+                }
+            )
         if self.settings.learning.record_features:
             extra.append(Outgoing(self.topics.features, key, encode(self._record(routed))))
         # keyed by request, not tenant: a few big tenants would pin a tier to a few
         # partitions and so to one workers process; the same request always hashes to the
         # same partition, whose done log catches a copy the router forwarded twice
-        return [Outgoing(tier_topic, key, encode(routed)), *extra]
+        forward = Outgoing(tier_topic, key, encode(routed), next_headers(span, headers) or None)
+        return [forward, *extra]
 
     def _record(self, routed: RoutedRequest) -> FeatureRecord:
         """The decision and the hashed features of `routed`, for the quality loop."""
@@ -163,9 +212,10 @@ class RequestRouter:
             refusal = f"reply_to {reply_to!r} does not exist (tierline never creates reply topics)"
         return refusal
 
-    def _reject(self, rejection: Rejection, source: Source) -> list[Outgoing]:
+    def _reject(self, rejection: Rejection, source: Source, span: Span) -> list[Outgoing]:
         """The input to the DLQ as it came; and an error response when its id is known."""
         self.stats.rejected += 1
+        failed(span, str(rejection.error.type), rejection.error.message)
         sends = [
             dead_letter(
                 self.topics.dlq,
@@ -223,8 +273,11 @@ def build_router_app(router: RequestRouter, bootstrap: str, settings: Settings) 
     async def route_requests(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
+            headers = message.headers
+            if isinstance(headers, Mapping):
+                headers = list(headers.items())
             for send in await router.decide(
-                event.value, (message.topic, message.partition, message.offset)
+                event.value, (message.topic, message.partition, message.offset), headers
             ):
                 # faust's own producer, not `streams.sender`: faust flushes it before it
                 # commits the input's offset, which is what makes the router at least once

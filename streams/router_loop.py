@@ -106,7 +106,8 @@ class PlainRouterLoop:
             await keeper.ready(where[1])  # its ledger is rebuilt before it is used
         if where[0] == self.router.topics.settlements:
             return keeper.settle(value, where[1]) if keeper is not None else []
-        return await self.router.decide(value, where)
+        headers = record.headers  # type: ignore[attr-defined]
+        return await self.router.decide(value, where, headers)
 
     async def _forward(self, batch: dict[TopicPartition, list[object]]) -> None:
         sends: list[Outgoing] = []

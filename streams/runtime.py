@@ -51,6 +51,7 @@ from tierline.streams.router_loop import PlainRouterLoop
 from tierline.streams.tier_worker import TierWorker
 from tierline.streams.topic_directory import TopicDirectory
 from tierline.streams.topics import Topics, ensure_topics
+from tierline.streams.tracing_setup import TracingError, start_tracing
 from tierline.streams.worker_cache import WorkerCache, worker_policy
 
 log = logging.getLogger("tierline")
@@ -168,6 +169,7 @@ async def _start(
             "kafka.transactions = on needs a Kafka with transactions; the embedded broker "
             "has none (set TIERLINE_KAFKA_BOOTSTRAP, or transactions = auto)"
         )
+    _start_tracing(settings, stack)
     bootstrap = await _kafka(settings, say, stack)
     topics = await ensure_topics(settings.kafka, bootstrap)
     catalog, keys, simulator_url = _providers(settings, roles, say, stack)
@@ -202,6 +204,16 @@ async def _start(
         _start_price_refresh(pipeline, settings, stack, say)
     pipeline._stack = stack
     return pipeline
+
+
+def _start_tracing(settings: Settings, stack: AsyncExitStack) -> None:
+    """This process's spans (`[tracing]`): shut down, their last ones flushed, after every
+    other part has stopped."""
+    try:
+        tracing = start_tracing(settings.tracing)
+    except TracingError as exc:
+        raise StartupError(str(exc)) from None
+    stack.push_async_callback(tracing.shutdown)
 
 
 async def _kafka(settings: Settings, say: Callable[[str], None], stack: AsyncExitStack) -> str:

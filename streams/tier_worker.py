@@ -30,16 +30,30 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind
 from pydantic import ValidationError
 
 from tierline.processors.serving.batch_lane import BatchLane
 from tierline.processors.serving.response_cache import served_from_cache
 from tierline.processors.serving.serve import serve
 from tierline.processors.serving.walk import Dispatcher, ServeOutcome
+from tierline.processors.tracing import (
+    TIERLINE_COST_USD,
+    TIERLINE_REQUEST_ID,
+    TIERLINE_STATUS,
+    TIERLINE_TENANT,
+    TIERLINE_TIER,
+    context_from_kafka,
+    failed,
+    kafka_headers,
+    tracer,
+    with_headers,
+)
 from tierline.schemas import RoutedRequest, Tier
 from tierline.streams.adaptive_bound import AdaptiveBound, watch_lag
 from tierline.streams.batch_journal import KafkaBatchJournal
@@ -359,13 +373,16 @@ class TierWorker:
         self._room.set()
 
     async def _handle(self, tp: TopicPartition, message: object, box: Outbox | None) -> None:
+        taken_ns = time.time_ns()
         offset: int = message.offset  # type: ignore[attr-defined]
         raw: bytes = message.value  # type: ignore[attr-defined]
+        # the router's `route` span, or the trace the request came with
+        trace = _Trace(context_from_kafka(message.headers), taken_ns)  # type: ignore[attr-defined]
         try:
             if box is None:
-                await self._serve_message(tp, offset, raw, self._send_with_done)
+                await self._serve_message(tp, offset, raw, self._send_with_done, trace)
             elif await box.ready() and box.must_serve(offset):
-                await self._serve_message(tp, offset, raw, box.publish)
+                await self._serve_message(tp, offset, raw, box.publish, trace)
             else:
                 self.stats[self._tier(tp)].duplicates += 1
         except asyncio.CancelledError:
@@ -388,7 +405,9 @@ class TierWorker:
         offset: int,
         raw: bytes,
         publish: Callable[[int, list[Outgoing]], Awaitable[bool]],
+        trace: _Trace | None = None,
     ) -> None:
+        trace = trace or _Trace(Context(), time.time_ns())
         tier = self._tier(tp)
         stats = self.stats[tier]
         source = Source(tp.topic, tp.partition, offset, raw)
@@ -414,8 +433,14 @@ class TierWorker:
                 log.info("worker %s: %s answered before, dropped", tier, routed.request.id)
                 await publish(offset, [])  # the offset is answered: a commit may pass it
                 return
-            outcome, kept = await self._serve(routed)
+            trace.queue_wait(routed)
+            with tracer.start_as_current_span(
+                "serve", trace.context, kind=SpanKind.CONSUMER, attributes=_attributes(routed)
+            ) as span:
+                outcome, kept = await self._serve(routed)
+                _served(span, outcome)
             sends = respond(routed, outcome, source, self.topics)
+            sends = _traced(sends, routed, self.topics, span)
             if kept is not None:
                 sends.append(kept.record)  # the new answer, shared with the answer itself
             if not self.transactional:
@@ -562,6 +587,59 @@ class TierWorker:
         return await load_done(
             self.bootstrap, done_topic, [tp.partition for tp in assigned], self.done, since
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Trace:
+    """A tier record's trace context, and when the worker took the record."""
+
+    context: Context
+    taken_ns: int
+
+    def queue_wait(self, routed: RoutedRequest) -> None:
+        """The `queue wait` span: from the router's forward to the worker taking it."""
+        routed_ns = int(routed.routed_at.timestamp() * 1e9)
+        span = tracer.start_span(
+            "queue wait",
+            self.context,
+            attributes=_attributes(routed),
+            start_time=min(routed_ns, self.taken_ns),
+        )
+        span.end(end_time=self.taken_ns)
+
+
+def _attributes(routed: RoutedRequest) -> dict[str, str]:
+    request = routed.request
+    return {
+        TIERLINE_TENANT: request.tenant,
+        TIERLINE_REQUEST_ID: request.id,
+        TIERLINE_TIER: str(routed.decision.tier),
+    }
+
+
+def _served(span: Span, outcome: ServeOutcome) -> None:
+    """What serving came to, on the `serve` span."""
+    if not span.is_recording():
+        return
+    response = outcome.response
+    span.set_attribute(TIERLINE_STATUS, response.status)
+    span.set_attribute(TIERLINE_COST_USD, float(response.cost_usd))
+    if response.error is not None:
+        failed(span, str(response.error.type), response.error.message)
+
+
+def _traced(
+    sends: list[Outgoing], routed: RoutedRequest, topics: Topics, span: Span
+) -> list[Outgoing]:
+    """`sends` with the response carrying the `serve` span's trace context."""
+    trace_headers = kafka_headers(span)
+    if not trace_headers:
+        return sends
+    reply_topic = routed.request.reply_to or topics.responses
+    return [
+        replace(s, headers=with_headers(s.headers, trace_headers)) if s.topic == reply_topic else s
+        for s in sends
+    ]
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

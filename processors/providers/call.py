@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 
 import httpx
 
 from tierline.processors.pricing.catalog import ModelSpec
-from tierline.processors.providers.base import Adapter, ProviderReply
+from tierline.processors.providers.base import Adapter, HttpCall, ProviderReply
 from tierline.processors.providers.http_client import ProviderClient
 from tierline.processors.providers.registry import adapter_for
 from tierline.processors.providers.streaming import (
@@ -32,10 +33,12 @@ async def call_model(
     api_key: str | None,
     timeout_s: float,
     heard: HeadersHook | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> ProviderReply:
     """Send `request` to `model` and return its normalized reply, or raise `ProviderError`;
-    `heard` sees the reply's headers (the provider's rate limits ride on them)."""
-    call = adapter.build(model, request, api_key)
+    `heard` sees the reply's headers (the provider's rate limits ride on them). `headers`
+    go with the call (the trace context), under the adapter's own: never in their place."""
+    call = _with_headers(adapter.build(model, request, api_key), headers)
     try:
         async with asyncio.timeout(timeout_s):
             if isinstance(client, ProviderClient):
@@ -62,15 +65,16 @@ async def stream_model(
     timeout_s: float,
     on_delta: DeltaHook,
     heard: HeadersHook | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> ProviderReply:
     """Call `model` in streaming mode: each piece of the answer goes to `on_delta` as it
     comes, and the whole reply is returned at the end (or `ProviderError` raised).
 
     `timeout_s` bounds the wait for the first byte and for each next one: a stream that
     keeps writing may take longer in all. A non-2xx answer is read whole and typed by
-    the adapter, as for a call that does not stream.
+    the adapter, as for a call that does not stream. `headers` as for `call_model`.
     """
-    call = streaming_call(model, request, api_key)
+    call = _with_headers(streaming_call(model, request, api_key), headers)
     decoder = SseDecoder()
     loop = asyncio.get_running_loop()
     try:
@@ -96,3 +100,13 @@ async def stream_model(
     except (TimeoutError, httpx.TransportError) as exc:
         raise transport_failure(exc, model.name, timeout_s) from None
     return parser.finish()
+
+
+def _with_headers(call: HttpCall, extra: Mapping[str, str] | None) -> HttpCall:
+    """`call` with `extra` headers added; a header the adapter set (auth, content type)
+    keeps the adapter's value, whatever its case in `extra`."""
+    if not extra:
+        return call
+    own = {name.lower() for name in call.headers}
+    added = {name: value for name, value in extra.items() if name.lower() not in own}
+    return replace(call, headers={**call.headers, **added})

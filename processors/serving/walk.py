@@ -59,14 +59,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
+from opentelemetry.trace import Span, SpanKind
 
+from tierline.processors import tracing
 from tierline.processors.errors import InputError, ProviderError, StreamBroken, TierlineError
 from tierline.processors.health.board import HealthBoard
 from tierline.processors.pricing.capabilities import Capability, needed
 from tierline.processors.pricing.catalog import Catalog, ModelSpec
 from tierline.processors.pricing.cost import cost_of
 from tierline.processors.providers.base import Adapter, BilledReplyError, ProviderReply
-from tierline.processors.providers.batch import ItemLost
+from tierline.processors.providers.batch import ItemLost, ItemResult
 from tierline.processors.providers.call import call_model, stream_model
 from tierline.processors.providers.keys import KeyRing
 from tierline.processors.providers.rate_headers import announced_limits
@@ -360,8 +362,9 @@ class Dispatcher:
             # once the record is durable (its ack takes ms, the call hundreds)
             recorded = asyncio.ensure_future(self.on_attempt(attempt)) if self.on_attempt else None
             call_started = time.monotonic()
+            span = _attempt_span(model, walk.request_for(model), len(walk.settled))
             try:
-                reply = await self._call(model, adapter, walk, key)
+                reply = await self._call(model, adapter, walk, key, span)
             except ProviderError as exc:
                 if recorded is not None:
                     await recorded
@@ -371,8 +374,11 @@ class Dispatcher:
                 if isinstance(exc, BilledReplyError):
                     # refused or empty, but the provider charged for the tokens: bill them
                     walk.billed_attempt(model, exc.usage, _ms_since(call_started), error=exc)
+                    _attempt_usage(span, exc.usage, walk)
                 else:
                     walk.failed_attempt(exc)
+                tracing.failed(span, str(exc.error_type), self.keys.redact(exc.message))
+                span.end()
                 if health is not None:
                     health.observe(
                         model,
@@ -388,7 +394,9 @@ class Dispatcher:
                     return None  # a capacity signal: the next candidate, not a wait
                 await self._sleep(self.retry.backoff.delay(nth, self._rng, exc.retry_after_s))
                 continue
-            except BaseException:
+            except BaseException as exc:
+                tracing.failed(span, type(exc).__name__)
+                span.end()
                 if recorded is not None:
                     recorded.cancel()
                 if health is not None:
@@ -400,15 +408,18 @@ class Dispatcher:
             if health is not None:
                 health.observe(model, "ok", latency)
             walk.billed_attempt(model, reply.usage, latency)
+            _attempt_answered(span, model, reply, walk)
+            span.end()
             return reply
         return None
 
     async def _call(
-        self, model: ModelSpec, adapter: Adapter, walk: _Walk, key: str | None
+        self, model: ModelSpec, adapter: Adapter, walk: _Walk, key: str | None, span: Span
     ) -> ProviderReply:
         """One call of `model`: streamed to the walk's `stream_to` when the request streams
-        and the provider can, else whole."""
+        and the provider can, else whole; with `span`'s trace context in its headers."""
         heard = self._heard(model) if self.health is not None else None
+        headers = tracing.http_headers(span)
         request = walk.request_for(model)
         stream_to = walk.stream_to
         if stream_to is not None and supports_streaming(model.provider):
@@ -418,9 +429,18 @@ class Dispatcher:
                 await stream_to(model, delta)
 
             timeout = self.retry.call_timeout_s
-            return await stream_model(self.client, model, request, key, timeout, relay, heard)
+            return await stream_model(
+                self.client, model, request, key, timeout, relay, heard, headers
+            )
         return await call_model(
-            self.client, adapter, model, request, key, self.retry.call_timeout_s, heard=heard
+            self.client,
+            adapter,
+            model,
+            request,
+            key,
+            self.retry.call_timeout_s,
+            heard=heard,
+            headers=headers,
         )
 
     async def _try_batch(
@@ -435,17 +455,37 @@ class Dispatcher:
         attempt = walk.attempt(model, attempt_id=f"{request.id}#batch:{custom_id}")
         recorded = asyncio.ensure_future(self.on_attempt(attempt)) if self.on_attempt else None
         started = time.monotonic()
+        span = _attempt_span(model, request, len(walk.settled), batch=True)
         try:
             result = await batches.answer(model, request)
-        except BaseException:
+        except BaseException as exc:
+            tracing.failed(span, type(exc).__name__)
+            span.end()
             if recorded is not None:
                 recorded.cancel()
             raise
         if recorded is not None:
             await recorded
+        try:
+            return self._batch_result(batches, model, routed, walk, result, started, span)
+        finally:
+            span.end()
+
+    def _batch_result(
+        self,
+        batches: BatchLane,
+        model: ModelSpec,
+        routed: RoutedRequest,
+        walk: _Walk,
+        result: ItemResult,
+        started: float,
+        span: Span,
+    ) -> ProviderReply | None | _CallNow:
+        """What a batch item's `result` makes of the walk (see `_try_batch`), said on `span`."""
         if isinstance(result, ProviderReply):
             walk.reason(f"{model.name}: answered by its batch API, at the batch price")
             walk.billed_attempt(model, result.usage, _ms_since(started), batch=True)
+            _attempt_answered(span, model, result, walk)
             return result
         if isinstance(result, ItemLost):
             walk.reason(f"{model.name}: batch item {result.reason}")
@@ -459,13 +499,16 @@ class Dispatcher:
                     f"({result.reason})",
                 )
             )
+            tracing.failed(span, str(ErrorType.UNAVAILABLE), f"batch item {result.reason}")
             return None
         if result.unsupported is not None:
             _capability_refused(result, model, routed, walk)
         if isinstance(result, BilledReplyError):
             walk.billed_attempt(model, result.usage, _ms_since(started), error=result, batch=True)
+            _attempt_usage(span, result.usage, walk)
         else:
             walk.failed_attempt(result)
+        tracing.failed(span, str(result.error_type), self.keys.redact(result.message))
         return None
 
     async def _claim(
@@ -521,6 +564,61 @@ def _capability_refused(
         walk.reason(f"{model.name} does not support {refused.described}: next candidate")
     else:
         exc.unsupported = None  # the request does not use it: an ordinary bad request
+
+
+def _attempt_span(
+    model: ModelSpec, request: RouteRequest, attempt: int, *, batch: bool = False
+) -> Span:
+    """The CLIENT span of one call of `model` (a child of the current span: `serve`), with
+    the GenAI semantic conventions' request attributes."""
+    params = request.params
+    attributes: dict[str, str | int | float | bool] = {
+        tracing.GEN_AI_OPERATION_NAME: tracing.CHAT,
+        tracing.GEN_AI_PROVIDER_NAME: tracing.provider_name(model.provider),
+        tracing.GEN_AI_SYSTEM: tracing.provider_name(model.provider),
+        tracing.GEN_AI_REQUEST_MODEL: model.model_id,
+        tracing.TIERLINE_REQUEST_ID: request.id,
+        tracing.TIERLINE_TENANT: request.tenant,
+        tracing.TIERLINE_ATTEMPT: attempt,
+    }
+    if params.max_tokens is not None:
+        attributes[tracing.GEN_AI_REQUEST_MAX_TOKENS] = params.max_tokens
+    if params.temperature is not None:
+        attributes[tracing.GEN_AI_REQUEST_TEMPERATURE] = params.temperature
+    if params.top_p is not None:
+        attributes[tracing.GEN_AI_REQUEST_TOP_P] = params.top_p
+    if batch:
+        attributes[tracing.TIERLINE_BATCH] = True
+    return tracing.tracer.start_span(
+        f"{tracing.CHAT} {model.model_id}", kind=SpanKind.CLIENT, attributes=attributes
+    )
+
+
+def _attempt_usage(span: Span, usage: Usage, walk: _Walk) -> None:
+    """A billed call's tokens and cost (the walk's last cost record) on its span."""
+    if not span.is_recording():
+        return
+    span.set_attributes(
+        {
+            tracing.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
+            tracing.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
+            tracing.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: usage.cached_input_tokens,
+            tracing.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: usage.cache_write_tokens,
+        }
+    )
+    if walk.costs:
+        span.set_attribute(tracing.TIERLINE_COST_USD, float(walk.costs[-1].cost_usd))
+
+
+def _attempt_answered(span: Span, model: ModelSpec, reply: ProviderReply, walk: _Walk) -> None:
+    """An answered call's response attributes on its span."""
+    if not span.is_recording():
+        return
+    _attempt_usage(span, reply.usage, walk)
+    span.set_attribute(tracing.GEN_AI_RESPONSE_MODEL, model.model_id)
+    span.set_attribute(tracing.GEN_AI_RESPONSE_FINISH_REASONS, [reply.finish_reason])
+    if reply.request_id:
+        span.set_attribute(tracing.GEN_AI_RESPONSE_ID, reply.request_id)
 
 
 def estimate_prompt_tokens(routed: RoutedRequest, family: str = "") -> int:

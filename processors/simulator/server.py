@@ -110,7 +110,10 @@ batch calls themselves count in `batches` (created, by route), `batch_items`
 their route had in an earlier batch) and `batch_polls` (status calls). Streamed
 requests count in `requests`, `by_route` and `by_model` as any other, and in
 `streams` (by route: every request that asked for a stream, whatever its answer)
-and `streams_cut` (streams cut short).
+and `streams_cut` (streams cut short). `with_traceparent` counts the synchronous model
+requests that came with a W3C `traceparent` header, and `traceparents` holds the trace
+ids (32 hex digits) of the last `TRACE_IDS_KEPT` of them, oldest first: how a test sees
+that a trace reached the provider.
 
 The hot path is kept cheap for a 1,000 req/s benchmark: no access log, no
 pydantic, orjson, one blake2b per body and one per draw. The ways to run the
@@ -120,6 +123,7 @@ server are in `launch`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Iterable
@@ -200,6 +204,9 @@ _GARBAGE_HTML = (
 _OPENAI = OpenAIWire()
 _ANTHROPIC = AnthropicWire()
 _GEMINI = GeminiWire()
+#: how many of the last trace ids seen the stats keep
+TRACE_IDS_KEPT = 100
+_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass
@@ -234,6 +241,12 @@ class SimulatorStats:
     (also counted in `requests`, `by_route`, `by_model`); not those an outage refused."""
     streams_cut: int = 0
     """Streamed answers cut after their first content chunk."""
+    with_traceparent: int = 0
+    """Synchronous model requests that came with a `traceparent` header."""
+    traceparents: collections.deque[str] = field(
+        default_factory=lambda: collections.deque(maxlen=TRACE_IDS_KEPT)
+    )
+    """The trace ids of the last `TRACE_IDS_KEPT` of them (a malformed header: "")."""
 
     def copy(self) -> SimulatorStats:
         return SimulatorStats(
@@ -253,6 +266,8 @@ class SimulatorStats:
             batch_polls=self.batch_polls,
             streams=dict(self.streams),
             streams_cut=self.streams_cut,
+            with_traceparent=self.with_traceparent,
+            traceparents=collections.deque(self.traceparents, maxlen=TRACE_IDS_KEPT),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -273,6 +288,8 @@ class SimulatorStats:
             "batch_polls": self.batch_polls,
             "streams": dict(self.streams),
             "streams_cut": self.streams_cut,
+            "with_traceparent": self.with_traceparent,
+            "traceparents": list(self.traceparents),
         }
 
 
@@ -485,6 +502,10 @@ class SimulatorServer:
         stats.requests += 1
         route = wire.name
         stats.by_route[route] = stats.by_route.get(route, 0) + 1
+        traceparent = request.headers.get("traceparent")
+        if traceparent is not None:
+            stats.with_traceparent += 1
+            stats.traceparents.append(_trace_id(traceparent))
         if self._outage is not None:
             mode = self.outage()
             if mode is not None:
@@ -811,6 +832,13 @@ class SimulatorServer:
                 await asyncio.wait_for(self.stopping.wait(), self.profile.hang_s)
         finally:
             stats.hanging -= 1
+
+
+def _trace_id(traceparent: str) -> str:
+    """The trace id of a `traceparent` (version-traceid-parentid-flags), "" if it has none."""
+    parts = traceparent.strip().split("-")
+    trace_id = parts[1].lower() if len(parts) >= 4 else ""
+    return trace_id if len(trace_id) == 32 and set(trace_id) <= _HEX else ""
 
 
 def _admin_error(message: str) -> web.Response:
