@@ -320,6 +320,9 @@ def query_saved(client: Client, where: str = "", *, rows: SpendFilter | None = N
 
 #: an attempt younger than this may still be in flight, not cut off
 UNCONFIRMED_GRACE_S = 300
+#: a batch-lane attempt (id `<request>#batch:<item>`) waits for its provider batch, which
+#: may take up to a day: it counts as cut off only once the lane would have given up
+BATCH_GRACE_S = 25 * 3600
 
 
 @dataclass(frozen=True)
@@ -338,12 +341,18 @@ def counts_unconfirmed(rows: SpendFilter) -> bool:
 def unconfirmed_query(
     rows: SpendFilter | None = None, grace_s: int = UNCONFIRMED_GRACE_S, where: str = ""
 ) -> Query:
-    """Attempts whose newest row is still `started` well after it was made (FINAL keeps it)."""
+    """Attempts whose newest row is still `started` well after it was made (FINAL keeps it);
+    a batch-lane attempt only once its batch would have been given up (`BATCH_GRACE_S`)."""
     rows = rows or SpendFilter()
     if not counts_unconfirmed(rows):
         raise ValueError("attempts can be filtered by tenant, model and tier only")
     conditions, parameters = _conditions(rows)
-    filters = ["state = 'started'", f"created_at < now64(3) - INTERVAL {int(grace_s)} SECOND"]
+    filters = [
+        "state = 'started'",
+        f"created_at < now64(3) - INTERVAL {int(grace_s)} SECOND",
+        f"NOT (position(attempt_id, '#batch:') > 0 "
+        f"AND created_at >= now64(3) - INTERVAL {max(int(grace_s), BATCH_GRACE_S)} SECOND)",
+    ]
     if where:
         filters.append(where)
     sql = (

@@ -13,9 +13,19 @@ from click.testing import CliRunner
 from clickhouse_connect.driver.client import Client
 
 from tests.integration.support import sink_settings, wait_until
-from tierline.processors.store.clickhouse import COST_COLUMNS, insert_costs, migrate
-from tierline.processors.store.spend import SpendFilter, query_spend, spend_query
-from tierline.schemas import CostRecord, Tier, encode
+from tierline.processors.store.clickhouse import (
+    COST_COLUMNS,
+    insert_attempts,
+    insert_costs,
+    migrate,
+)
+from tierline.processors.store.spend import (
+    SpendFilter,
+    query_spend,
+    query_unconfirmed,
+    spend_query,
+)
+from tierline.schemas import Attempt, CostRecord, Tier, encode
 from tierline.schemas.rows import row
 from tierline.streams.cli import main
 from tierline.streams.cost_sink import CostSink
@@ -40,6 +50,44 @@ def record(
         cost_usd=Decimal(cost),
         created_at=datetime(2026, 11, 1, 12, 0, tzinfo=UTC),
     )
+
+
+def test_an_open_batch_item_is_not_a_cut_off_call_until_its_batch_would_be_given_up(
+    clickhouse: Client,
+) -> None:
+    """A call started 10 minutes ago and never settled was cut off; a batch item started
+    then is waiting for its batch (hours, by design), unless it is past the lane's 25 h."""
+    migrate(clickhouse)
+    now = datetime.now(UTC)
+
+    def started(attempt_id: str, ago: timedelta) -> Attempt:
+        return Attempt(
+            attempt_id=attempt_id,
+            request_id=attempt_id.split("#")[0],
+            tenant="acme",
+            tier=Tier.BATCH,
+            model="gpt-4.1-nano",
+            provider="openai",
+            state="started",
+            estimated_cost_usd=Decimal("0.001"),
+            created_at=now - ago,
+        )
+
+    insert_attempts(
+        clickhouse,
+        [
+            started("uc-sync#1@a1", timedelta(minutes=10)),
+            started("uc-batch#batch:tl-1", timedelta(minutes=10)),
+            started("uc-old#batch:tl-2", timedelta(hours=26)),
+        ],
+    )
+    mine = "request_id LIKE 'uc-%'"
+    cut_off = query_unconfirmed(clickhouse, where=mine)
+    assert (cut_off.calls, cut_off.estimated_usd) == (2, Decimal("0.002"))
+    ids = clickhouse.query(
+        f"SELECT attempt_id FROM attempts FINAL WHERE {mine} ORDER BY attempt_id"
+    ).result_rows
+    assert len(ids) == 3  # all three are there; the open batch item is just not counted
 
 
 def test_migrate_is_idempotent_and_versioned(clickhouse: Client) -> None:
