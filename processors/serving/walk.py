@@ -369,15 +369,7 @@ class Dispatcher:
                 if recorded is not None:
                     await recorded
                 exc = walk.broken(model, exc)
-                if exc.unsupported is not None:
-                    _capability_refused(exc, model, routed, walk)
-                if isinstance(exc, BilledReplyError):
-                    # refused or empty, but the provider charged for the tokens: bill them
-                    walk.billed_attempt(model, exc.usage, _ms_since(call_started), error=exc)
-                    _attempt_usage(span, exc.usage, walk)
-                else:
-                    walk.failed_attempt(exc)
-                tracing.failed(span, str(exc.error_type), self.keys.redact(exc.message))
+                self._failed_call(model, routed, walk, exc, call_started, span)
                 span.end()
                 if health is not None:
                     health.observe(
@@ -501,15 +493,31 @@ class Dispatcher:
             )
             tracing.failed(span, str(ErrorType.UNAVAILABLE), f"batch item {result.reason}")
             return None
-        if result.unsupported is not None:
-            _capability_refused(result, model, routed, walk)
-        if isinstance(result, BilledReplyError):
-            walk.billed_attempt(model, result.usage, _ms_since(started), error=result, batch=True)
-            _attempt_usage(span, result.usage, walk)
-        else:
-            walk.failed_attempt(result)
-        tracing.failed(span, str(result.error_type), self.keys.redact(result.message))
+        self._failed_call(model, routed, walk, result, started, span, batch=True)
         return None
+
+    def _failed_call(
+        self,
+        model: ModelSpec,
+        routed: RoutedRequest,
+        walk: _Walk,
+        error: ProviderError,
+        started: float,
+        span: Span,
+        *,
+        batch: bool = False,
+    ) -> None:
+        """Note a call (or batch item) `model` answered with `error`: a capability it
+        refused, and the attempt, billed when the provider charged for the tokens."""
+        if error.unsupported is not None:
+            _capability_refused(error, model, routed, walk)
+        if isinstance(error, BilledReplyError):
+            # refused or empty, but the provider charged for the tokens: bill them
+            walk.billed_attempt(model, error.usage, _ms_since(started), error=error, batch=batch)
+            _attempt_usage(span, error.usage, walk)
+        else:
+            walk.failed_attempt(error)
+        tracing.failed(span, str(error.error_type), self.keys.redact(error.message))
 
     async def _claim(
         self, model: ModelSpec, routed: RoutedRequest, walk: _Walk, last: bool
