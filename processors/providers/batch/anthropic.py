@@ -22,17 +22,16 @@ import orjson
 from tierline.processors.pricing.catalog import ModelSpec
 from tierline.processors.providers.base import Adapter
 from tierline.processors.providers.batch.api import (
+    BatchCalls,
     BatchPoll,
     ItemLost,
     ItemResult,
-    exchange,
+    created_name,
     json_reply,
     jsonl,
-    key_headers,
     parsed_item,
     unusable,
 )
-from tierline.processors.providers.registry import adapter_for
 from tierline.schemas import RouteRequest
 
 #: the HTTP status each error type of Anthropic's stands for
@@ -63,40 +62,24 @@ class AnthropicBatches:
         items: Sequence[tuple[str, RouteRequest]],
         api_key: str | None,
     ) -> str:
-        adapter = adapter_for(model.provider)
+        calls = BatchCalls.of(http, model, api_key, self.timeout_s)
         requests = [
-            {"custom_id": custom_id, "params": orjson.loads(adapter.build(model, r, api_key).body)}
+            {
+                "custom_id": custom_id,
+                "params": orjson.loads(calls.adapter.build(model, r, api_key).body),
+            }
             for custom_id, r in items
         ]
-        created = await exchange(
-            http,
-            adapter,
-            model,
-            "POST",
-            f"{model.api_base}/v1/messages/batches",
-            timeout_s=self.timeout_s,
-            headers=key_headers(adapter, model, api_key) | {"content-type": "application/json"},
-            content=orjson.dumps({"requests": requests}),
+        created = await calls.post_json(
+            f"{model.api_base}/v1/messages/batches", {"requests": requests}
         )
-        batch_id = json_reply(created, "message batch create").get("id")
-        if not isinstance(batch_id, str):
-            raise unusable("message batch create: the reply has no batch id")
-        return batch_id
+        return created_name(created, "message batch create", "id", "batch id")
 
     async def poll(
         self, http: httpx.AsyncClient, model: ModelSpec, batch_id: str, api_key: str | None
     ) -> BatchPoll:
-        adapter = adapter_for(model.provider)
-        headers = key_headers(adapter, model, api_key)
-        reply = await exchange(
-            http,
-            adapter,
-            model,
-            "GET",
-            f"{model.api_base}/v1/messages/batches/{batch_id}",
-            timeout_s=self.timeout_s,
-            headers=headers,
-        )
+        calls = BatchCalls.of(http, model, api_key, self.timeout_s)
+        reply = await calls.get(f"{model.api_base}/v1/messages/batches/{batch_id}")
         batch = json_reply(reply, "message batch status")
         status = str(batch.get("processing_status", ""))
         if status != "ended":
@@ -104,15 +87,12 @@ class AnthropicBatches:
         url = batch.get("results_url")
         if not isinstance(url, str) or not url:
             raise unusable("message batch status: ended, but no results_url")
-        results_reply = await exchange(
-            http, adapter, model, "GET", url, timeout_s=self.timeout_s, headers=headers
-        )
         results: dict[str, ItemResult] = {}
-        for line in jsonl(results_reply.content, "message batch results"):
+        for line in jsonl((await calls.get(url)).content, "message batch results"):
             custom_id = line.get("custom_id")
             result = line.get("result")
             if isinstance(custom_id, str) and isinstance(result, dict):
-                results[custom_id] = _item(adapter, result)
+                results[custom_id] = _item(calls.adapter, result)
         return BatchPoll(ended=True, status=status, results=results)
 
 

@@ -127,6 +127,59 @@ async def exchange(
     return reply
 
 
+@dataclass(frozen=True, slots=True)
+class BatchCalls:
+    """The management calls of one model's batch API: its client, adapter, key headers
+    and timeout, said once per submit or poll instead of at every call."""
+
+    http: httpx.AsyncClient
+    adapter: Adapter
+    model: ModelSpec
+    headers: dict[str, str]
+    timeout_s: float
+
+    @classmethod
+    def of(
+        cls, http: httpx.AsyncClient, model: ModelSpec, api_key: str | None, timeout_s: float
+    ) -> BatchCalls:
+        from tierline.processors.providers.registry import adapter_for
+
+        adapter = adapter_for(model.provider)
+        return cls(http, adapter, model, key_headers(adapter, model, api_key), timeout_s)
+
+    async def get(self, url: str) -> httpx.Response:
+        return await self.call("GET", url)
+
+    async def post_json(self, url: str, body: Any) -> httpx.Response:
+        return await self.call(
+            "POST", url, content=orjson.dumps(body), headers={"content-type": "application/json"}
+        )
+
+    async def call(
+        self, method: str, url: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """`exchange` with this API's headers (plus `headers`) and timeout."""
+        return await exchange(
+            self.http,
+            self.adapter,
+            self.model,
+            method,
+            url,
+            timeout_s=self.timeout_s,
+            headers=self.headers | dict(headers or {}),
+            **kwargs,
+        )
+
+
+def created_name(reply: httpx.Response, what: str, field: str, thing: str) -> str:
+    """The string `field` of a create call's JSON reply, or an `invalid_response` error
+    saying the reply has no `thing`."""
+    value = json_reply(reply, what).get(field)
+    if not isinstance(value, str) or not value:
+        raise unusable(f"{what}: the reply has no {thing}")
+    return value
+
+
 def unusable(message: str, status: int | None = None) -> ProviderError:
     """A batch API reply tierline cannot read: the provider's fault, another model may help."""
     return ProviderError(ErrorType.INVALID_RESPONSE, message[:300], status=status)

@@ -24,16 +24,15 @@ import orjson
 from tierline.processors.pricing.catalog import ModelSpec
 from tierline.processors.providers.base import Adapter
 from tierline.processors.providers.batch.api import (
+    BatchCalls,
     BatchPoll,
     ItemLost,
     ItemResult,
-    exchange,
+    created_name,
     json_reply,
-    key_headers,
     parsed_item,
     unusable,
 )
-from tierline.processors.providers.registry import adapter_for
 from tierline.schemas import RouteRequest
 
 LOST_STATES = {
@@ -56,10 +55,10 @@ class GeminiBatches:
         items: Sequence[tuple[str, RouteRequest]],
         api_key: str | None,
     ) -> str:
-        adapter = adapter_for(model.provider)
+        calls = BatchCalls.of(http, model, api_key, self.timeout_s)
         requests, url = [], ""
         for custom_id, request in items:
-            call = adapter.build(model, request, api_key)
+            call = calls.adapter.build(model, request, api_key)
             url = call.url.replace(":generateContent", ":batchGenerateContent")
             requests.append({"request": orjson.loads(call.body), "metadata": {"key": custom_id}})
         body = {
@@ -68,34 +67,18 @@ class GeminiBatches:
                 "input_config": {"requests": {"requests": requests}},
             }
         }
-        created = await exchange(
-            http,
-            adapter,
-            model,
-            "POST",
-            url,
-            timeout_s=self.timeout_s,
-            headers=key_headers(adapter, model, api_key) | {"content-type": "application/json"},
-            content=orjson.dumps(body),
+        name = created_name(
+            await calls.post_json(url, body), "batchGenerateContent", "name", "batch name"
         )
-        name = json_reply(created, "batchGenerateContent").get("name")
-        if not isinstance(name, str) or not name.startswith("batches/"):
+        if not name.startswith("batches/"):
             raise unusable("batchGenerateContent: the reply names no batches/... operation")
         return name.removeprefix("batches/")
 
     async def poll(
         self, http: httpx.AsyncClient, model: ModelSpec, batch_id: str, api_key: str | None
     ) -> BatchPoll:
-        adapter = adapter_for(model.provider)
-        reply = await exchange(
-            http,
-            adapter,
-            model,
-            "GET",
-            f"{model.api_base}/v1beta/batches/{batch_id}",
-            timeout_s=self.timeout_s,
-            headers=key_headers(adapter, model, api_key),
-        )
+        calls = BatchCalls.of(http, model, api_key, self.timeout_s)
+        reply = await calls.get(f"{model.api_base}/v1beta/batches/{batch_id}")
         operation = json_reply(reply, "batch status")
         metadata = operation.get("metadata")
         state = str(metadata.get("state", "")) if isinstance(metadata, dict) else ""
@@ -105,7 +88,7 @@ class GeminiBatches:
         for entry in _inlined(operation):
             key = entry.get("metadata", {}).get("key") if isinstance(entry, dict) else None
             if isinstance(key, str):
-                results[key] = _item(adapter, entry)
+                results[key] = _item(calls.adapter, entry)
         lost = LOST_STATES.get(state)
         if lost is not None:
             return BatchPoll(True, state, results, ItemLost(lost))

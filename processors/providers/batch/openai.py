@@ -23,17 +23,15 @@ import orjson
 from tierline.processors.pricing.catalog import ModelSpec
 from tierline.processors.providers.base import Adapter
 from tierline.processors.providers.batch.api import (
+    BatchCalls,
     BatchPoll,
     ItemLost,
     ItemResult,
-    exchange,
+    created_name,
     json_reply,
     jsonl,
-    key_headers,
     parsed_item,
-    unusable,
 )
-from tierline.processors.providers.registry import adapter_for
 from tierline.schemas import RouteRequest
 
 ENDPOINT = "/v1/chat/completions"
@@ -55,10 +53,10 @@ class OpenAIBatches:
         items: Sequence[tuple[str, RouteRequest]],
         api_key: str | None,
     ) -> str:
-        adapter = adapter_for(model.provider)
+        calls = BatchCalls.of(http, model, api_key, self.timeout_s)
         lines = []
         for custom_id, request in items:
-            call = adapter.build(model, request, api_key)
+            call = calls.adapter.build(model, request, api_key)
             line = {
                 "custom_id": custom_id,
                 "method": "POST",
@@ -66,53 +64,24 @@ class OpenAIBatches:
                 "body": orjson.loads(call.body),
             }
             lines.append(orjson.dumps(line))
-        headers = key_headers(adapter, model, api_key)
-        uploaded = await exchange(
-            http,
-            adapter,
-            model,
+        uploaded = await calls.call(
             "POST",
             f"{model.api_base}/files",
-            timeout_s=self.timeout_s,
-            headers=headers,
             data={"purpose": "batch"},
             files={"file": ("tierline-batch.jsonl", b"\n".join(lines) + b"\n", JSONL)},
         )
-        file_id = json_reply(uploaded, "batch file upload").get("id")
-        if not isinstance(file_id, str):
-            raise unusable("batch file upload: the reply has no file id")
-        created = await exchange(
-            http,
-            adapter,
-            model,
-            "POST",
+        file_id = created_name(uploaded, "batch file upload", "id", "file id")
+        created = await calls.post_json(
             f"{model.api_base}/batches",
-            timeout_s=self.timeout_s,
-            headers=headers | {"content-type": "application/json"},
-            content=orjson.dumps(
-                {"input_file_id": file_id, "endpoint": ENDPOINT, "completion_window": "24h"}
-            ),
+            {"input_file_id": file_id, "endpoint": ENDPOINT, "completion_window": "24h"},
         )
-        batch_id = json_reply(created, "batch create").get("id")
-        if not isinstance(batch_id, str):
-            raise unusable("batch create: the reply has no batch id")
-        return batch_id
+        return created_name(created, "batch create", "id", "batch id")
 
     async def poll(
         self, http: httpx.AsyncClient, model: ModelSpec, batch_id: str, api_key: str | None
     ) -> BatchPoll:
-        adapter = adapter_for(model.provider)
-        headers = key_headers(adapter, model, api_key)
-        reply = await exchange(
-            http,
-            adapter,
-            model,
-            "GET",
-            f"{model.api_base}/batches/{batch_id}",
-            timeout_s=self.timeout_s,
-            headers=headers,
-        )
-        batch = json_reply(reply, "batch status")
+        calls = BatchCalls.of(http, model, api_key, self.timeout_s)
+        batch = json_reply(await calls.get(f"{model.api_base}/batches/{batch_id}"), "batch status")
         status = str(batch.get("status", ""))
         if status not in FINAL:
             return BatchPoll(ended=False, status=status)
@@ -121,19 +90,11 @@ class OpenAIBatches:
             file_id = batch.get(field)
             if not isinstance(file_id, str) or not file_id:
                 continue
-            content = await exchange(
-                http,
-                adapter,
-                model,
-                "GET",
-                f"{model.api_base}/files/{file_id}/content",
-                timeout_s=self.timeout_s,
-                headers=headers,
-            )
+            content = await calls.get(f"{model.api_base}/files/{file_id}/content")
             for line in jsonl(content.content, f"batch {field}"):
                 custom_id = line.get("custom_id")
                 if isinstance(custom_id, str):
-                    results[custom_id] = _item(adapter, line)
+                    results[custom_id] = _item(calls.adapter, line)
         if status == "failed":
             errors = batch.get("errors") or {}
             data = errors.get("data") if isinstance(errors, dict) else None
