@@ -53,7 +53,8 @@ class KafkaSettings(BaseModel):
     #: exactly once on Kafka transactions (streams/partition_outbox.py): "auto" = on for a
     #: real Kafka, off for the embedded broker (which has none; the done log is used there)
     transactions: Literal["auto", "on", "off"] = "auto"
-    #: how long answers gather before a transaction publishes them (one commit per batch)
+    #: after a quiet spell, how long answers gather before a transaction publishes them
+    #: (answers that queue while a transaction is in flight go in the next one at once)
     transaction_linger_ms: int = Field(default=5, ge=0)
     #: "process": one transactional producer per process, fenced by group generation
     #: (streams/process_outbox.py; Kafka >= 2.5); "partition": one per input partition,
@@ -64,6 +65,9 @@ class KafkaSettings(BaseModel):
     #: is how long a SIGKILLed owner's partitions (and the partitions it wrote to, for
     #: read_committed readers) wait; with the partition scope a new owner aborts it at once
     transaction_timeout_ms: int = Field(default=10_000, ge=1000)
+    #: how soon a transaction begun while the coordinator still writes the last one's
+    #: commit markers is retried (aiokafka's own: 20 ms; streams/txn_turnaround.py)
+    transaction_retry_ms: int = Field(default=2, ge=1, le=100)
 
 
 class ClickHouseSettings(BaseModel):

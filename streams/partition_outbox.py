@@ -44,6 +44,7 @@ from tierline.streams.offset_ledger import OffsetLedger
 from tierline.streams.outgoing import Outgoing
 from tierline.streams.sender import instead, send_one
 from tierline.streams.topics import Topics
+from tierline.streams.txn_turnaround import set_concurrent_transaction_retry
 
 ProducerFactory = Callable[[str], AIOKafkaProducer]
 T = TypeVar("T")
@@ -51,6 +52,7 @@ T = TypeVar("T")
 
 def transactional_producers(bootstrap: str, kafka: KafkaSettings) -> ProducerFactory:
     """Makes the producer for a transactional id, with tierline's client settings."""
+    set_concurrent_transaction_retry(kafka.transaction_retry_ms)
 
     def new(transactional_id: str) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -222,13 +224,16 @@ class PartitionOutbox(OwnedPartition):
 
     async def open(self, read_commit: CommitReader) -> None:
         """Fence the partition's previous owner, then read where it left off."""
-        self._producer = await started_producer(
+        self._producer = await self._started_producer()
+        await self.resume(read_commit, self.who, self.log)
+        self._task = asyncio.create_task(self._run(), name=f"outbox.{self.transactional_id}")
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        return await started_producer(
             lambda: self._new_producer(self.transactional_id),
             f"{self.who}: starting the transactional producer for {self.tp}",
             self.log,
         )
-        await self.resume(read_commit, self.who, self.log)
-        self._task = asyncio.create_task(self._run(), name=f"outbox.{self.transactional_id}")
 
     def publish(self, offset: int, sends: Sequence[Outgoing]) -> asyncio.Future[bool]:
         """Queue the answers to the message at `offset`; resolves True once committed.
@@ -268,14 +273,17 @@ class PartitionOutbox(OwnedPartition):
         self._idle.set()
 
     async def _run(self) -> None:
+        waited = False  # as in ProcessOutbox: only the first answer after a quiet spell lingers
         while True:
             await self._wake.wait()
             self._wake.clear()
             if not self._queue:
                 self._idle.set()
+                waited = False
                 continue
-            if self.linger_s:
+            if self.linger_s and not waited:
                 await asyncio.sleep(self.linger_s)
+            waited = False
             assert self.ledger is not None
             batch, self._queue = self._queue, []
             offsets, held = self.ledger.admissible(item.offset for item in batch)
@@ -287,28 +295,27 @@ class PartitionOutbox(OwnedPartition):
             if not await self._transact(taken):
                 return
             if self._queue:
+                waited = True
                 self._wake.set()
             else:
                 self._idle.set()
 
     async def _transact(self, items: list[Pending]) -> bool:
         """Publish `items` and the commit point in one transaction; False: the producer is lost."""
-        producer, ledger = self._producer, self.ledger
-        assert producer is not None and ledger is not None
+        ledger = self.ledger
+        assert ledger is not None
         sends = [send for item in items for send in item.sends]
+
+        def commit_point() -> dict[TopicPartition, OffsetAndMetadata]:
+            point = ledger.commit(item.offset for item in items)
+            return {self.tp: OffsetAndMetadata(point.offset, point.metadata)}
+
         tries, delay = 0, 0.1
         while True:
+            producer = self._producer
+            assert producer is not None
             try:
-                await producer.begin_transaction()
-                results = await asyncio.gather(*(send_one(producer, s) for s in sends))
-                failed = {i: r for i, r in enumerate(results) if r is not None}
-                if failed:
-                    raise SendsFailed(failed)
-                point = ledger.commit(item.offset for item in items)
-                await producer.send_offsets_to_transaction(
-                    {self.tp: OffsetAndMetadata(point.offset, point.metadata)}, self.group_id
-                )
-                await producer.commit_transaction()
+                await transact(producer, sends, commit_point, self.group_id)
             except (KafkaError, SendsFailed) as exc:
                 if not await self._recover(producer, exc):
                     for item in items:
@@ -318,6 +325,7 @@ class PartitionOutbox(OwnedPartition):
                 if isinstance(exc, SendsFailed):
                     tries += 1
                     sends = rerouted(sends, exc.failed, tries, self.topics, self.who, self.log)
+                    self._producer = await renewed(producer, self._started_producer)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -350,6 +358,49 @@ class PartitionOutbox(OwnedPartition):
             return False
         self.log.warning("%s: transaction for %s failed (%s); retrying", self.who, self.tp, error)
         return True
+
+
+async def transact(
+    producer: AIOKafkaProducer,
+    sends: Sequence[Outgoing],
+    offsets: Callable[[], dict[TopicPartition, OffsetAndMetadata]],
+    group_id: str,
+) -> None:
+    """One transaction: `sends`, and the commit point `offsets()` gives, committed together.
+
+    The commit point goes to the coordinator while the sends are still in flight (it
+    counts only when the transaction commits), so a transaction costs the longer of
+    the two, not their sum. Every send's ack is awaited before the commit all the
+    same: aiokafka commits a transaction whose produce request failed without that
+    record, so a failed send raises `SendsFailed` and the caller aborts.
+    """
+    await producer.begin_transaction()
+    acks = asyncio.gather(*(send_one(producer, s) for s in sends))
+    try:
+        await producer.send_offsets_to_transaction(offsets(), group_id)
+    finally:
+        results = await acks
+    failed = {i: r for i, r in enumerate(results) if r is not None}
+    if failed:
+        raise SendsFailed(failed)
+    await producer.commit_transaction()
+
+
+async def renewed(
+    old: AIOKafkaProducer, start: Callable[[], Awaitable[AIOKafkaProducer]]
+) -> AIOKafkaProducer:
+    """A new epoch of `old`'s transactional id, after a transaction a send failed in.
+
+    aiokafka keeps the refused batch's sequence numbers, so every later send to that
+    partition fails with OutOfOrderSequenceNumber: a response too large for a
+    client's reply_to topic was refused twice more that way, then went to the shared
+    response topic instead of its error response landing where the client reads. A
+    new producer with the same id gets a bumped epoch and fresh sequences. Nothing is
+    lost: the transaction was aborted, and its answers go again in the next one.
+    """
+    retrieve_failure(old)
+    await old.stop()
+    return await start()
 
 
 def rerouted(

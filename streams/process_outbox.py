@@ -42,13 +42,14 @@ from tierline.streams.partition_outbox import (
     OwnedPartition,
     Pending,
     SendsFailed,
+    renewed,
     rerouted,
     retrieve_failure,
     started_producer,
+    transact,
     transactional_producers,
     txn_state,
 )
-from tierline.streams.sender import send_one
 from tierline.streams.topics import Topics
 
 
@@ -180,16 +181,22 @@ class ProcessOutbox:
             await self.on_close()
 
     async def _run(self) -> None:
+        # answers that queued while a transaction was in flight go in the next one at
+        # once: they have waited already. Only the first answer after a quiet spell
+        # lingers, for company.
+        waited = False
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self.linger_s:
+            if self.linger_s and not waited:
                 await asyncio.sleep(self.linger_s)
             batch = self._gather()
+            waited = False
             if not batch:
                 continue
             await self._transact(batch)
             if any(slot.queue for slot in self.slots.values()):
+                waited = True
                 self._wake.set()
 
     def _gather(self) -> dict[PartitionSlot, list[Pending]]:
@@ -212,24 +219,14 @@ class ProcessOutbox:
             producer = self._producer
             assert producer is not None
             try:
-                await producer.begin_transaction()
-                results = await asyncio.gather(*(send_one(producer, s) for s in sends))
-                failed = {i: r for i, r in enumerate(results) if r is not None}
-                if failed:
-                    raise SendsFailed(failed)
-                offsets = {}
-                for slot, items in batch.items():
-                    assert slot.ledger is not None
-                    point = slot.ledger.commit(item.offset for item in items)
-                    offsets[slot.tp] = OffsetAndMetadata(point.offset, point.metadata)
-                await producer.send_offsets_to_transaction(offsets, self.group_id)
-                await producer.commit_transaction()
+                await transact(producer, sends, lambda: commit_points(batch), self.group_id)
             except (KafkaError, SendsFailed) as exc:
                 if not await self._recover(producer, exc, batch):
                     return
                 if isinstance(exc, SendsFailed):
                     tries += 1
                     sends = rerouted(sends, exc.failed, tries, self.topics, self.who, self.log)
+                    self._producer = await renewed(producer, self._started_producer)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -299,6 +296,18 @@ class ProcessOutbox:
             ledger = self.slots[tp].ledger
             if ledger is not None:
                 self.seek(tp, ledger.base)
+
+
+def commit_points(
+    batch: dict[PartitionSlot, list[Pending]],
+) -> dict[TopicPartition, OffsetAndMetadata]:
+    """Each partition's commit point once `batch`'s answers are published."""
+    offsets = {}
+    for slot, items in batch.items():
+        assert slot.ledger is not None
+        point = slot.ledger.commit(item.offset for item in items)
+        offsets[slot.tp] = OffsetAndMetadata(point.offset, point.metadata)
+    return offsets
 
 
 def process_transactional_id(group_id: str) -> str:

@@ -7,9 +7,10 @@ import asyncio
 import logging
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.integration.support import collect, create_topic, group_member
+from tierline.schemas import RouteResponse, encode
 from tierline.streams.config import KafkaSettings
 from tierline.streams.group_fencing import stable_commit_reader
 from tierline.streams.outgoing import Outgoing
@@ -127,6 +128,58 @@ async def test_one_transaction_carries_several_partitions_answers_and_commit_poi
         assert values == sorted(f"{p}-{o}".encode() for p in range(3) for o in range(4))
     finally:
         await reader.stop()
+        await box.close()
+        await owner.stop()
+        await admin.close()
+
+
+async def test_a_send_the_broker_refuses_aborts_the_transaction_and_goes_again_rerouted(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """The commit point is sent while the answers are still in flight; one answer the
+    broker refuses for its size must still abort the whole transaction (aiokafka would
+    commit it without that record), and the retry carries what `reroute` makes of it."""
+    source = await create_topic(kafka_bootstrap, f"{topic_prefix}in", partitions=1)
+    out = await create_topic(kafka_bootstrap, f"{topic_prefix}out", partitions=1)
+    client = f"{topic_prefix}client"  # a client's reply_to topic, with a small message limit
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(client, 1, 1, topic_configs={"max.message.bytes": "2048"})])
+    tp, group = TopicPartition(source, 0), f"{topic_prefix}group"
+    readers = [await tail_consumer(kafka_bootstrap, t, from_start=True) for t in (out, client)]
+    owner = await group_member(kafka_bootstrap, source, group)
+    view = [(owner._coordinator.generation, owner._coordinator.member_id)]
+    box = outbox(kafka_bootstrap, admin, group, "one", view)
+    box.topics = Topics(topic_prefix)
+    big = RouteResponse(id="r1", tenant="acme", status="ok", content="x" * 8000)
+    try:
+        await box.start()
+        await box.assign([tp])
+        slot = box.take(tp, 0)
+        box.take(tp, 1)
+        box.take(tp, 2)
+        await slot.ready()
+        published = await asyncio.gather(
+            slot.publish(0, [Outgoing(client, b"r1", encode(big))]),
+            slot.publish(1, [Outgoing(out, None, b"fine")]),
+        )
+        assert list(published) == [True, True]
+        assert box.transactions == 1  # the aborted first try is not counted
+        # the client's partition takes the producer's next answer too
+        small = RouteResponse(id="r2", tenant="acme", status="ok", content="short")
+        assert await slot.publish(2, [Outgoing(client, b"r2", encode(small))]) is True
+        [fine] = await collect(readers[0], 1, timeout_s=30, settle_s=2)
+        assert fine.value == b"fine"  # once: the aborted first try is never read
+        instead, later = await collect(readers[1], 2, timeout_s=30, settle_s=2)
+        answer = RouteResponse.model_validate_json(instead.value)
+        assert (answer.id, answer.status) == ("r1", "error")
+        assert answer.error is not None and "larger than its topic accepts" in answer.error.message
+        assert RouteResponse.model_validate_json(later.value).id == "r2"
+        assert box.transactions == 2
+        assert (await stable_commit_reader(admin, group)(tp))[0] == 3
+    finally:
+        for reader in readers:
+            await reader.stop()
         await box.close()
         await owner.stop()
         await admin.close()
