@@ -44,6 +44,15 @@ if TYPE_CHECKING:
     help="Share of requests accepted and never answered.",
 )
 @click.option(
+    "--set",
+    "fields",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Any other profile field, repeatable (VALUE read as JSON when it parses), e.g. "
+    "--set batch_delay_s=5 --set batch_expire_rate=0.1 --set stream_cut_rate=0.05 "
+    "--set garbage_rate=0.01.",
+)
+@click.option(
     "--profile",
     "profile_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -60,6 +69,7 @@ def command(
     rate_limit_rate: float | None,
     retry_after_s: float | None,
     hang_rate: float | None,
+    fields: tuple[str, ...],
     profile_file: Path | None,
 ) -> None:
     """Run a fake OpenAI / Anthropic / Gemini API on a local port, until Ctrl-C.
@@ -74,6 +84,7 @@ def command(
       tierline simulate
       tierline simulate --latency-ms 500 --latency-jitter 0.3 --error-rate 0.02
       tierline simulate --port 0 --profile slow-premium.json --seed 7
+      tierline simulate --set batch_delay_s=5 --set stream_chunk_ms=40
 
     \b
     Then, in another shell:
@@ -106,7 +117,11 @@ def command(
         "retry_after_s": retry_after_s,
         "hang_rate": hang_rate,
     }
-    changes = {k: v for k, v in given.items() if v is not None}
+    # the named options win over a --set of the same field
+    changes = {
+        **set_fields(fields, frozenset(SimulatorProfile.model_fields)),
+        **{k: v for k, v in given.items() if v is not None},
+    }
     if changes:
         try:
             profile = profile.with_overrides(**changes)
@@ -115,6 +130,30 @@ def command(
 
     run_simulator_forever(profile, host, port, on_ready=_announce)
     click.echo("Simulator stopped.")
+
+
+def set_fields(pairs: tuple[str, ...], known: frozenset[str]) -> dict[str, Any]:
+    """`--set FIELD=VALUE` pairs as profile changes: VALUE as JSON when it parses (numbers,
+    true/false, lists, objects), else as the string it is; an unknown FIELD is an error
+    that lists the known ones."""
+    import orjson
+
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r} is not FIELD=VALUE", param_hint="--set")
+        if name not in known:
+            raise click.BadParameter(
+                f"no profile field {name!r}; the fields: {', '.join(sorted(known))}",
+                param_hint="--set",
+            )
+        try:
+            changes[name] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            changes[name] = raw
+    return changes
 
 
 def _announce(sim: RunningSimulator) -> None:
