@@ -37,6 +37,7 @@ from aiokafka.errors import KafkaError
 from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span
 
 from tierline.processors.gateway.api_keys import KeyTable, bearer_key
+from tierline.processors.gateway.hint_headers import header_hints
 from tierline.processors.gateway.model_names import choose, model_list
 from tierline.processors.gateway.openai_request import (
     parse_body,
@@ -181,7 +182,13 @@ class Gateway:
         if self.stopping.is_set():
             raise GatewayError(503, "the gateway is stopping; call again", "unavailable")
         body = parse_body(await self._body(request))
-        routed = to_route_request(body, request_id=rid, tenant=tenant, catalog=self.catalog)
+        routed = to_route_request(
+            body,
+            request_id=rid,
+            tenant=tenant,
+            catalog=self.catalog,
+            hints=header_hints(request.headers),
+        )
         span = get_current_span()
         if span.is_recording():
             model = body.get("model")

@@ -11,6 +11,7 @@
     user                    -> metadata.user
     metadata                -> metadata.tags; its "feature" key -> metadata.feature,
                                the dimension spend is reported by
+    X-Tierline-Cache/-Trim  -> hints.cache / hints.trim (headers: `hint_headers`)
 
 The id comes from the caller's headers (`request_ids`) and the tenant from its API
 key (`api_keys`): a body that names `tenant`, `reply_to` or any other field of
@@ -119,9 +120,15 @@ def parse_body(raw: bytes) -> dict[str, Any]:
 
 
 def to_route_request(
-    body: dict[str, Any], *, request_id: str, tenant: str, catalog: Catalog
+    body: dict[str, Any],
+    *,
+    request_id: str,
+    tenant: str,
+    catalog: Catalog,
+    hints: dict[str, Any] | None = None,
 ) -> RouteRequest:
-    """The `RouteRequest` the body asks for, as `tenant`, under `request_id`."""
+    """The `RouteRequest` the body asks for, as `tenant`, under `request_id`, with the
+    routing `hints` the caller's headers set (`hint_headers`) beside the model's."""
     _refuse_extras(body)
     try:
         fields = _Body.model_validate(body)
@@ -156,7 +163,7 @@ def to_route_request(
             "parallel_tool_calls": fields.parallel_tool_calls,
             "stream": bool(fields.stream),
         },
-        "hints": choice.hints(),
+        "hints": choice.hints(**(hints or {})),
         "metadata": {"feature": feature, "user": fields.user, "tags": metadata},
         "created_at": datetime.now(UTC),
     }
