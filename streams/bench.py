@@ -262,6 +262,8 @@ class RoleProcesses:
 
 
 FLOOR_STAGES = ("requests", "middle", "responses")
+#: the floors' topic (and role) names under the bench's prefix: plain, and exactly once
+FLOOR, FLOOR_TXN = "floor", "floortxn"
 
 
 async def run_bench(
@@ -289,23 +291,36 @@ async def run_bench(
         say(f"simulator at {sim.url}, provider latency {provider_latency_ms} ms")
         roles = RoleProcesses(bootstrap, prefix, sim.url, state_dir, embedded)
         floor = RoleProcesses(bootstrap, prefix, sim.url, state_dir, embedded)
+        # the floor of the same guarantee: exactly once on transactions, as tierline runs
+        floor_txn = None if embedded else RoleProcesses(bootstrap, prefix, sim.url, state_dir)
         broker = BrokerClock.near(bootstrap, embedded)
         say(broker.describe())
         wait_ms = "5" if embedded else "100"
-        for stage, (source, target) in enumerate(itertools.pairwise(FLOOR_STAGES)):
-            floor.spawn(
-                "floor",
-                [sys.executable, "-m", "tierline.streams.bench_floor"]
-                + [f"{prefix}floor.{source}", f"{prefix}floor.{target}"]
-                + ["--bootstrap", bootstrap, "--group", f"{prefix}floor{stage}"]
-                + ["--fetch-max-wait-ms", wait_ms],
-            )
+        floors: list[tuple[RoleProcesses, str, list[str]]] = [(floor, FLOOR, [])]
+        if floor_txn is not None:
+            floors.append((floor_txn, FLOOR_TXN, ["--transactional"]))
+        for processes, stage_prefix, extra in floors:
+            for stage, (source, target) in enumerate(itertools.pairwise(FLOOR_STAGES)):
+                processes.spawn(
+                    stage_prefix,
+                    [sys.executable, "-m", "tierline.streams.bench_floor"]
+                    + [f"{prefix}{stage_prefix}.{source}", f"{prefix}{stage_prefix}.{target}"]
+                    + ["--bootstrap", bootstrap, "--group", f"{prefix}{stage_prefix}{stage}"]
+                    + ["--fetch-max-wait-ms", wait_ms, *extra],
+                )
         roles.start(["router", *(["workers"] * workers_processes), "sink"])
         try:
             say("warming up (group joins)")
-            await measure_pipeline(
-                bootstrap, prefix, warmup, 20, timeout_s=90, stage="floor.", embedded=embedded
-            )
+            for _, stage_prefix, _ in floors:
+                await measure_pipeline(
+                    bootstrap,
+                    prefix,
+                    warmup,
+                    20,
+                    timeout_s=90,
+                    stage=f"{stage_prefix}.",
+                    embedded=embedded,
+                )
             await measure_pipeline(bootstrap, prefix, warmup, 20, timeout_s=90, embedded=embedded)
             roles.check()
             for rate in rates:
@@ -318,11 +333,13 @@ async def run_bench(
                     (roles, floor, broker),
                     say,
                     provider_latency_ms,
+                    floor_txn,
                 )
                 runs.append(run | {"provider_latency_ms": provider_latency_ms})
         finally:
             roles.stop()
-            floor.stop()
+            for processes, _, _ in floors:
+                processes.stop()
     if embedded:
         for run in runs:
             run["note"] = "EMBEDDED broker: not representative; use Apache Kafka for figures"
@@ -345,27 +362,23 @@ async def _one_rate(
     processes: tuple[RoleProcesses, RoleProcesses, BrokerClock],
     say: Callable[[str], None],
     latency: float,
+    floor_txn: RoleProcesses | None = None,
 ) -> dict[str, Any]:
-    """Baseline, floor and tierline at one rate; overhead = latency - the provider's `latency`
-    (the floor calls no provider: its overhead is its whole latency). The broker's CPU is
-    reported apart from the totals, for the floor and for tierline alike."""
+    """Baseline, floor(s) and tierline at one rate; overhead = latency - the provider's
+    `latency` (the floor calls no provider: its overhead is its whole latency). The
+    broker's CPU is reported apart from the totals, for the floors and tierline alike."""
     roles, floor, broker = processes
     tag = f"r{rate:g}-"
     say(f"baseline: {n} direct calls at {rate}/s")
     direct = await measure_direct(simulator_url, _requests(prefix, tag + "d", n, 3), rate)
     say(f"floor: {n} messages at {rate}/s through two bare aiokafka stages")
-    before, broker_before = floor.cpu(), broker.seconds()
-    bare = await measure_pipeline(
-        bootstrap,
-        prefix,
-        _requests(prefix, tag + "f", n, 3),
-        rate,
-        n / rate + 60,
-        stage="floor.",
-        embedded=roles.embedded,
-    )
-    floor_cpu = _per_answer(before, floor.cpu(), len(bare.ids))
-    floor_broker = broker.per_answer(broker_before, len(bare.ids))
+    bare = await _measure_floor(bootstrap, prefix, n, rate, floor, broker, FLOOR, tag + "f")
+    bare_txn = None
+    if floor_txn is not None:
+        say(f"transactional floor: {n} messages at {rate}/s, each stage exactly once")
+        bare_txn = await _measure_floor(
+            bootstrap, prefix, n, rate, floor_txn, broker, FLOOR_TXN, tag + "x"
+        )
     say(f"tierline: {n} requests at {rate}/s through Kafka")
     before, broker_before = roles.cpu(), broker.seconds()
     piped = await measure_pipeline(
@@ -389,13 +402,7 @@ async def _one_rate(
         "errors": piped.errors,
         "cpu_ms_per_request": tierline_cpu,
         "broker_cpu_ms_per_request": tierline_broker,
-        "floor": {
-            "throughput_rps": bare.throughput_rps,
-            "overhead_ms": bare.overhead(0.0),
-            "lost": bare.lost,
-            "cpu_ms_per_message": floor_cpu,
-            "broker_cpu_ms_per_message": floor_broker,
-        },
+        "floor": bare,
         "baseline": {
             "throughput_rps": direct.throughput_rps,
             "overhead_ms": direct.overhead(latency),
@@ -404,7 +411,41 @@ async def _one_rate(
         },
     }
     result["vs_floor"] = _ratios(result)
+    if bare_txn is not None:
+        result["floor_transactional"] = bare_txn
+        result["vs_floor_transactional"] = _ratios(result, "floor_transactional")
     return result
+
+
+async def _measure_floor(
+    bootstrap: str,
+    prefix: str,
+    n: int,
+    rate: float,
+    processes: RoleProcesses,
+    broker: BrokerClock,
+    stage_prefix: str,
+    tag: str,
+) -> dict[str, Any]:
+    """One floor's figures at `rate`: throughput, overhead, lost, CPU of its stages and of
+    the broker per message."""
+    before, broker_before = processes.cpu(), broker.seconds()
+    measured = await measure_pipeline(
+        bootstrap,
+        prefix,
+        _requests(prefix, tag, n, 3),
+        rate,
+        n / rate + 60,
+        stage=f"{stage_prefix}.",
+        embedded=processes.embedded,
+    )
+    return {
+        "throughput_rps": measured.throughput_rps,
+        "overhead_ms": measured.overhead(0.0),
+        "lost": measured.lost,
+        "cpu_ms_per_message": _per_answer(before, processes.cpu(), len(measured.ids)),
+        "broker_cpu_ms_per_message": broker.per_answer(broker_before, len(measured.ids)),
+    }
 
 
 @dataclass(frozen=True)
@@ -450,13 +491,13 @@ def _per_answer(
     return {role: round(ms, 3) for role, ms in used.items()}
 
 
-def _ratios(result: dict[str, Any]) -> dict[str, float | None]:
-    """tierline over the floor: latency added (p50, p99) and CPU per message."""
+def _ratios(result: dict[str, Any], floor_key: str = "floor") -> dict[str, float | None]:
+    """tierline over a floor: latency added (p50, p99) and CPU per message."""
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return round(a / b, 2) if a is not None and b else None
 
-    floor = result["floor"]
+    floor = result[floor_key]
     return {
         "overhead_p50": ratio(result["overhead_ms"]["p50"], floor["overhead_ms"]["p50"]),
         "overhead_p99": ratio(result["overhead_ms"]["p99"], floor["overhead_ms"]["p99"]),
@@ -473,7 +514,11 @@ async def _create_floor_topics(bootstrap: str, prefix: str, partitions: int) -> 
     await admin.start()
     try:
         await admin.create_topics(
-            [NewTopic(f"{prefix}floor.{stage}", partitions, 1) for stage in FLOOR_STAGES]
+            [
+                NewTopic(f"{prefix}{floor}.{stage}", partitions, 1)
+                for floor in (FLOOR, FLOOR_TXN)
+                for stage in FLOOR_STAGES
+            ]
         )
     finally:
         await admin.close()

@@ -100,7 +100,10 @@ def command(
     their own processes. Reports throughput, overhead (end-to-end latency
     minus the provider's) p50/p95/p99, lost and duplicated responses, CPU
     milliseconds per answered request for each role process, and tierline's
-    overhead and CPU as ratios to the floor (`vs_floor`).
+    overhead and CPU as ratios to the floor (`vs_floor`). On real Kafka a second
+    floor runs each stage exactly once on transactions, as tierline does
+    (`floor_transactional`, `vs_floor_transactional`): what the guarantee
+    costs by itself.
     \b
     With --gateway it measures the gateway instead: the same roles plus
     `tierline run --role gateway`, and at each rate the same chat-completions

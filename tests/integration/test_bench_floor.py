@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.integration.support import collect, create_topic, produce
 from tierline.streams.bench_floor import relay
 from tierline.streams.tail import tail_consumer
 
 
+@pytest.mark.parametrize("transactional", [False, True], ids=["plain", "transactional"])
 async def test_a_floor_stage_copies_every_record_once(
-    kafka_bootstrap: str, topic_prefix: str
+    kafka_bootstrap: str, topic_prefix: str, transactional: bool
 ) -> None:
     source = await create_topic(kafka_bootstrap, f"{topic_prefix}floor.in")
     target = await create_topic(kafka_bootstrap, f"{topic_prefix}floor.out")
@@ -25,6 +28,7 @@ async def test_a_floor_stage_copies_every_record_once(
             fetch_max_wait_ms=100,
             linger_ms=2,
             stop=stop,
+            transactional=transactional,
         )
     )
     try:

@@ -31,6 +31,15 @@ def test_ratios_to_the_floor() -> None:
         "floor": {"overhead_ms": {"p50": 6.0, "p99": 0.0}, "cpu_ms_per_message": {"total": 1.5}},
     }
     assert _ratios(result) == {"overhead_p50": 2.0, "overhead_p99": None, "cpu": 1.6}
+    result["floor_transactional"] = {
+        "overhead_ms": {"p50": 8.0, "p99": 20.0},
+        "cpu_ms_per_message": {"total": 2.0},
+    }
+    assert _ratios(result, "floor_transactional") == {
+        "overhead_p50": 1.5,
+        "overhead_p99": 2.0,
+        "cpu": 1.2,
+    }
 
 
 def test_the_local_broker_is_found_by_the_port_it_listens_on() -> None:
