@@ -3,7 +3,8 @@
 Each `*_batch` module reads its provider's submission and renders its objects; the
 desk does the rest the same way for all three, between them and the server:
 
-* `gate`: a batch call is refused during an outage as a synchronous call is
+* `gate` (and `submission`, which also reads a create call's JSON body): a batch
+  call is refused during an outage as a synchronous call is
   (`POST /_sim/down`: a dropped connection, or the format's 503), and needs the key
   the format's synchronous route needs (its 401, 403 or 400 otherwise);
 * `submit` / `fail`: store a new batch, due after the slowest of its models'
@@ -77,6 +78,20 @@ class BatchDesk:
         if refused is not None:
             return refused
         return wire.auth_error(request, self._server.invalid_keys, self.rid())
+
+    async def submission(
+        self, request: web.Request, wire: WireFormat
+    ) -> tuple[str, dict[str, Any]] | web.Response:
+        """A create call's request id and JSON object body, once `gate` lets it pass; the
+        refusal (outage, auth, a body that is no JSON object) otherwise."""
+        refused = await self.gate(request, wire)
+        if refused is not None:
+            return refused
+        rid = self.rid()
+        data = wire.read_object(await request.read(), rid)
+        if isinstance(data, web.Response):
+            return data
+        return rid, data
 
     def submit(
         self,

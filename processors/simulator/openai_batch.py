@@ -225,13 +225,10 @@ class OpenAIBatches:
     # ------------------------------------------------------------------ batches
 
     async def create(self, request: web.Request) -> web.Response:
-        refused = await self._desk.gate(request, self._wire)
-        if refused is not None:
-            return refused
-        rid = self._desk.rid()
-        data = self._wire.read_object(await request.read(), rid)
-        if isinstance(data, web.Response):
-            return data
+        read_in = await self._desk.submission(request, self._wire)
+        if isinstance(read_in, web.Response):
+            return read_in
+        rid, data = read_in
         for name in ("input_file_id", "endpoint", "completion_window"):
             if name not in data:
                 return self._missing(name, rid)
