@@ -368,14 +368,16 @@ async def transact(
 ) -> None:
     """One transaction: `sends`, and the commit point `offsets()` gives, committed together.
 
-    Every send's ack is awaited before the commit point goes: aiokafka commits a
-    transaction whose produce request failed without that record, so a failed send
-    raises `SendsFailed` and the caller aborts. Sending the commit point while the
-    sends are in flight would save ~1.5 ms, but on Kafka 4 its TxnOffsetCommit then
-    often reaches the group coordinator while the last transaction's markers are still
-    being written; the coordinator answers COORDINATOR_NOT_AVAILABLE, and aiokafka
-    looks the coordinator up again and waits its 100 ms retry backoff (`python
-    bench/transactions.py`: 4% of transactions, 110 ms p90). After the acks it never did.
+    `offsets` is called once every send is acked, just before the commit point goes
+    (making one records the answers in the partition's ledger, `OffsetLedger.commit`).
+    The acks come first: aiokafka commits a transaction whose produce request failed
+    without that record, so a failed send raises `SendsFailed` and the caller aborts.
+    Sending the commit point while the sends are in flight would save ~1 ms, but on
+    Kafka 4 its TxnOffsetCommit now and then reaches the group coordinator while the
+    last transaction's markers are still being written; the coordinator answers
+    COORDINATOR_NOT_AVAILABLE, and aiokafka looks the coordinator up again and waits
+    its 100 ms retry backoff (`python bench/transactions.py`: ~4% of transactions,
+    112 ms p99). After the acks it never did.
     """
     await producer.begin_transaction()
     results = await asyncio.gather(*(send_one(producer, s) for s in sends))

@@ -20,6 +20,7 @@ import orjson
 from tierline.processors.errors import ProviderError
 from tierline.processors.pricing.catalog import ModelSpec
 from tierline.processors.providers.base import Adapter, HttpCall, ProviderReply
+from tierline.processors.providers.registry import adapter_for
 from tierline.processors.providers.transport_errors import transport_failure
 from tierline.schemas import ErrorType, RouteRequest
 
@@ -142,8 +143,6 @@ class BatchCalls:
     def of(
         cls, http: httpx.AsyncClient, model: ModelSpec, api_key: str | None, timeout_s: float
     ) -> BatchCalls:
-        from tierline.processors.providers.registry import adapter_for
-
         adapter = adapter_for(model.provider)
         return cls(http, adapter, model, key_headers(adapter, model, api_key), timeout_s)
 
