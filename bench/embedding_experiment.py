@@ -85,7 +85,7 @@ from tierline.processors.learning.harness import evaluate
 from tierline.processors.learning.scorers import ClassifierScorer, LengthScorer
 from tierline.processors.learning.tfidf_training import C_GRID, TfidfOptions, train_tfidf
 from tierline.processors.learning.training import labels
-from tierline.processors.routing.classifiers.features import extract
+from tierline.processors.routing.classifiers.features import extract, forget
 from tierline.processors.routing.classifiers.learned import LearnedClassifier, featurize
 from tierline.processors.routing.classifiers.tfidf import analyze, prepare
 
@@ -440,11 +440,11 @@ def timing(data: Path, seed: int) -> dict[str, Any]:
     for name, call in calls.items():
         for text in prompts[:200]:
             call(text)
-            extract.cache_clear()
+            forget()
         gc.collect()
         cpu, wall = [], []
         for text in prompts:
-            extract.cache_clear()  # each prompt is new to the router
+            forget()  # each prompt is new to the router
             c0, w0 = time.thread_time_ns(), time.perf_counter_ns()
             call(text)
             wall.append((time.perf_counter_ns() - w0) / 1000.0)

@@ -31,7 +31,11 @@ ASK_CHARS = 1200
 SHOT_TAIL_CHARS = 160
 
 _SHOT_MARKERS = ("answer:", "output:", "a:", "label:", "response:", "assistant:")
-_TO_SPACE = str.maketrans({c: " " for c in string.punctuation + "\n\t\r"})
+_SPACED = string.punctuation + "\n\t\r"
+_TO_SPACE = str.maketrans({c: " " for c in _SPACED})
+#: the same map for ASCII bytes: `bytes.translate` is a table lookup, several times
+#: faster than `str.translate`'s per-character dict
+_TO_SPACE_BYTES = bytes(32 if chr(c) in _SPACED else c for c in range(256))
 _MARK_CHARS = "0123456789{}();=<>!+-*/^$\\`"
 _NOT_MARKS = bytes(c for c in range(256) if chr(c) not in _MARK_CHARS)
 _NOT_DIGITS = bytes(c for c in range(256) if chr(c) not in "0123456789")
@@ -50,9 +54,22 @@ _CLAUSE_WORDS = (
 _NEGATION_WORDS = ("not", "t", "except", "never", "least", "without", "no", "none")  # t: don't
 _SEQUENCE_WORDS = ("first", "firstly", "then", "next", "afterwards", "finally", "lastly")
 _SEQUENCE_PHRASES = (("step", "step by step"), ("after", "after that"), ("followed", "followed by"))
+#: every word a measure counts, with the measure it counts towards: one set
+#: intersection with the ask's words finds them all (the lists share no word)
+_COUNTED: dict[str, str] = {
+    **dict.fromkeys(_CODE_WORDS, "code"),
+    **dict.fromkeys(_CLAUSE_WORDS, "clauses"),
+    **dict.fromkeys(_NEGATION_WORDS, "negations"),
+    **dict.fromkeys(_SEQUENCE_WORDS, "steps"),
+}
+assert len(_COUNTED) == len(_CODE_WORDS + _CLAUSE_WORDS + _NEGATION_WORDS + _SEQUENCE_WORDS)
+_COUNTED_WORDS = frozenset(_COUNTED)
 _FORMAT_WORDS = frozenset({"json", "yaml", "xml", "csv", "markdown", "table", "bullet", "schema"})
-_LIST_ITEM = re.compile(r"\n[ \t]*(?:\d{1,2}[.)]|[-*•])[ \t]+\S")
-_CHOICE = re.compile(r"\n[ \t]*\(?[a-hA-H][).:][ \t]+\S")
+#: a line opening with a list item's marker (`1.`, `2)`, `-`, `*`, `•`: group 1, so
+#: `findall` gives it) or with a choice's (`A)`, `(b)`, `c.`, `D:`: `findall` gives "").
+#: One scan counts both: every match starts at a newline and holds no other, and no
+#: line opening is both, so each count is what its own pattern alone would find
+_LINE_OPENING = re.compile(r"\n[ \t]*(?:(\d{1,2}[.)]|[-*•])|\(?[a-hA-H][).:])[ \t]+\S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,17 +133,31 @@ def split_ask(text: str) -> tuple[str, int]:
 
 def tokenize(lowered: str) -> tuple[str, ...]:
     """Words and numbers of lower-cased text, punctuation dropped."""
+    if lowered.isascii():  # the same split, by byte table (ASCII whitespace is all there is)
+        return tuple(lowered.encode().translate(_TO_SPACE_BYTES).decode().split())
     return tuple(lowered.translate(_TO_SPACE).split())
 
 
-@lru_cache(maxsize=256)
 def extract(text: str) -> PromptFeatures:
     """Measure a prompt. Cost is bounded by the scan caps, not by the prompt's length.
 
     Remembered for the last few prompts: one routing step reads the same prompt twice
-    (the classifier, then the feature record), and `PromptFeatures` is immutable.
+    (the classifier, then the feature record), and `PromptFeatures` is immutable. What
+    is remembered is keyed by what the measures read, the scanned head and tail and the
+    length, so the lookup too costs the caps, not the prompt (hashing an 80 kB prompt
+    to look it up took longer than measuring it).
     """
-    body = scanned(text)
+    return _measure(scanned(text), len(text))
+
+
+def forget() -> None:
+    """Forget the remembered prompts (benchmarks use it: each prompt new to the router)."""
+    _measure.cache_clear()
+
+
+@lru_cache(maxsize=256)
+def _measure(body: str, chars: int) -> PromptFeatures:
+    """`extract` of a prompt of `chars` characters whose `scanned` part is `body`."""
     ask, shots = split_ask(body)
     ask = scanned(ask, ASK_CHARS * 3 // 4, ASK_CHARS // 4)
     lowered = ask.lower()
@@ -135,30 +166,36 @@ def extract(text: str) -> PromptFeatures:
     marks = ask.encode("utf-8", "ignore").translate(None, _NOT_MARKS)
     digits = len(marks.translate(None, _NOT_DIGITS))
 
-    code = sum(marks.count(symbol) for symbol in _CODE_SYMBOLS) + ask.count("()")
-    code += sum(counts[word] for word in _CODE_WORDS) + 3 * ("```" in body)
+    counted = dict.fromkeys(("code", "clauses", "negations", "steps"), 0)
+    for word in _COUNTED_WORDS.intersection(counts):
+        counted[_COUNTED[word]] += counts[word]
+
+    code = sum(map(marks.count, _CODE_SYMBOLS)) + ask.count("()")
+    code += counted["code"] + 3 * ("```" in body)
     math = marks.count(b"^") + (len(_ARITHMETIC.findall(marks)) if digits >= 2 else 0)
     if b"\\" in marks:
         math += sum(ask.count(command) for command in _LATEX)
     if not ask.isascii():
         math += sum(ask.count(symbol) for symbol in _UNICODE_MATH)
 
-    steps = len(_LIST_ITEM.findall("\n" + ask)) + sum(counts[w] for w in _SEQUENCE_WORDS)
+    openings = _LINE_OPENING.findall("\n" + ask)
+    choices = openings.count("")
+    steps = len(openings) - choices + counted["steps"]
     steps += sum(1 for gate, phrase in _SEQUENCE_PHRASES if gate in counts and phrase in lowered)
     formats = _FORMAT_WORDS.intersection(counts)
     return PromptFeatures(
-        chars=len(text),
+        chars=chars,
         ask=ask,
         lowered=lowered,
         tokens=tokens,
         word_counts=counts,
         ask_digits=digits,
-        ask_clauses=ask.count(",") + ask.count(";") + sum(counts[w] for w in _CLAUSE_WORDS),
+        ask_clauses=ask.count(",") + marks.count(b";") + counted["clauses"],
         shots=shots,
-        choices=len(_CHOICE.findall("\n" + ask)),
+        choices=choices,
         code_marks=code,
         math_marks=math,
         steps=steps,
         output_format=min(formats) if formats else None,
-        negations=sum(counts[w] for w in _NEGATION_WORDS),
+        negations=counted["negations"],
     )

@@ -24,6 +24,8 @@ import operator
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from itertools import repeat
 
 #: the id space: 2**20 buckets, as sklearn's HashingVectorizer default
 HASH_BITS = 20
@@ -49,8 +51,31 @@ def meta_terms(task: str | None, feature: str | None, tenant: str | None) -> lis
 def hashed_counts(terms: Iterable[str], meta: Iterable[str] = ()) -> Counter[int]:
     """The ids of `terms` (repeats counted) and of the metadata terms, with their counts;
     colliding terms add up. C-level maps only: this runs on every routed request."""
-    ids = Counter(map(_MASK.__and__, map(zlib.crc32, map(_encode, terms))))
+    ids = Counter(map(operator.and_, map(zlib.crc32, map(_encode, terms)), repeat(_MASK)))
     ids.update(map(term_id, meta))
+    return ids
+
+
+@lru_cache(maxsize=64)
+def ngram_ids(tokens: tuple[str, ...], meta: tuple[str, ...] = ()) -> Counter[int]:
+    """`hashed_counts` of the unigrams then bigrams of `tokens` (`tfidf.terms` of them) and
+    of the metadata terms: the same ids, computed faster, and remembered for the last few
+    requests (the classifier and the feature record of one request both ask; callers must
+    not change the result).
+
+    ASCII tokens (nearly all) are hashed as bytes cut from one encoded line: no
+    per-term `encode`. The tokens hold no whitespace (they come from `str.split`),
+    so splitting that line gives them back exactly.
+    """
+    line = " ".join(tokens)
+    if not line.isascii():
+        grams = [*tokens, *map(" ".join, zip(tokens, tokens[1:], strict=False))]
+        return hashed_counts(grams, meta)
+    words = line.encode().split()
+    grams_b = [*words, *map(b" ".join, zip(words, words[1:], strict=False))]
+    ids = Counter(map(operator.and_, map(zlib.crc32, grams_b), repeat(_MASK)))
+    if meta:
+        ids.update(map(term_id, meta))
     return ids
 
 

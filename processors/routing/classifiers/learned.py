@@ -376,22 +376,22 @@ class LearnedClassifier:
     @staticmethod
     def _tfidf_logit(
         model: TfidfScorer, text: str, task_hint: str | None, meta: Sequence[str] = ()
-    ) -> tuple[float, str | None, float, Classification]:
+    ) -> tuple[float, str | None, Classification]:
         """One `extract` feeds both the tf-idf block (the ask) and the dense features."""
         features = extract(text)
         rules = RulesClassifier.verdict(features, task_hint)
-        part, top, coverage = model.text_logit(features.tokens, features.word_counts, meta)
+        part, top = model.text_logit(features.tokens, meta)
         z = model.bias + part
         if model.uses_dense:
             dense = dense_features(features, rules)
             z += math.fsum(map(operator.mul, model.dense, dense))
-        return z, top, coverage, rules
+        return z, top, rules
 
     @classmethod
     def _classify_tfidf(
         cls, model: TfidfScorer, text: str, task_hint: str | None, meta: Sequence[str] = ()
     ) -> Classification:
-        z, top, _coverage, rules = cls._tfidf_logit(model, text, task_hint, meta)
+        z, top, rules = cls._tfidf_logit(model, text, task_hint, meta)
         score = sigmoid(z)
         reasons = [rules.reasons[0], f"learned p={score:.2f}"]
         if top:
@@ -405,7 +405,7 @@ class LearnedClassifier:
         model = self._tfidf
         if model is None or not model.hashed:
             raise ArtifactError("only a hashed tf-idf artifact scores recorded features")
-        z = model.bias + model.id_logit(ids)[0]
+        z = model.bias + model.id_logit(ids)
         if model.uses_dense:
             z += math.fsum(map(operator.mul, model.dense, dense))
         return sigmoid(z)

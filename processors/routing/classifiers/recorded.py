@@ -14,10 +14,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from tierline.processors.routing.classifiers.features import extract
-from tierline.processors.routing.classifiers.hashed_terms import hashed_counts, meta_terms
+from tierline.processors.routing.classifiers.hashed_terms import meta_terms, ngram_ids
 from tierline.processors.routing.classifiers.learned import dense_features
 from tierline.processors.routing.classifiers.rules import RulesClassifier
-from tierline.processors.routing.classifiers.tfidf import terms
+from tierline.processors.routing.classifiers.tfidf import MAX_TOKENS
 from tierline.schemas import RouteRequest
 
 
@@ -36,7 +36,8 @@ def text_features(
     """The recorded features of a prompt text (and metadata terms)."""
     features = extract(text)
     rules = RulesClassifier.verdict(features, task_hint)
-    ids: Counter[int] = hashed_counts(terms(features.tokens), meta or ())
+    # the same ids a hashed classifier scored this request on (remembered: hashed once)
+    ids: Counter[int] = ngram_ids(features.tokens[:MAX_TOKENS], tuple(meta or ()))
     return RecordedFeatures(
         term_ids=tuple(ids),
         term_counts=tuple(ids.values()),

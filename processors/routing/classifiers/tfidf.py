@@ -11,14 +11,15 @@ the linear model in plain Python, so serving never imports sklearn or numpy:
 * the text vectorized is the prompt's *ask*, lower-cased (`features.extract`'s
   `lowered`: the last paragraph after few-shot examples, capped at
   `ASK_CHARS`), the same text training vectorized; reading the ask rather than
-  the whole prompt keeps scoring within budget (p99 <= 200 us) and scored as
-  well on held-out data;
+  the whole prompt bounds the cost of scoring and scored as well on held-out
+  data;
 * tokens are `extract`'s own (`features.tokenize`: punctuation to spaces,
   split), which classification computes anyway; bigrams are two adjacent
   tokens joined by one space. Training hands sklearn the same terms through an
   analyzer callable (`analyze`), so the vocabulary is the same by construction;
 * per vocabulary term, `(1 + ln tf) * idf`, divided by the L2 norm of that
-  vector (terms outside the vocabulary count for nothing, as in sklearn);
+  vector (terms outside the vocabulary count for nothing, as in sklearn, so
+  scoring filters them out before it counts anything);
 * `z = intercept + sum(weight * value) + dense block`, `p = 1 / (1 + e^-z)`.
 
 The unit tests check it against sklearn's `predict_proba` to 1e-9.
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tierline.processors.routing.classifiers.features import extract
-from tierline.processors.routing.classifiers.hashed_terms import HASHING, hashed_counts
+from tierline.processors.routing.classifiers.hashed_terms import HASHING, ngram_ids
 
 TOKENIZER = "tierline.features.tokenize(ask)"
 #: the ask's first tokens the vectorizer reads (as the ngram learner's `MAX_TOKENS`): bounds
@@ -152,13 +153,24 @@ class TfidfArtifact:
 
 
 class TfidfScorer:
-    """The artifact's logit for a text (and the dense features, when the artifact has them)."""
+    """The artifact's logit for a text (and the dense features, when the artifact has them).
+
+    Per term it keeps `idf * weight` and `idf ** 2`: a term seen once (most are) adds
+    those two to the dot product and the squared norm with no arithmetic.
+    """
 
     def __init__(self, artifact: TfidfArtifact) -> None:
         self.artifact = artifact
         self.hashed = artifact.hashed
-        self._terms = {t: (artifact.idf[t], w) for t, w in artifact.weights.items()}
-        self._ids = {int(t): v for t, v in self._terms.items()} if artifact.hashed else {}
+        self.sublinear = artifact.sublinear_tf
+        terms = {
+            t: (artifact.idf[t] * w, artifact.idf[t] ** 2) for t, w in artifact.weights.items()
+        }
+        self._terms = {} if artifact.hashed else terms
+        self._ids = {int(t): v for t, v in terms.items()} if artifact.hashed else {}
+        # unigrams and bigrams apart: a token is looked up among words, a pair among pairs
+        self._words = {t: v for t, v in self._terms.items() if " " not in t}
+        self._pairs = {t: v for t, v in self._terms.items() if " " in t}
         # Fold the dense standardisation into the weights: w * (x - m) / s.
         self.dense: tuple[float, ...] = tuple(
             w / s for w, s in zip(artifact.dense_weights, artifact.dense_scale, strict=True)
@@ -175,58 +187,55 @@ class TfidfScorer:
         return bool(self.dense)
 
     def text_logit(
-        self,
-        tokens: Sequence[str],
-        word_counts: Mapping[str, int] | None = None,
-        meta: Sequence[str] = (),
-    ) -> tuple[float, str | None, float]:
-        """(tf-idf part of the logit, the known term pushing it up most, vocabulary coverage)
-        of the ask's first `MAX_TOKENS` tokens; `word_counts` (their `Counter`, which `extract`
-        has) saves a pass when the ask is no longer than that. A hashed artifact reads the
-        terms' ids, and the request's metadata terms (`meta`) with them.
-        """
-        if self.hashed:
-            part, coverage = self.id_logit(hashed_counts(terms(tokens), meta))
-            return part, None, coverage
-        if len(tokens) > MAX_TOKENS or word_counts is None:
-            tokens = tokens[:MAX_TOKENS]
-            word_counts = Counter(tokens)
-        bigrams = Counter(map(" ".join, zip(tokens, tokens[1:], strict=False)))
-        vocabulary = self._terms
-        known = [*(vocabulary.keys() & word_counts.keys()), *(vocabulary.keys() & bigrams.keys())]
-        if not known:
-            return 0.0, None, 0.0
-        log = math.log
-        sublinear = self.artifact.sublinear_tf
-        dot = square = 0.0
-        best, best_term = 0.0, None
-        for term in known:
-            idf, weight = vocabulary[term]
-            count = word_counts.get(term) or bigrams[term]
-            value = ((1.0 + log(count)) if sublinear else count) * idf
-            square += value * value
-            contribution = value * weight
-            dot += contribution
-            if contribution > best:
-                best, best_term = contribution, term
-        return dot / math.sqrt(square), best_term, len(known) / (len(word_counts) + len(bigrams))
+        self, tokens: Sequence[str], meta: Sequence[str] = ()
+    ) -> tuple[float, str | None]:
+        """(tf-idf part of the logit, the known term pushing it up most) of the ask's first
+        `MAX_TOKENS` tokens. A hashed artifact reads the terms' ids, and the request's
+        metadata terms (`meta`) with them.
 
-    def id_logit(self, ids: Mapping[int, int]) -> tuple[float, float]:
-        """(tf-idf part of the logit, coverage) of a hashed artifact for term-id counts."""
-        terms = self._ids
-        known = terms.keys() & ids.keys()
+        Only the terms in the vocabulary are counted (terms outside it count for
+        nothing): a C-level filter drops the rest before anything is tallied.
+        """
+        tokens = tokens[:MAX_TOKENS]
+        if self.hashed:
+            return self.id_logit(ngram_ids(tuple(tokens), tuple(meta))), None
+        known = Counter(filter(self._words.__contains__, tokens))
+        pairs = map(" ".join, zip(tokens, tokens[1:], strict=False))
+        known.update(filter(self._pairs.__contains__, pairs))
         if not known:
-            return 0.0, 0.0
-        log = math.log
-        sublinear = self.artifact.sublinear_tf
-        dot = square = 0.0
-        for term in known:
-            idf, weight = terms[term]
-            count = ids[term]
-            value = ((1.0 + log(count)) if sublinear else count) * idf
-            square += value * value
-            dot += value * weight
-        return dot / math.sqrt(square), len(known) / len(ids)
+            return 0.0, None
+        dot, square, best_term = self._add(self._terms, known, known.keys())
+        return dot / math.sqrt(square), best_term
+
+    def id_logit(self, ids: Mapping[int, int]) -> float:
+        """The tf-idf part of the logit of a hashed artifact for term-id counts."""
+        terms = self._ids
+        found = terms.keys() & ids.keys()
+        if not found:
+            return 0.0
+        dot, square, _term = self._add(terms, ids, found)
+        return dot / math.sqrt(square)
+
+    def _add(
+        self, table: Mapping[Any, tuple[float, float]], counts: Mapping[Any, int], found: Any
+    ) -> tuple[float, float, Any]:
+        """(dot product, squared norm, the term of the largest contribution) over the
+        `found` terms (all in `table`); a term's value is `tf(count) * idf`."""
+        dot = square = best = 0.0
+        best_term = None
+        log, sublinear = math.log, self.sublinear
+        for term in found:
+            idf_weight, idf_square = table[term]
+            count = counts[term]
+            if count != 1:
+                tf = (1.0 + log(count)) if sublinear else count
+                idf_weight *= tf
+                idf_square *= tf * tf
+            dot += idf_weight
+            square += idf_square
+            if idf_weight > best:
+                best, best_term = idf_weight, term
+        return dot, square, best_term
 
     def logit(self, tokens: Sequence[str], dense: Sequence[float] = ()) -> float:
         z = self.bias + self.text_logit(tokens)[0]
