@@ -35,7 +35,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tierline.processors.learning.datasets import Dataset, ModelOutcome, RoutingExample
+from tierline.processors.learning.datasets import (
+    Dataset,
+    ModelOutcome,
+    RoutingExample,
+    load_dataset,
+)
 from tierline.processors.routing.classifiers.base import Classifier
 from tierline.processors.routing.classifiers.features import forget
 from tierline.processors.routing.classifiers.hashed_terms import ngram_ids
@@ -133,8 +138,6 @@ def requests(count: int, seed: int) -> list[RouteRequest]:
 
 def dataset_requests(paths: Sequence[Path]) -> list[RouteRequest]:
     """The prompts of routing datasets, as requests, in file order."""
-    from tierline.processors.learning.datasets import load_dataset
-
     return [
         RouteRequest(id=f"{path.stem}-{i}", tenant="bench", messages=list(example.messages))
         for path in paths
@@ -178,8 +181,8 @@ def time_classifier(
     its tail is the machine's, not the classifier's. Even CPU time carries the
     machine's noise on a shared VM (interrupts, stolen cycles); a prompt's
     median over the passes is its cost with most of that noise removed. Each
-    pass starts with the router's prompt caches forgotten, and a pass holds far
-    more prompts than they keep, so every timed call measures a prompt as new.
+    pass starts with the router's prompt caches forgotten and classifies each
+    prompt once, so every timed call measures a prompt as new.
     """
     classify: Callable[[RouteRequest], object] = classifier.classify
     for request in batch[:warmup]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -136,6 +136,12 @@ def tokenize(lowered: str) -> tuple[str, ...]:
     if lowered.isascii():  # the same split, by byte table (ASCII whitespace is all there is)
         return tuple(lowered.encode().translate(_TO_SPACE_BYTES).decode().split())
     return tuple(lowered.translate(_TO_SPACE).split())
+
+
+def grams(tokens: Sequence[str]) -> list[str]:
+    """The unigrams then the bigrams (two adjacent tokens, one space between) of `tokens`,
+    repeats kept: the terms the tf-idf learner and the hashed features read."""
+    return [*tokens, *map(" ".join, zip(tokens, tokens[1:], strict=False))]
 
 
 def extract(text: str) -> PromptFeatures:

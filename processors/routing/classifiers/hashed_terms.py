@@ -2,7 +2,7 @@
 
 To learn from production, tierline needs the features of every routed request
 next to what came of it, but it must not keep the prompts. So each request's
-terms — the tf-idf learner's own (`tfidf.term_counts`: the unigrams and
+terms — the tf-idf learner's own (`tfidf.terms`: the unigrams and
 bigrams of the ask's first `MAX_TOKENS` tokens) plus a few metadata terms
 (`meta_terms`: the task hint, the feature, the tenant; difficulty differs by
 feature) — are reduced to 20-bit ids (`zlib.crc32`, masked) with their counts.
@@ -26,6 +26,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from itertools import repeat
+
+from tierline.processors.routing.classifiers.features import grams
 
 #: the id space: 2**20 buckets, as sklearn's HashingVectorizer default
 HASH_BITS = 20
@@ -69,8 +71,7 @@ def ngram_ids(tokens: tuple[str, ...], meta: tuple[str, ...] = ()) -> Counter[in
     """
     line = " ".join(tokens)
     if not line.isascii():
-        grams = [*tokens, *map(" ".join, zip(tokens, tokens[1:], strict=False))]
-        return hashed_counts(grams, meta)
+        return hashed_counts(grams(tokens), meta)
     words = line.encode().split()
     grams_b = [*words, *map(b" ".join, zip(words, words[1:], strict=False))]
     ids = Counter(map(operator.and_, map(zlib.crc32, grams_b), repeat(_MASK)))

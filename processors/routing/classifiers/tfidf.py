@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tierline.processors.routing.classifiers.features import extract
+from tierline.processors.routing.classifiers.features import extract, grams
 from tierline.processors.routing.classifiers.hashed_terms import HASHING, ngram_ids
 
 TOKENIZER = "tierline.features.tokenize(ask)"
@@ -49,22 +49,12 @@ def prepare(text: str) -> str:
 
 def analyze(prepared: str) -> list[str]:
     """The terms of `prepare`d text: its unigrams then its bigrams (sklearn's analyzer)."""
-    tokens = prepared.split()
-    return [*tokens, *map(" ".join, zip(tokens, tokens[1:], strict=False))]
+    return grams(prepared.split())
 
 
 def terms(tokens: Sequence[str]) -> list[str]:
     """The unigrams then bigrams of the first `MAX_TOKENS` of `tokens`, repeats kept."""
-    tokens = tokens[:MAX_TOKENS]
-    return [*tokens, *map(" ".join, zip(tokens, tokens[1:], strict=False))]
-
-
-def term_counts(tokens: Sequence[str]) -> Counter[str]:
-    """Counts of the unigrams and bigrams of the first `MAX_TOKENS` of `tokens`."""
-    tokens = tokens[:MAX_TOKENS]
-    counts = Counter(tokens)
-    counts.update(map(" ".join, zip(tokens, tokens[1:], strict=False)))
-    return counts
+    return grams(tokens[:MAX_TOKENS])
 
 
 @dataclass(frozen=True)
@@ -169,8 +159,8 @@ class TfidfScorer:
         self._terms = {} if artifact.hashed else terms
         self._ids = {int(t): v for t, v in terms.items()} if artifact.hashed else {}
         # unigrams and bigrams apart: a token is looked up among words, a pair among pairs
-        self._words = {t: v for t, v in self._terms.items() if " " not in t}
-        self._pairs = {t: v for t, v in self._terms.items() if " " in t}
+        self._words = frozenset(t for t in self._terms if " " not in t)
+        self._pairs = frozenset(t for t in self._terms if " " in t)
         # Fold the dense standardisation into the weights: w * (x - m) / s.
         self.dense: tuple[float, ...] = tuple(
             w / s for w, s in zip(artifact.dense_weights, artifact.dense_scale, strict=True)
