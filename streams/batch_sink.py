@@ -126,7 +126,9 @@ class BatchSink(Generic[R]):
             auto_offset_reset="earliest",
             # bills and feedback are published in transactions: read only committed ones
             isolation_level=self.settings.isolation_level,
-            fetch_max_wait_ms=max(kafka.fetch_max_wait_ms, 50),
+            # batches flush by age anyway: let the broker gather records (SinkSettings)
+            fetch_max_wait_ms=sink.fetch_wait_ms,
+            fetch_min_bytes=sink.fetch_min_bytes,
             session_timeout_ms=kafka.session_timeout_ms,
             heartbeat_interval_ms=max(300, kafka.session_timeout_ms // 5),
         )

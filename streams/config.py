@@ -31,6 +31,8 @@ from tierline.schemas.identifier import check_identifier
 
 ENV_PREFIX = "TIERLINE_"
 EMBEDDED_FETCH_MAX_WAIT_MS = 5
+#: the sinks' fetch wait on the embedded broker (which holds a fetch for its full wait)
+EMBEDDED_SINK_FETCH_WAIT_MS = 50
 
 
 class KafkaSettings(BaseModel):
@@ -188,8 +190,24 @@ class HealthSettings(BaseModel):
 
 
 class SinkSettings(BaseModel):
+    """How the sinks gather records for ClickHouse.
+
+    A sink inserts a batch when it is full or `flush_interval_s` old, so it has no use for
+    a fetch that returns the moment one record arrives: its fetches ask the broker to hold
+    them until `fetch_min_bytes` have gathered or `fetch_max_wait_ms` (at most the flush
+    interval) has passed. At low rates that is one fetch per wait instead of one per
+    transaction marker the workers write (each wakes a `read_committed` fetch), and at high
+    rates fuller fetches."""
+
     batch_size: int = Field(default=5000, ge=1)
     flush_interval_s: float = Field(default=1.0, gt=0)
+    fetch_max_wait_ms: int = Field(default=500, ge=0)
+    fetch_min_bytes: int = Field(default=256 * 1024, ge=1)
+
+    @property
+    def fetch_wait_ms(self) -> int:
+        """The fetch wait the sinks use: never longer than a batch may wait."""
+        return min(self.fetch_max_wait_ms, int(self.flush_interval_s * 1000))
 
 
 class PricesSettings(BaseModel):

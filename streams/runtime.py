@@ -36,7 +36,12 @@ from tierline.streams.attempt_log import attempt_recorder
 from tierline.streams.attempt_sink import AttemptSink
 from tierline.streams.batch_journal import KafkaBatchJournal
 from tierline.streams.budget_keeper import BudgetKeeper
-from tierline.streams.config import EMBEDDED_FETCH_MAX_WAIT_MS, Settings, batch_policy
+from tierline.streams.config import (
+    EMBEDDED_FETCH_MAX_WAIT_MS,
+    EMBEDDED_SINK_FETCH_WAIT_MS,
+    Settings,
+    batch_policy,
+)
 from tierline.streams.cost_sink import CostSink
 from tierline.streams.embedded import EmbeddedBroker
 from tierline.streams.feature_sink import FeatureSink
@@ -216,18 +221,25 @@ def _start_tracing(settings: Settings, stack: AsyncExitStack) -> None:
     stack.push_async_callback(tracing.shutdown)
 
 
+def _short_fetch_waits(settings: Settings) -> None:
+    """The embedded broker holds every fetch for its full wait: keep the waits short, and
+    ask the sinks' fetches for no minimum size."""
+    settings.kafka.fetch_max_wait_ms = min(
+        settings.kafka.fetch_max_wait_ms, EMBEDDED_FETCH_MAX_WAIT_MS
+    )
+    settings.sink.fetch_max_wait_ms = min(
+        settings.sink.fetch_max_wait_ms, EMBEDDED_SINK_FETCH_WAIT_MS
+    )
+    settings.sink.fetch_min_bytes = 1
+
+
 async def _kafka(settings: Settings, say: Callable[[str], None], stack: AsyncExitStack) -> str:
     """The bootstrap address: the configured one, or an embedded broker started here."""
     if settings.kafka.bootstrap:
         if settings.kafka.embedded:
-            settings.kafka.fetch_max_wait_ms = min(
-                settings.kafka.fetch_max_wait_ms, EMBEDDED_FETCH_MAX_WAIT_MS
-            )
+            _short_fetch_waits(settings)
         return settings.kafka.bootstrap
-    # the embedded broker holds every fetch for its full wait: keep it short
-    settings.kafka.fetch_max_wait_ms = min(
-        settings.kafka.fetch_max_wait_ms, EMBEDDED_FETCH_MAX_WAIT_MS
-    )
+    _short_fetch_waits(settings)
     broker = EmbeddedBroker(settings.state_dir)
     bootstrap = await broker.start()
     stack.callback(broker.stop)

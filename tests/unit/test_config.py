@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 
 from tierline.schemas import Tier
-from tierline.streams.config import load_settings
+from tierline.streams.config import (
+    EMBEDDED_FETCH_MAX_WAIT_MS,
+    EMBEDDED_SINK_FETCH_WAIT_MS,
+    load_settings,
+)
+from tierline.streams.runtime import _kafka
 
 
 def test_nothing_configured_means_embedded_defaults() -> None:
@@ -74,3 +80,30 @@ def test_the_adaptive_in_flight_bound_can_be_turned_off() -> None:
     assert load_settings(env={}).worker.adaptive_in_flight
     env = {"TIERLINE_WORKER_ADAPTIVE_IN_FLIGHT": "false"}
     assert not load_settings(env=env).worker.adaptive_in_flight
+
+
+def test_sink_fetches_wait_for_a_fill_but_never_longer_than_a_batch_may() -> None:
+    settings = load_settings(env={})
+    assert settings.sink.fetch_wait_ms == 500
+    assert settings.sink.fetch_min_bytes == 256 * 1024
+    quick = load_settings(env={"TIERLINE_SINK_FLUSH_INTERVAL_S": "0.2"})
+    assert quick.sink.fetch_wait_ms == 200
+    plain = load_settings(
+        env={"TIERLINE_SINK_FETCH_MAX_WAIT_MS": "100", "TIERLINE_SINK_FETCH_MIN_BYTES": "1"}
+    )
+    assert (plain.sink.fetch_wait_ms, plain.sink.fetch_min_bytes) == (100, 1)
+
+
+async def test_an_embedded_broker_gets_short_waits_and_no_minimum_fetch() -> None:
+    settings = load_settings(
+        env={"TIERLINE_KAFKA_BOOTSTRAP": "127.0.0.1:1", "TIERLINE_KAFKA_EMBEDDED": "true"}
+    )
+    async with AsyncExitStack() as stack:
+        assert await _kafka(settings, print, stack) == "127.0.0.1:1"
+    assert settings.kafka.fetch_max_wait_ms == EMBEDDED_FETCH_MAX_WAIT_MS
+    assert settings.sink.fetch_wait_ms == EMBEDDED_SINK_FETCH_WAIT_MS
+    assert settings.sink.fetch_min_bytes == 1
+    real = load_settings(env={"TIERLINE_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+    async with AsyncExitStack() as stack:
+        await _kafka(real, print, stack)
+    assert (real.kafka.fetch_max_wait_ms, real.sink.fetch_wait_ms) == (100, 500)
