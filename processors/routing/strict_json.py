@@ -5,7 +5,9 @@ reject, two systems would disagree about one request. So a request is refused wh
 bytes are not valid UTF-8 (or start with a byte-order mark), hold NaN or Infinity, a
 number too large for a double, a lone surrogate escape, or an object with the same key
 twice (parsers disagree on which value wins). orjson enforces all but the last; the
-duplicate check re-reads the text with the standard library (~11 µs for 2 KB).
+duplicate check re-reads the text with the standard library (~11 µs for 2 KB), and that
+reading is the value returned: orjson reads an integer beyond 64 bits as a float, the
+standard library reads it exactly.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ def loads_strict(raw: bytes) -> Any:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise StrictJSONError(f"not JSON: {exc}") from None
+    if isinstance(value, float):  # exact, where the literal is an integer beyond 64 bits
+        return json.loads(raw)
     if isinstance(value, (dict, list)):
         found = _Duplicates()
-        json.loads(raw, object_pairs_hook=found.hook)
+        value = json.loads(raw, object_pairs_hook=found.hook)
         if found.first is not None:
             raise StrictJSONError(
                 f"not strict JSON: key {found.first[:64]!r} appears twice",
