@@ -50,6 +50,8 @@ class Measurement:
     errors: int = 0
     started: float = 0.0
     finished: float = 0.0
+    #: CPU seconds the measuring process spent (the direct baseline's client), if taken
+    cpu_s: float | None = None
 
     def overhead(self, provider_latency_ms: float) -> dict[str, float]:
         if not self.latencies_ms:
@@ -115,9 +117,10 @@ async def measure_direct(url: str, requests: list[RouteRequest], rate: float) ->
         async def send(i: int) -> None:
             tasks.append(asyncio.create_task(one(requests[i])))
 
-        m.started = time.monotonic()
+        m.started, cpu_before = time.monotonic(), time.process_time()
         await _paced(len(requests), rate, send)
         await asyncio.gather(*tasks)
+        m.cpu_s = time.process_time() - cpu_before
     return m
 
 
@@ -343,7 +346,9 @@ async def run_bench(
     if embedded:
         for run in runs:
             run["note"] = "EMBEDDED broker: not representative; use Apache Kafka for figures"
-    return runs[0] if len(runs) == 1 else {"runs": runs}
+    if len(runs) == 1:
+        return runs[0]
+    return {"runs": runs, "overload": overload(runs)}
 
 
 def _requests(prefix: str, tag: str, n: int, seed: int) -> list[RouteRequest]:
@@ -408,13 +413,59 @@ async def _one_rate(
             "overhead_ms": direct.overhead(latency),
             "lost": direct.lost,
             "errors": direct.errors,
+            "cpu_ms_per_call": _per_call(direct),
         },
     }
     result["vs_floor"] = _ratios(result)
     if bare_txn is not None:
         result["floor_transactional"] = bare_txn
         result["vs_floor_transactional"] = _ratios(result, "floor_transactional")
+    same_work = _same_work(result)
+    if same_work is not None:
+        result["floor_same_work"], result["vs_floor_same_work"] = same_work
     return result
+
+
+def _per_call(direct: Measurement) -> float | None:
+    """The direct baseline's client CPU milliseconds per answered call."""
+    answered = len(direct.ids)
+    if direct.cpu_s is None or answered == 0:
+        return None
+    return round(direct.cpu_s * 1000 / answered, 3)
+
+
+def _same_work(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float | None]] | None:
+    """The floor for the same work as tierline's: the floor of its guarantee (the
+    transactional one where measured) plus one direct provider call's client CPU. The
+    floors call no provider, so their CPU alone leaves out the HTTP call every request
+    makes; this is what two bare stages and a bare call cost together, and tierline's
+    CPU over it is what routing, serving, billing and recording add."""
+    key = "floor_transactional" if "floor_transactional" in result else "floor"
+    floor_cpu = result[key]["cpu_ms_per_message"].get("total")
+    call_cpu = result["baseline"]["cpu_ms_per_call"]
+    mine = result["cpu_ms_per_request"].get("total")
+    if floor_cpu is None or call_cpu is None:
+        return None
+    cpu = round(floor_cpu + call_cpu, 3)
+    floor = {"of": f"{key} + baseline call", "cpu_ms_per_request": cpu}
+    return floor, {"cpu": round(mine / cpu, 2) if mine is not None and cpu else None}
+
+
+def overload(runs: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Whether throughput levels off past saturation: the peak throughput of a sweep, and
+    the throughput at its highest offered rate as a share of that peak (the issue's bar:
+    >= 0.9 at twice the sustainable rate). None for fewer than two rates."""
+    if len(runs) < 2:
+        return None
+    peak = max(run["throughput_rps"] for run in runs)
+    top = max(runs, key=lambda run: run["rate"])
+    share = round(top["throughput_rps"] / peak, 3) if peak else 0.0
+    return {
+        "peak_rps": peak,
+        "top_rate": top["rate"],
+        "top_rps": top["throughput_rps"],
+        "top_vs_peak": share,
+    }
 
 
 async def _measure_floor(

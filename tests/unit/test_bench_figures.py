@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
-from tierline.streams.bench import BrokerClock, _per_answer, _ratios
+from tierline.streams.bench import (
+    BrokerClock,
+    Measurement,
+    _per_answer,
+    _per_call,
+    _ratios,
+    _same_work,
+    overload,
+)
 from tierline.streams.cpu_clock import cpu_seconds, listening_pid
 
 
@@ -40,6 +49,42 @@ def test_ratios_to_the_floor() -> None:
         "overhead_p99": 2.0,
         "cpu": 1.2,
     }
+
+
+def test_the_same_work_floor_adds_one_direct_call_to_the_floor_of_the_guarantee() -> None:
+    direct = Measurement(sent=3, cpu_s=0.0012)
+    direct.ids.update(["a", "b", "c", "c"])  # a duplicate is not a second answered call
+    assert _per_call(direct) == 0.4
+    assert _per_call(Measurement(sent=1)) is None  # CPU not taken
+    result: dict[str, Any] = {
+        "cpu_ms_per_request": {"total": 3.0},
+        "floor": {"cpu_ms_per_message": {"total": 1.0}},
+        "baseline": {"cpu_ms_per_call": 0.5},
+    }
+    floor, ratio = _same_work(result) or ({}, {})
+    assert floor == {"of": "floor + baseline call", "cpu_ms_per_request": 1.5}
+    assert ratio == {"cpu": 2.0}
+    result["floor_transactional"] = {"cpu_ms_per_message": {"total": 1.9}}
+    floor, ratio = _same_work(result) or ({}, {})
+    assert floor["of"] == "floor_transactional + baseline call"
+    assert (floor["cpu_ms_per_request"], ratio) == (2.4, {"cpu": 1.25})
+    result["baseline"]["cpu_ms_per_call"] = None
+    assert _same_work(result) is None
+
+
+def test_overload_is_the_top_rate_throughput_against_the_peak() -> None:
+    runs = [
+        {"rate": 250.0, "throughput_rps": 240.0},
+        {"rate": 1000.0, "throughput_rps": 300.0},
+        {"rate": 500.0, "throughput_rps": 400.0},
+    ]
+    assert overload(runs) == {
+        "peak_rps": 400.0,
+        "top_rate": 1000.0,
+        "top_rps": 300.0,
+        "top_vs_peak": 0.75,
+    }
+    assert overload(runs[:1]) is None
 
 
 def test_the_local_broker_is_found_by_the_port_it_listens_on() -> None:
