@@ -103,7 +103,10 @@ def command(
     overhead and CPU as ratios to the floor (`vs_floor`). On real Kafka a second
     floor runs each stage exactly once on transactions, as tierline does
     (`floor_transactional`, `vs_floor_transactional`): what the guarantee
-    costs by itself.
+    costs by itself. The floors call no provider: `floor_same_work` adds the
+    direct baseline's client CPU per call to the floor of the guarantee, and
+    `vs_floor_same_work` is tierline's CPU over that. With several rates,
+    `overload` is the peak throughput and the highest rate's share of it.
     \b
     With --gateway it measures the gateway instead: the same roles plus
     `tierline run --role gateway`, and at each rate the same chat-completions
