@@ -18,11 +18,17 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import hypothesis  # noqa: F401  (see below)
 import pytest
 from clickhouse_connect.driver.client import Client
 
 from tierline.processors.simulator import RunningSimulator, SimulatorProfile, start_simulator
 from tierline.processors.store.clickhouse import connect
+
+# hypothesis is imported at collection, not late: when no test here imports it, its pytest
+# plugin imports it at the session's end, and under CPython 3.11.7 pytest's assertion
+# rewriting of it can then fail with "SystemError: AST constructor recursion depth
+# mismatch" after every test passed (seen with test_partition_outbox.py run alone)
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
