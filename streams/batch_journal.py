@@ -42,12 +42,8 @@ class KafkaBatchJournal:
         bootstrap: str,
         topic: str,
         isolation_level: str,
-        *,
-        fetch_wait_ms: int = _FETCH_WAIT_MS,
     ) -> None:
         self.producer = producer
-        #: how long an idle fetch waits (`kafka.feed_fetch_wait_ms`)
-        self.fetch_wait_ms = fetch_wait_ms
         self.bootstrap = bootstrap
         self.topic = topic
         self.isolation_level = isolation_level
@@ -94,7 +90,7 @@ class KafkaBatchJournal:
                 from_start=True,
                 wait_s=20,
                 isolation_level=self.isolation_level,
-                fetch_max_wait_ms=self.fetch_wait_ms,
+                fetch_max_wait_ms=_FETCH_WAIT_MS,
             )
         except (RuntimeError, KafkaError) as exc:
             log.warning("batch: cannot read %s (%s); batches are not resumed", self.topic, exc)

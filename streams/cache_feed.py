@@ -26,23 +26,14 @@ from tierline.streams.tail import caught_up, tail_consumer
 
 log = logging.getLogger("tierline.cache")
 
-#: how often the feed looks for new answers; its fetches' wait when none is given
-FEED_WAIT_MS = 200
+_FETCH_WAIT_MS = 200
 
 
 class CacheFeed:
     def __init__(
-        self,
-        cache: ResponseCache,
-        bootstrap: str,
-        topic: str,
-        isolation_level: str,
-        *,
-        fetch_wait_ms: int = FEED_WAIT_MS,
+        self, cache: ResponseCache, bootstrap: str, topic: str, isolation_level: str
     ) -> None:
         self.cache = cache
-        #: how long an idle fetch waits (`kafka.feed_fetch_wait_ms`)
-        self.fetch_wait_ms = fetch_wait_ms
         self.bootstrap = bootstrap
         self.topic = topic
         self.isolation_level = isolation_level
@@ -60,7 +51,7 @@ class CacheFeed:
                 from_start=True,
                 wait_s=20,
                 isolation_level=self.isolation_level,
-                fetch_max_wait_ms=self.fetch_wait_ms,  # a long-lived reader: no busy fetching
+                fetch_max_wait_ms=_FETCH_WAIT_MS,  # a long-lived reader: no busy fetching
             )
         except (RuntimeError, KafkaError) as exc:
             log.warning("cache: cannot read %s (%s); answers are not shared", self.topic, exc)
@@ -70,7 +61,7 @@ class CacheFeed:
             partitions = list(consumer.assignment())
             ends = await consumer.end_offsets(partitions)
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=FEED_WAIT_MS, max_records=500)
+                batch = await consumer.getmany(timeout_ms=_FETCH_WAIT_MS, max_records=500)
                 for records in batch.values():
                     for record in records:
                         self.merge(record.key, record.value)

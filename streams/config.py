@@ -33,8 +33,6 @@ ENV_PREFIX = "TIERLINE_"
 EMBEDDED_FETCH_MAX_WAIT_MS = 5
 #: the sinks' fetch wait on the embedded broker (which holds a fetch for its full wait)
 EMBEDDED_SINK_FETCH_WAIT_MS = 50
-#: the long-lived readers' fetch wait on the embedded broker (it holds a fetch its full wait)
-EMBEDDED_FEED_FETCH_WAIT_MS = 200
 
 
 class KafkaSettings(BaseModel):
@@ -53,12 +51,6 @@ class KafkaSettings(BaseModel):
     #: data arrives, so a long wait costs no latency and saves CPU; the embedded broker does
     #: not, so it gets EMBEDDED_FETCH_MAX_WAIT_MS
     fetch_max_wait_ms: int = Field(default=100, ge=0)
-    #: the same for the long-lived readers of small topics (`tierline.health`, the response
-    #: cache, the batch journal), idle nearly always: each fetch costs CPU in the process
-    #: and the broker, so they wait longer. On Apache Kafka a record still arrives at once,
-    #: unless a record of the same partition came just before it (aiokafka keeps one fetch
-    #: in flight per broker): then up to this late. EMBEDDED_FEED_FETCH_WAIT_MS there
-    feed_fetch_wait_ms: int = Field(default=1000, ge=0)
     linger_ms: int = Field(default=2, ge=0)
     #: exactly once on Kafka transactions (streams/partition_outbox.py): "auto" = on for a
     #: real Kafka, off for the embedded broker (which has none; the done log is used there)

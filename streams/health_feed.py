@@ -51,16 +51,12 @@ class HealthFeed:
         *,
         producer: AIOKafkaProducer | None = None,
         publish_interval_s: float = 2.0,
-        fetch_wait_ms: int = _TICK_S_MS,
     ) -> None:
         self.board = board
         self.bootstrap = bootstrap
         self.topic = topics.health
         self.producer = producer
         self.publish_interval_s = publish_interval_s
-        #: how long an idle fetch waits (`kafka.feed_fetch_wait_ms`); the loop still
-        #: ticks (publishes) every _TICK_S
-        self.fetch_wait_ms = fetch_wait_ms
         self.merged = 0
         self.malformed = 0
         self.published = 0
@@ -76,7 +72,7 @@ class HealthFeed:
                 self.topic,
                 from_start=True,
                 wait_s=20,
-                fetch_max_wait_ms=self.fetch_wait_ms,  # a long-lived reader: no busy fetching
+                fetch_max_wait_ms=_TICK_S_MS,  # a long-lived reader: no busy fetching
             )
         except RuntimeError:
             log.warning("health: topic %s not found; not sharing health", self.topic)

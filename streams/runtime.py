@@ -37,7 +37,6 @@ from tierline.streams.attempt_sink import AttemptSink
 from tierline.streams.batch_journal import KafkaBatchJournal
 from tierline.streams.budget_keeper import BudgetKeeper
 from tierline.streams.config import (
-    EMBEDDED_FEED_FETCH_WAIT_MS,
     EMBEDDED_FETCH_MAX_WAIT_MS,
     EMBEDDED_SINK_FETCH_WAIT_MS,
     Settings,
@@ -232,9 +231,6 @@ def _short_fetch_waits(settings: Settings) -> None:
         settings.sink.fetch_max_wait_ms, EMBEDDED_SINK_FETCH_WAIT_MS
     )
     settings.sink.fetch_min_bytes = 1
-    settings.kafka.feed_fetch_wait_ms = min(
-        settings.kafka.feed_fetch_wait_ms, EMBEDDED_FEED_FETCH_WAIT_MS
-    )
 
 
 async def _kafka(settings: Settings, say: Callable[[str], None], stack: AsyncExitStack) -> str:
@@ -327,7 +323,6 @@ def _start_health(pipeline: Pipeline, producer: AIOKafkaProducer | None) -> None
         pipeline.topics,
         producer=producer,
         publish_interval_s=settings.health.publish_interval_s,
-        fetch_wait_ms=settings.kafka.feed_fetch_wait_ms,
     )
     pipeline.health_feed = feed
     pipeline._tasks.append(asyncio.create_task(feed.run(pipeline.stop_event), name="health"))
@@ -411,11 +406,7 @@ def _batch_lane(
     if not settings.batch.enabled or Tier.BATCH not in settings.worker.tiers:
         return None
     journal = KafkaBatchJournal(
-        producer,
-        pipeline.bootstrap,
-        pipeline.topics.batches,
-        settings.isolation_level,
-        fetch_wait_ms=settings.kafka.feed_fetch_wait_ms,
+        producer, pipeline.bootstrap, pipeline.topics.batches, settings.isolation_level
     )
     lane = BatchLane(
         client,

@@ -26,7 +26,7 @@ from tierline.processors.routing.policy_reload import PolicySource, open_policy_
 from tierline.processors.serving.response_cache import Hit, ResponseCache
 from tierline.processors.serving.walk import ServeOutcome
 from tierline.schemas import CachedAnswer, RoutedRequest, encode
-from tierline.streams.cache_feed import FEED_WAIT_MS, CacheFeed
+from tierline.streams.cache_feed import CacheFeed
 from tierline.streams.config import Settings
 from tierline.streams.outgoing import Outgoing
 from tierline.streams.topics import Topics
@@ -71,14 +71,11 @@ class WorkerCache:
         isolation_level: str,
         *,
         max_record_bytes: int,
-        fetch_wait_ms: int = FEED_WAIT_MS,
     ) -> None:
         self.cache = cache
         self.topic = topics.cache
         self.max_record_bytes = max_record_bytes
-        self.feed = CacheFeed(
-            cache, bootstrap, topics.cache, isolation_level, fetch_wait_ms=fetch_wait_ms
-        )
+        self.feed = CacheFeed(cache, bootstrap, topics.cache, isolation_level)
 
     @classmethod
     def open(
@@ -102,7 +99,6 @@ class WorkerCache:
             topics,
             settings.isolation_level,
             max_record_bytes=settings.kafka.max_message_bytes - _RECORD_OVERHEAD,
-            fetch_wait_ms=settings.kafka.feed_fetch_wait_ms,
         )
 
     async def start(self, stop: asyncio.Event) -> asyncio.Task[None]:

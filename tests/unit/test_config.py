@@ -9,7 +9,6 @@ import pytest
 
 from tierline.schemas import Tier
 from tierline.streams.config import (
-    EMBEDDED_FEED_FETCH_WAIT_MS,
     EMBEDDED_FETCH_MAX_WAIT_MS,
     EMBEDDED_SINK_FETCH_WAIT_MS,
     load_settings,
@@ -104,10 +103,7 @@ async def test_an_embedded_broker_gets_short_waits_and_no_minimum_fetch() -> Non
     assert settings.kafka.fetch_max_wait_ms == EMBEDDED_FETCH_MAX_WAIT_MS
     assert settings.sink.fetch_wait_ms == EMBEDDED_SINK_FETCH_WAIT_MS
     assert settings.sink.fetch_min_bytes == 1
-    assert settings.kafka.feed_fetch_wait_ms == EMBEDDED_FEED_FETCH_WAIT_MS
     real = load_settings(env={"TIERLINE_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
     async with AsyncExitStack() as stack:
         await _kafka(real, print, stack)
     assert (real.kafka.fetch_max_wait_ms, real.sink.fetch_wait_ms) == (100, 500)
-    # Apache Kafka answers a waiting fetch when data comes: the idle readers wait long
-    assert real.kafka.feed_fetch_wait_ms == 1000
