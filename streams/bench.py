@@ -446,12 +446,11 @@ def _same_work(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float 
     key = "floor_transactional" if "floor_transactional" in result else "floor"
     floor_cpu = result[key]["cpu_ms_per_message"].get("total")
     call_cpu = result["baseline"]["cpu_ms_per_call"]
-    mine = result["cpu_ms_per_request"].get("total")
     if floor_cpu is None or call_cpu is None:
         return None
     cpu = round(floor_cpu + call_cpu, 3)
     floor = {"of": f"{key} + baseline call", "cpu_ms_per_request": cpu}
-    return floor, {"cpu": round(mine / cpu, 2) if mine is not None and cpu else None}
+    return floor, {"cpu": _ratio(result["cpu_ms_per_request"].get("total"), cpu)}
 
 
 def overload(runs: list[dict[str, Any]]) -> dict[str, float] | None:
@@ -545,17 +544,18 @@ def _per_answer(
     return {role: round(ms, 3) for role, ms in used.items()}
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    """a over b, to two places; None when either is unmeasured (or b is 0)."""
+    return round(a / b, 2) if a is not None and b else None
+
+
 def _ratios(result: dict[str, Any], floor_key: str = "floor") -> dict[str, float | None]:
     """tierline over a floor: latency added (p50, p99) and CPU per message."""
-
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return round(a / b, 2) if a is not None and b else None
-
     floor = result[floor_key]
     return {
-        "overhead_p50": ratio(result["overhead_ms"]["p50"], floor["overhead_ms"]["p50"]),
-        "overhead_p99": ratio(result["overhead_ms"]["p99"], floor["overhead_ms"]["p99"]),
-        "cpu": ratio(
+        "overhead_p50": _ratio(result["overhead_ms"]["p50"], floor["overhead_ms"]["p50"]),
+        "overhead_p99": _ratio(result["overhead_ms"]["p99"], floor["overhead_ms"]["p99"]),
+        "cpu": _ratio(
             result["cpu_ms_per_request"].get("total"), floor["cpu_ms_per_message"].get("total")
         ),
     }
