@@ -60,10 +60,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from tierline.processors.learning import tfidf_blend
 from tierline.processors.learning.blending import fold_of, mean_apgr, platt
 from tierline.processors.learning.datasets import Dataset, RoutingExample
 from tierline.processors.learning.fitting import FloatArray, Label
@@ -96,6 +97,10 @@ class TfidfOptions:
     hashed: bool = False
     #: Platt-scale the logit on the CV held-out logits against the `hard` label (needs folds)
     calibrate: bool = True
+    #: (rules, length) weights of the blend with the priors (`tfidf_blend`; needs `dense`);
+    #: "cv" chooses them on held-out scores (other datasets' models when there are several),
+    #: "none" keeps the text model alone
+    blend: tuple[float, float] | Literal["cv", "none"] = "cv"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,10 +202,27 @@ def train_tfidf(
         c = float(options.C)
     fitted = _fit(texts, dense, y, c, options)
     artifact = export(fitted, options.dense, hashed=options.hashed)
+    calibration_logits = held_out.get(c)
+    blend: dict[str, Any] = {"chosen_by": "none", "rules": 0.0, "length": 0.0}
+    if options.dense and dense is not None and options.blend != "none":
+        artifact, calibration_logits, blend = _blend(
+            artifact,
+            examples,
+            texts,
+            dense,
+            y,
+            names,
+            sources,
+            c,
+            options,
+            strong,
+            weak,
+            held_out.get(c),
+        )
     calibration: dict[str, Any] = {"method": "none", "why": "calibrate=False"}
     if options.calibrate:
         hard = labels(examples, strong, weak, "hard")
-        artifact, calibration = calibrate(artifact, held_out.get(c), hard)
+        artifact, calibration = calibrate(artifact, calibration_logits, hard)
     metadata: dict[str, Any] = {
         "format": ARTIFACT_FORMAT,
         "format_version": ARTIFACT_VERSION,
@@ -217,6 +239,7 @@ def train_tfidf(
         "positive_rate": round(float(y.mean()), 6),
         "vocabulary": len(artifact.weights),
         "C": c,
+        "blend": blend,
         "calibration": calibration,
         "options": {
             "label": options.label,
@@ -228,6 +251,7 @@ def train_tfidf(
             "seed": options.seed,
             "hashed": options.hashed,
             "calibrate": options.calibrate,
+            "blend": options.blend if isinstance(options.blend, str) else list(options.blend),
         },
         "metrics": {
             "train_apgr": _apgr_by_name(
@@ -248,6 +272,58 @@ def train_tfidf(
         training=metadata,
         hashed=artifact.hashed,
     )
+
+
+def _blend(
+    artifact: TfidfArtifact,
+    examples: Sequence[RoutingExample],
+    texts: Sequence[str],
+    dense: FloatArray,
+    y: FloatArray,
+    names: Sequence[str],
+    sources: Sequence[tuple[Dataset, list[RoutingExample]]],
+    c: float,
+    options: TfidfOptions,
+    strong: str,
+    weak: str,
+    k_fold_logits: FloatArray | None,
+) -> tuple[TfidfArtifact, FloatArray | None, dict[str, Any]]:
+    """Blend the text model with the priors (`tfidf_blend`): the mix given, or chosen on
+    held-out logits of models that did not see the scored dataset (several datasets) or
+    the scored fold (one); return the blended artifact, the held-out blended logits (what
+    calibration is fitted on) and what to record of it."""
+    many = sum(1 for _, kept in sources if kept) > 1
+    if many:
+        assignment = np.array([i for i, (_, kept) in enumerate(sources) for _ in kept])
+        by_dataset = replace(options, cv_folds=len(sources))
+        _, logits = _cross_validate(
+            examples, texts, dense, y, names, assignment, c, by_dataset, strong, weak
+        )
+        chosen_by = "leave one dataset out"
+    else:
+        logits = k_fold_logits if k_fold_logits is not None else np.full(len(examples), np.nan)
+        chosen_by = f"{options.cv_folds}-fold cv"
+    if not np.isfinite(logits).any():
+        return artifact, k_fold_logits, {"chosen_by": "none (no held-out scores)"}
+    parts = tfidf_blend.standardise(logits, dense, artifact)
+    grid: dict[tuple[float, float], float] = {}
+    if options.blend == "cv":
+        mix, grid = tfidf_blend.choose(parts, examples, names, strong, weak)
+    else:
+        mix, chosen_by = options.blend, "given"  # type: ignore[assignment]
+    blended = tfidf_blend.fold_in(artifact, mix, parts)
+    # calibration reads the served logit: unblended, the k-fold held-out logits as before;
+    # blended, the held-out mix (in the blended logit's units)
+    served = tfidf_blend.mixed(parts.parts, mix)
+    served[~np.isfinite(logits)] = np.nan
+    record = {
+        "chosen_by": chosen_by,
+        "rules": mix[0],
+        "length": mix[1],
+        "learned": round(1.0 - mix[0] - mix[1], 6),
+        "held_out_apgr_by_blend": {f"rules={r},length={n}": v for (r, n), v in grid.items()},
+    }
+    return blended, served if mix != (0.0, 0.0) else k_fold_logits, record
 
 
 def _document(text: str, hashed: bool) -> str:

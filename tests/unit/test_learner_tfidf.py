@@ -156,3 +156,71 @@ def test_cli_trains_a_tfidf_artifact_that_eval_loads(tmp_path: Path) -> None:
     result = CliRunner().invoke(eval_cli.command, [*common, "--router", str(out), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output[result.output.index("{") :])["apgr"] > 0.5
+
+
+def _vocabulary_shift(
+    name: str, hard_words: list[str], easy_words: list[str], n: int = 160, seed: int = 3
+) -> Dataset:
+    """Hard prompts use `hard_words` and easy ones `easy_words` (made-up words, which the
+    rules do not read): another dataset with other words shares none of them."""
+    rng = random.Random(seed)
+    examples = []
+    for i in range(n):
+        hard = i % 2 == 0
+        words = [rng.choice(hard_words if hard else easy_words) for _ in range(rng.randint(2, 5))]
+        words += [rng.choice(COMMON) for _ in range(rng.randint(3, 8))]
+        rng.shuffle(words)
+        weak = 0.0 if hard != (rng.random() < 0.15) else 1.0
+        outcomes = {"big": ModelOutcome(1.0, 0.01), "small": ModelOutcome(weak, 0.001)}
+        message = ChatMessage(role="user", content=" ".join(words))
+        examples.append(RoutingExample(f"{name}{i}", (message,), outcomes))
+    return Dataset(name, tuple(examples))
+
+
+def _logit(artifact: TfidfArtifact, text: str) -> float:
+    p = LearnedClassifier(artifact).score_text(text)
+    return float(np.log(p / (1.0 - p)))
+
+
+def test_blend_is_folded_into_the_artifact_exactly() -> None:
+    from tierline.processors.learning import tfidf_blend
+    from tierline.processors.learning.tfidf_training import _dense
+
+    data = synthetic()
+    plain = train_tfidf([data], "big", "small", TfidfOptions(C=1.0, cv_folds=0))
+    assert plain.training["blend"]["chosen_by"] == "none (no held-out scores)"
+    unseen = list(synthetic(30, seed=9).examples)
+    logits = np.array([_logit(plain, e.text()) for e in unseen])
+    standardised = tfidf_blend.standardise(logits - 0.3, _dense(unseen), plain)
+    blended = tfidf_blend.fold_in(plain, (0.25, 0.15), standardised)
+    want = tfidf_blend.mixed(standardised.parts, (0.25, 0.15))
+    got = np.array([_logit(blended, e.text()) for e in unseen])
+    # the held-out logits were shifted by -0.3: the served logit is the mix of its own
+    assert np.max(np.abs(got - want - 0.3 * 0.6 / standardised.logit_scale)) < 1e-7
+    assert tfidf_blend.fold_in(plain, (0.0, 0.0), standardised) is plain
+    with pytest.raises(ValueError, match="sum to <= 1"):
+        tfidf_blend.fold_in(plain, (0.7, 0.5), standardised)
+
+
+def test_blend_is_chosen_on_a_dataset_the_text_model_did_not_see() -> None:
+    first = _vocabulary_shift("first", ["zorb", "quix", "blen"], ["tamo", "feru", "lisk"])
+    second = _vocabulary_shift("second", ["mavo", "ruxe", "pelt"], ["gond", "wira", "sute"], seed=4)
+    options = TfidfOptions(cv_folds=3, calibrate=False)
+    across = train_tfidf([first, second], "big", "small", options).training["blend"]
+    assert across["chosen_by"] == "leave one dataset out"
+    alone = train_tfidf([first], "big", "small", options).training["blend"]
+    assert alone["chosen_by"] == "3-fold cv"
+    for record in (across, alone):
+        grid = record["held_out_apgr_by_blend"]
+        assert len(grid) == 9
+        chosen = f"rules={record['rules']},length={record['length']}"
+        assert grid[chosen] == max(grid.values())
+    # across datasets each is scored by a model that never saw its hard words
+    text_alone = "rules=0.0,length=0.0"
+    seen, unseen = (r["held_out_apgr_by_blend"][text_alone] for r in (alone, across))
+    assert seen > 0.62 and unseen < 0.56
+    given = train_tfidf([first], "big", "small", TfidfOptions(cv_folds=3, blend=(0.5, 0.0)))
+    assert given.training["blend"]["chosen_by"] == "given"
+    assert given.training["blend"]["rules"] == 0.5
+    none = train_tfidf([first, second], "big", "small", TfidfOptions(cv_folds=3, blend="none"))
+    assert none.training["blend"]["chosen_by"] == "none"
