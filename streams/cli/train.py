@@ -132,7 +132,19 @@ Then measure it on held-out data (and load it with `LearnedClassifier.load(PATH)
     "--l2-ngrams", type=float, default=30.0, show_default=True, help="L2 on n-gram weights."
 )
 @click.option(
-    "--min-df", type=int, default=5, show_default=True, help="Keep n-grams in >= this many prompts."
+    "--min-df",
+    type=int,
+    default=None,
+    help="Keep n-grams / terms in >= this many prompts [default: 5 for ngram, 1 for tfidf].",
+)
+@click.option(
+    "--blend",
+    type=click.Choice(["cv", "none"]),
+    default="cv",
+    show_default=True,
+    help="--learner tfidf: mix the text model with the rules' score and prompt length, the "
+    "mix chosen on held-out scores (leave one dataset out with several datasets: what "
+    "carries over to traffic that is none of them), or keep the text model alone.",
 )
 @click.option(
     "--per-dataset-intercepts/--shared-intercept",
@@ -176,7 +188,8 @@ def command(
     label: str,
     l2: float,
     l2_ngrams: float,
-    min_df: int,
+    min_df: int | None,
+    blend: str,
     per_dataset_intercepts: bool,
     learner: str,
     seed: int,
@@ -214,14 +227,16 @@ def command(
 
     loaded = load_datasets(datasets, strong, weak)
     if learner == "tfidf":
-        _train_tfidf(loaded, strong, weak, out, label, min_df, seed, cv_folds, hashed, as_json)
+        _train_tfidf(
+            loaded, strong, weak, out, label, min_df or 1, blend, seed, cv_folds, hashed, as_json
+        )
         return
     if hashed:
         raise click.UsageError("--hashed needs --learner tfidf")
     options = TrainingOptions(
         l2=l2,
         l2_ngrams=l2_ngrams,
-        min_df=min_df,
+        min_df=5 if min_df is None else min_df,
         per_dataset_intercepts=per_dataset_intercepts,
         label=label,  # type: ignore[arg-type]
         seed=seed,
@@ -260,6 +275,15 @@ def _report(out: Path, training: Mapping[str, Any], sizes: str, as_json: bool) -
         click.echo(f"  {label_text}: train APGR {train_text}{cv_text}")
 
 
+def _blend_text(blend: Mapping[str, Any]) -> str:
+    if blend.get("learned") is None:
+        return f"no blend ({blend['chosen_by']})"
+    return (
+        f"blend text {blend['learned']:g} / rules {blend['rules']:g} / length "
+        f"{blend['length']:g} ({blend['chosen_by']})"
+    )
+
+
 def _train_tfidf(
     loaded: list[Dataset],
     strong: str,
@@ -267,6 +291,7 @@ def _train_tfidf(
     out: Path,
     label: str,
     min_df: int,
+    blend: str,
     seed: int,
     cv_folds: int,
     hashed: bool,
@@ -281,6 +306,7 @@ def _train_tfidf(
         seed=seed,
         cv_folds=cv_folds,
         hashed=hashed,
+        blend=blend,  # type: ignore[arg-type]
     )
     say(f"training tfidf {weak} -> {strong} (label={label}, cv_folds={cv_folds}) ...")
     try:
@@ -294,6 +320,7 @@ def _train_tfidf(
         out,
         artifact.training,
         f"{len(artifact.weights)} terms, C={artifact.training['C']}, "
+        f"{_blend_text(artifact.training['blend'])}, "
         f"positive rate {artifact.training['positive_rate']:.3f}",
         as_json,
     )
