@@ -34,7 +34,7 @@ import numpy as np
 
 from tierline.processors.learning.blending import BLEND_FEATURES, BLEND_GRID, mean_apgr
 from tierline.processors.learning.datasets import RoutingExample
-from tierline.processors.learning.fitting import FloatArray
+from tierline.processors.learning.fitting import FloatArray, IntArray
 from tierline.processors.learning.harness import evaluate
 from tierline.processors.routing.classifiers.tfidf import TfidfArtifact
 
@@ -80,24 +80,35 @@ def choose(
     standardised: Standardised,
     examples: Sequence[RoutingExample],
     names: Sequence[str],
+    folds: IntArray,
     strong: str,
     weak: str,
 ) -> tuple[Blend, dict[Blend, float]]:
     """The blend from `BLEND_GRID` with the best mean APGR over datasets (ties keep the
-    least blending); and every candidate's mean APGR."""
-    usable = [i for i in range(len(examples)) if standardised.parts[i].any()]
-    by_name: dict[str, list[int]] = {}
-    for i in usable:
-        by_name.setdefault(names[i], []).append(i)
+    least blending); and every candidate's mean APGR.
+
+    A dataset's APGR is the mean over folds of each fold's own APGR: each fold's logits
+    come from its own model, with its own offset, so ranking the folds' scores pooled
+    penalises the text model for differences between models, not prompts (and favours
+    the priors, which every fold reads alike). Leaving datasets out, a fold is a dataset.
+    """
+    groups: dict[str, dict[int, list[int]]] = {}
+    for i in range(len(examples)):
+        if standardised.parts[i].any():
+            groups.setdefault(names[i], {}).setdefault(int(folds[i]), []).append(i)
     grid: dict[Blend, float] = {}
     for candidate in BLEND_GRID:
         scores = mixed(standardised.parts, candidate)
-        apgrs: dict[str, float | None] = {
-            name: evaluate(
-                [examples[i] for i in rows], [float(scores[i]) for i in rows], strong, weak
-            ).apgr
-            for name, rows in by_name.items()
-        }
+        apgrs: dict[str, float | None] = {}
+        for name, by_fold in groups.items():
+            values = [
+                evaluate(
+                    [examples[i] for i in rows], [float(scores[i]) for i in rows], strong, weak
+                ).apgr
+                for rows in by_fold.values()
+            ]
+            kept = [v for v in values if v is not None]
+            apgrs[name] = float(np.mean(kept)) if kept else None
         grid[candidate] = mean_apgr(apgrs)
     return max(grid, key=grid.__getitem__), grid
 

@@ -67,7 +67,7 @@ import numpy as np
 from tierline.processors.learning import tfidf_blend
 from tierline.processors.learning.blending import fold_of, mean_apgr, platt
 from tierline.processors.learning.datasets import Dataset, RoutingExample
-from tierline.processors.learning.fitting import FloatArray, Label
+from tierline.processors.learning.fitting import FloatArray, IntArray, Label
 from tierline.processors.learning.harness import evaluate
 from tierline.processors.learning.training import labels, usable_examples
 from tierline.processors.routing.classifiers.hashed_terms import as_document
@@ -187,7 +187,7 @@ def train_tfidf(
     dense = _dense(examples) if options.dense else None
     names = [d.name for d, kept in sources for _ in kept]
     folds = max(options.cv_folds, 1)
-    assignment = np.array([fold_of(e.id, options.seed, folds) for e in examples])
+    assignment = np.array([fold_of(e.id, options.seed, folds) for e in examples], dtype=np.int64)
     grid: dict[float, dict[str, float | None]] = {}
     held_out: dict[float, FloatArray] = {}
     candidates = C_GRID if options.C == "cv" else (float(options.C),)
@@ -218,6 +218,7 @@ def train_tfidf(
             strong,
             weak,
             held_out.get(c),
+            assignment,
         )
     calibration: dict[str, Any] = {"method": "none", "why": "calibrate=False"}
     if options.calibrate:
@@ -287,14 +288,18 @@ def _blend(
     strong: str,
     weak: str,
     k_fold_logits: FloatArray | None,
+    k_fold_assignment: IntArray,
 ) -> tuple[TfidfArtifact, FloatArray | None, dict[str, Any]]:
     """Blend the text model with the priors (`tfidf_blend`): the mix given, or chosen on
     held-out logits of models that did not see the scored dataset (several datasets) or
     the scored fold (one); return the blended artifact, the held-out blended logits (what
     calibration is fitted on) and what to record of it."""
-    many = sum(1 for _, kept in sources if kept) > 1
+    # no CV folds asked for (faster), no held-out scores of any kind
+    many = options.cv_folds > 1 and sum(1 for _, kept in sources if kept) > 1
     if many:
-        assignment = np.array([i for i, (_, kept) in enumerate(sources) for _ in kept])
+        assignment = np.array(
+            [i for i, (_, kept) in enumerate(sources) for _ in kept], dtype=np.int64
+        )
         by_dataset = replace(options, cv_folds=len(sources))
         _, logits = _cross_validate(
             examples, texts, dense, y, names, assignment, c, by_dataset, strong, weak
@@ -302,13 +307,14 @@ def _blend(
         chosen_by = "leave one dataset out"
     else:
         logits = k_fold_logits if k_fold_logits is not None else np.full(len(examples), np.nan)
+        assignment = k_fold_assignment
         chosen_by = f"{options.cv_folds}-fold cv"
     if not np.isfinite(logits).any():
         return artifact, k_fold_logits, {"chosen_by": "none (no held-out scores)"}
     parts = tfidf_blend.standardise(logits, dense, artifact)
     grid: dict[tuple[float, float], float] = {}
     if options.blend == "cv":
-        mix, grid = tfidf_blend.choose(parts, examples, names, strong, weak)
+        mix, grid = tfidf_blend.choose(parts, examples, names, assignment, strong, weak)
     else:
         mix, chosen_by = options.blend, "given"  # type: ignore[assignment]
     blended = tfidf_blend.fold_in(artifact, mix, parts)
