@@ -26,13 +26,15 @@ if TYPE_CHECKING:
 EXAMPLES = """
 \b
 Examples:
-  # RouterBench-style CSVs; GPT-4 as the strong model, Mistral 7B as the weak one
+  # RouterBench-style CSVs; GPT-4 as the strong model, Mistral 7B as the weak one. The
+  # tfidf learner (scikit-learn at training time only; the JSON artifact is scored in pure
+  # Python); with several datasets its mix with the rules and length is chosen on the
+  # dataset each model did not see
   tierline train --dataset arc_train.csv --dataset mbpp_train.csv \\
       --strong gpt-4-1106-preview --weak mistralai/mistral-7b-chat --out router.json
 \b
-  # the tfidf learner: scikit-learn TF-IDF + logistic regression (C by CV), exported to the
-  # same JSON artifact and scored without scikit-learn
-  tierline train --learner tfidf --dataset mbpp_train.csv \\
+  # the earlier ngram learner (n-gram presence, Adam)
+  tierline train --learner ngram --dataset mbpp_train.csv \\
       --strong gpt-4-1106-preview --weak mistralai/mixtral-8x7b-chat --out router.json
 \b
   # tierline JSONL, one {"id", "prompt", "outcomes": {model: {"score", "cost_usd"}}} per line
@@ -49,7 +51,7 @@ Then measure it on held-out data (and load it with `LearnedClassifier.load(PATH)
   tierline eval --from-clickhouse http://default:@localhost:8123/default --router router.json
 \b
   # a hashed tfidf artifact from public data, to start with before production has signal
-  tierline train --learner tfidf --hashed --dataset mbpp_train.csv \\
+  tierline train --hashed --dataset mbpp_train.csv \\
       --strong gpt-4-1106-preview --weak mistralai/mixtral-8x7b-chat --out router.json
 \b
   # from production: tier floors per task/feature, as [[floors]] for the policy file
@@ -92,7 +94,7 @@ Then measure it on held-out data (and load it with `LearnedClassifier.load(PATH)
 @click.option(
     "--hashed",
     is_flag=True,
-    help="--learner tfidf: fit on hashed term ids, the features the router records, so "
+    help="tfidf learner: fit on hashed term ids, the features the router records, so "
     "the artifact can be compared and retrained on production data.",
 )
 @click.option(
@@ -127,9 +129,15 @@ Then measure it on held-out data (and load it with `LearnedClassifier.load(PATH)
     help="hard: weak < strong; soft: the shortfall; consensus: hard averaged with every "
     "other model's shortfall (less noisy where datasets score many models).",
 )
-@click.option("--l2", type=float, default=3.0, show_default=True, help="L2 on dense weights.")
 @click.option(
-    "--l2-ngrams", type=float, default=30.0, show_default=True, help="L2 on n-gram weights."
+    "--l2", type=float, default=3.0, show_default=True, help="ngram learner: L2 on dense weights."
+)
+@click.option(
+    "--l2-ngrams",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="ngram learner: L2 on n-gram weights.",
 )
 @click.option(
     "--min-df",
@@ -142,7 +150,7 @@ Then measure it on held-out data (and load it with `LearnedClassifier.load(PATH)
     type=click.Choice(["cv", "none"]),
     default="cv",
     show_default=True,
-    help="--learner tfidf: mix the text model with the rules' score and prompt length, the "
+    help="tfidf learner: mix the text model with the rules' score and prompt length, the "
     "mix chosen on held-out scores (leave one dataset out with several datasets: what "
     "carries over to traffic that is none of them), or keep the text model alone.",
 )
@@ -150,18 +158,19 @@ Then measure it on held-out data (and load it with `LearnedClassifier.load(PATH)
     "--per-dataset-intercepts/--shared-intercept",
     default=True,
     show_default=True,
-    help="Fit one intercept per dataset, so the weights learn what ranks prompts within a "
-    "dataset (generalises to new data), or one shared intercept (also learns which of the "
-    "training datasets is harder: better on a mix of exactly those).",
+    help="ngram learner: fit one intercept per dataset, so the weights learn what ranks "
+    "prompts within a dataset (generalises to new data), or one shared intercept (also "
+    "learns which of the training datasets is harder: better on a mix of exactly those).",
 )
 @click.option(
     "--learner",
-    type=click.Choice(["ngram", "tfidf"]),
-    default="ngram",
+    type=click.Choice(["tfidf", "ngram"]),
+    default="tfidf",
     show_default=True,
-    help="ngram: n-gram presence + prompt features, Adam, blended with rules/length; tfidf: "
-    "scikit-learn TF-IDF (1-2-grams, sublinear tf) + prompt features, logistic regression "
-    "with C by cross-validated APGR (needs scikit-learn at training time only).",
+    help="tfidf: scikit-learn TF-IDF (1-2-grams, sublinear tf) + prompt features, logistic "
+    "regression with C by cross-validated APGR, blended with rules/length across several "
+    "datasets (see --blend); ngram: the earlier learner, n-gram presence + prompt "
+    "features by Adam (ranks worse in and out of distribution; kept for old artifacts).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the CV folds.")
 @click.option(
@@ -232,7 +241,7 @@ def command(
         )
         return
     if hashed:
-        raise click.UsageError("--hashed needs --learner tfidf")
+        raise click.UsageError("--hashed needs the tfidf learner (--learner tfidf)")
     options = TrainingOptions(
         l2=l2,
         l2_ngrams=l2_ngrams,
