@@ -209,7 +209,7 @@ def test_blend_is_chosen_on_a_dataset_the_text_model_did_not_see() -> None:
     across = train_tfidf([first, second], "big", "small", options).training["blend"]
     assert across["chosen_by"] == "leave one dataset out"
     grid = across["held_out_apgr_by_blend"]
-    assert len(grid) == 9
+    assert len(grid) == 12 and "rules=1.0,length=0.0" in grid
     assert grid[f"rules={across['rules']},length={across['length']}"] == max(grid.values())
     # one dataset: no mix is chosen (the k-fold choice was noise), the text model stays alone
     alone = train_tfidf([first], "big", "small", options).training
