@@ -40,7 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tierline.processors.learning.datasets import Dataset, RoutingExample, load_dataset
-from tierline.processors.learning.harness import evaluate, falls_short
+from tierline.processors.learning.harness import evaluate, falls_short, paired
 from tierline.processors.learning.metrics import brier_score
 from tierline.processors.learning.scorers import ClassifierScorer, LengthScorer, RandomScorer
 from tierline.processors.learning.tfidf_training import TfidfOptions, train_tfidf
@@ -72,8 +72,7 @@ def pair_only(dataset: Dataset, weak: str) -> Dataset:
     """The examples with both outcomes, each keeping only the strong and the weak one."""
     kept = tuple(
         replace(e, outcomes={m: e.outcomes[m] for m in (STRONG, weak)})
-        for e in dataset.examples
-        if STRONG in e.outcomes and weak in e.outcomes
+        for e in paired(dataset.examples, STRONG, weak)
     )
     return Dataset(dataset.name, kept, path=dataset.path, models=(STRONG, weak))
 

@@ -27,15 +27,13 @@ are dense features already), so serving is unchanged: one linear model, one sigm
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from tierline.processors.learning.blending import BLEND_FEATURES, mean_apgr
-from tierline.processors.learning.datasets import RoutingExample
-from tierline.processors.learning.fitting import FloatArray, IntArray
-from tierline.processors.learning.harness import evaluate
+from tierline.processors.learning.blending import BLEND_FEATURES
+from tierline.processors.learning.fitting import FloatArray
 from tierline.processors.routing.classifiers.tfidf import TfidfArtifact
 
 Blend = tuple[float, float]
@@ -62,21 +60,21 @@ class Standardised:
 
 
 def standardise(held_out: FloatArray, dense: FloatArray, artifact: TfidfArtifact) -> Standardised:
-    """The blend's parts for every example with a held-out logit (others get 0 throughout).
+    """The blend's parts for every example (the logit's is NaN where it has no held-out
+    logit, and so is any mix of it).
 
     The priors are standardised as the artifact standardises its dense features, so the
     weights chosen here fold into the artifact exactly.
     """
-    finite = np.isfinite(held_out)
-    mean = float(held_out[finite].mean()) if finite.any() else 0.0
-    spread = float(held_out[finite].std()) if finite.sum() > 1 else 0.0
+    finite = held_out[np.isfinite(held_out)]
+    mean = float(finite.mean()) if len(finite) else 0.0
+    spread = float(finite.std()) if len(finite) > 1 else 0.0
     spread = spread if spread > 1e-9 else 1.0
-    parts = np.zeros((len(held_out), 3))
-    parts[:, 0] = np.where(finite, (held_out - mean) / spread, 0.0)
+    parts = np.empty((len(held_out), 3))
+    parts[:, 0] = (held_out - mean) / spread
     for k, name in enumerate(BLEND_FEATURES, start=1):
         j = artifact.dense_features.index(name)
         parts[:, k] = (dense[:, j] - artifact.dense_mean[j]) / artifact.dense_scale[j]
-    parts[~finite] = 0.0
     return Standardised(parts, mean, spread)
 
 
@@ -87,39 +85,11 @@ def mixed(parts: FloatArray, blend: Blend) -> FloatArray:
 
 
 def choose(
-    standardised: Standardised,
-    examples: Sequence[RoutingExample],
-    names: Sequence[str],
-    folds: IntArray,
-    strong: str,
-    weak: str,
+    standardised: Standardised, score: Callable[[FloatArray], float]
 ) -> tuple[Blend, dict[Blend, float]]:
-    """The blend from `GRID` with the best mean APGR over datasets (ties keep the
-    least blending); and every candidate's mean APGR.
-
-    A dataset's APGR is the mean over folds of each fold's own APGR: each fold's logits
-    come from its own model, with its own offset, so ranking the folds' scores pooled
-    penalises the text model for differences between models, not prompts (and favours
-    the priors, which every fold reads alike). Leaving datasets out, a fold is a dataset.
-    """
-    groups: dict[str, dict[int, list[int]]] = {}
-    for i in range(len(examples)):
-        if standardised.parts[i].any():
-            groups.setdefault(names[i], {}).setdefault(int(folds[i]), []).append(i)
-    grid: dict[Blend, float] = {}
-    for candidate in GRID:
-        scores = mixed(standardised.parts, candidate)
-        apgrs: dict[str, float | None] = {}
-        for name, by_fold in groups.items():
-            values = [
-                evaluate(
-                    [examples[i] for i in rows], [float(scores[i]) for i in rows], strong, weak
-                ).apgr
-                for rows in by_fold.values()
-            ]
-            kept = [v for v in values if v is not None]
-            apgrs[name] = float(np.mean(kept)) if kept else None
-        grid[candidate] = mean_apgr(apgrs)
+    """The blend from `GRID` whose mixed held-out scores `score` rates best (ties keep the
+    least blending); and every candidate's rating."""
+    grid = {candidate: score(mixed(standardised.parts, candidate)) for candidate in GRID}
     return max(grid, key=grid.__getitem__), grid
 
 

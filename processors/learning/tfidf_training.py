@@ -72,7 +72,7 @@ import numpy as np
 from tierline.processors.learning import tfidf_blend
 from tierline.processors.learning.blending import fold_of, mean_apgr, platt
 from tierline.processors.learning.datasets import Dataset, RoutingExample
-from tierline.processors.learning.fitting import FloatArray, IntArray, Label
+from tierline.processors.learning.fitting import FloatArray, Label
 from tierline.processors.learning.harness import evaluate
 from tierline.processors.learning.training import labels, usable_examples
 from tierline.processors.routing.classifiers.hashed_terms import as_document
@@ -192,7 +192,7 @@ def train_tfidf(
     dense = _dense(examples) if options.dense else None
     names = [d.name for d, kept in sources for _ in kept]
     folds = max(options.cv_folds, 1)
-    assignment = np.array([fold_of(e.id, options.seed, folds) for e in examples], dtype=np.int64)
+    assignment = np.array([fold_of(e.id, options.seed, folds) for e in examples])
     grid: dict[float, dict[str, float | None]] = {}
     held_out: dict[float, FloatArray] = {}
     candidates = C_GRID if options.C == "cv" else (float(options.C),)
@@ -223,7 +223,6 @@ def train_tfidf(
             strong,
             weak,
             held_out.get(c),
-            assignment,
         )
     calibration: dict[str, Any] = {"method": "none", "why": "calibrate=False"}
     if options.calibrate:
@@ -293,7 +292,6 @@ def _blend(
     strong: str,
     weak: str,
     k_fold_logits: FloatArray | None,
-    k_fold_assignment: IntArray,
 ) -> tuple[TfidfArtifact, FloatArray | None, dict[str, Any]]:
     """Blend the text model with the priors (`tfidf_blend`); return the blended artifact,
     the held-out blended logits (what calibration is fitted on) and what to record of it.
@@ -310,31 +308,42 @@ def _blend(
         why = "one dataset: the text model alone" if options.cv_folds > 1 else "no held-out scores"
         return artifact, k_fold_logits, {"chosen_by": f"none ({why})"}
     if many:
-        assignment = np.array(
-            [i for i, (_, kept) in enumerate(sources) for _ in kept], dtype=np.int64
-        )
-        by_dataset = replace(options, cv_folds=len(sources))
+        by_dataset = np.array([i for i, (_, kept) in enumerate(sources) for _ in kept])
         _, logits = _cross_validate(
-            examples, texts, dense, y, names, assignment, c, by_dataset, strong, weak
+            examples,
+            texts,
+            dense,
+            y,
+            names,
+            by_dataset,
+            c,
+            replace(options, cv_folds=len(sources)),
+            strong,
+            weak,
         )
-        chosen_by = "leave one dataset out"
     else:
         logits = k_fold_logits if k_fold_logits is not None else np.full(len(examples), np.nan)
-        assignment = k_fold_assignment
-        chosen_by = f"{options.cv_folds}-fold cv"
-    if not np.isfinite(logits).any():
+    rows = [int(i) for i in np.flatnonzero(np.isfinite(logits))]
+    if not rows:
         return artifact, k_fold_logits, {"chosen_by": "none (no held-out scores)"}
     parts = tfidf_blend.standardise(logits, dense, artifact)
+
+    def held_out_apgr(scores: FloatArray) -> float:
+        # each left-out dataset is scored by one model, so its APGR ranks one model's scores
+        kept = [examples[i] for i in rows]
+        by_name = _apgr_by_name(kept, list(scores[rows]), [names[i] for i in rows], strong, weak)
+        return mean_apgr(by_name)
+
     grid: dict[tuple[float, float], float] = {}
-    if options.blend == "cv":
-        mix, grid = tfidf_blend.choose(parts, examples, names, assignment, strong, weak)
+    if options.blend == "cv":  # only with several datasets (above)
+        mix, grid = tfidf_blend.choose(parts, held_out_apgr)
+        chosen_by = "leave one dataset out"
     else:
         mix, chosen_by = options.blend, "given"  # type: ignore[assignment]
     blended = tfidf_blend.fold_in(artifact, mix, parts)
     # calibration reads the served logit: unblended, the k-fold held-out logits as before;
-    # blended, the held-out mix (in the blended logit's units)
+    # blended, the held-out mix in the blended logit's units (NaN without a held-out logit)
     served = tfidf_blend.mixed(parts.parts, mix)
-    served[~np.isfinite(logits)] = np.nan
     record = {
         "chosen_by": chosen_by,
         "rules": mix[0],
