@@ -5,9 +5,11 @@ or any directory of `<set>_train.csv` / `<set>_test.csv` pairs), for each weak m
 
 * **held out**: train on every set's train split pooled, score each test split:
   the ngram and tfidf learners against rules, prompt length and random;
-* **in distribution**: each set split in half by a hash of the sample id, train on
-  one half, score the other: the learners against length and a plain scikit-learn
-  TF-IDF (word 1-2-grams, sublinear tf) + L2 logistic regression baseline;
+* **in distribution**: each set (its train and test splits together) split in half by
+  a hash of the sample id, train on one half, score the other: the learners against
+  length and a plain scikit-learn TF-IDF (word 1-2-grams, sublinear tf) + L2 logistic
+  regression baseline; `--halvings N` averages N halvings (seeds seed .. seed+N-1),
+  since on one halving of a few hundred prompts which router leads flips with the seed;
 * **out of distribution** (`--leave-one-out`): train on every other set (both
   splits), score the set left out: what a router trained on public benchmarks does
   on traffic that is none of them.
@@ -21,7 +23,7 @@ APGR per set (higher is better, random = 0.5), plus Brier for probabilistic scor
 Deterministic for a seed.
 
     python bench/router_quality.py [--data DIR] [--weak MODEL ... | --weak all]
-        [--pair-outcomes] [--leave-one-out] [--seed 0] [--json]
+        [--pair-outcomes] [--leave-one-out] [--seed 0] [--halvings 1] [--json]
 """
 
 from __future__ import annotations
@@ -133,6 +135,35 @@ def measure(
     return out
 
 
+def halved(full: Dataset, weak: str, seed: int) -> dict[str, dict[str, float | None]]:
+    """In distribution, one halving: trained on the half a hash of the id (and `seed`)
+    puts first, scored on the other."""
+    a = subset(full, lambda e: half(e.id, seed) == 0, "/a")
+    b = subset(full, lambda e: half(e.id, seed) == 1, "/b")
+    routers = {
+        **learners([a], weak, seed),
+        "length": LengthScorer().score,
+        "sklearn-tfidf-lr": sklearn_baseline(a, weak),
+    }
+    return measure(routers, b, weak)
+
+
+def averaged(cells: Sequence[dict[str, dict[str, float | None]]]) -> dict[str, Any]:
+    """Each router's mean over halvings (of those with a figure), and every halving's APGR:
+    one halving of a few hundred prompts decides little (which router leads flips with
+    the seed), the mean of several decides more."""
+    out: dict[str, Any] = {}
+    for name in cells[0]:
+        row: dict[str, Any] = {}
+        for metric in ("apgr", "brier"):
+            values = [c[name][metric] for c in cells if c[name][metric] is not None]
+            row[metric] = round(statistics.mean(values), 4) if values else None
+        if len(cells) > 1:
+            row["apgr_by_halving"] = [c[name]["apgr"] for c in cells]
+        out[name] = row
+    return out
+
+
 def run(
     data: Path,
     weaks: Sequence[str],
@@ -140,11 +171,13 @@ def run(
     *,
     pair_outcomes: bool = False,
     leave_one_out: bool = False,
+    halvings: int = 1,
 ) -> dict[str, Any]:
     names = sets(data)
     report: dict[str, Any] = {
         "strong": STRONG,
         "seed": seed,
+        "halvings": halvings,
         "data": str(data),
         "pair_outcomes": pair_outcomes,
         "weak": {},
@@ -165,21 +198,15 @@ def run(
             "random": RandomScorer(seed).score,
         }
         held = {t.name: measure(held_routers, t, weak) for t in tests}
-        inside: dict[str, Any] = {}
-        for full in (load(data / f"{n}_train.csv", n) for n in names):
-            a = subset(full, lambda e: half(e.id, seed) == 0, "/a")
-            b = subset(full, lambda e: half(e.id, seed) == 1, "/b")
-            routers = {
-                **learners([a], weak, seed),
-                "length": LengthScorer().score,
-                "sklearn-tfidf-lr": sklearn_baseline(a, weak),
-            }
-            inside[full.name] = measure(routers, b, weak)
+        wholes = {n: whole(data, n) for n in names}
+        if pair_outcomes:
+            wholes = {n: pair_only(d, weak) for n, d in wholes.items()}
+        inside = {
+            n: averaged([halved(d, weak, seed + k) for k in range(halvings)])
+            for n, d in wholes.items()
+        }
         report["weak"][weak] = {"held_out": held, "in_distribution": inside}
         if leave_one_out:
-            wholes = {n: whole(data, n) for n in names}
-            if pair_outcomes:
-                wholes = {n: pair_only(d, weak) for n, d in wholes.items()}
             outside: dict[str, Any] = {}
             for n in names:
                 routers = {
@@ -269,8 +296,16 @@ def main() -> int:
         help="also train on every other set and score the one left out",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--halvings",
+        type=int,
+        default=1,
+        help="in distribution: average over this many halvings (seeds seed, seed+1, ...)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.halvings < 1:
+        parser.error("--halvings must be at least 1")
     if not args.data.is_dir():
         parser.error(f"{args.data}: no such directory (RouterBench-style *_train/_test.csv)")
     weaks = args.weak or list(WEAKS)
@@ -283,6 +318,7 @@ def main() -> int:
         args.seed,
         pair_outcomes=args.pair_outcomes,
         leave_one_out=args.leave_one_out,
+        halvings=args.halvings,
     )
     report["summary"] = summary(report)
     print(json.dumps(report) if args.json else table(report))

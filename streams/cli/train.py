@@ -282,6 +282,23 @@ def _report(out: Path, training: Mapping[str, Any], sizes: str, as_json: bool) -
         train_text = f"{value:.3f}" if value is not None else "n/a"
         label_text = "all datasets pooled" if name == "*" else name
         click.echo(f"  {label_text}: train APGR {train_text}{cv_text}")
+    left_out = _left_out_text(training.get("blend", {}))
+    if left_out:
+        click.echo(left_out)
+
+
+def _left_out_text(blend: Mapping[str, Any]) -> str | None:
+    """The blend's own figure: the APGR lines above are the text model's before the blend;
+    this is the chosen mix's, each dataset scored by a model fitted on the others."""
+    grid = blend.get("held_out_apgr_by_blend") or {}
+    chosen = grid.get(f"rules={blend.get('rules')},length={blend.get('length')}")
+    alone = grid.get("rules=0.0,length=0.0")
+    if chosen is None or alone is None:
+        return None
+    return (
+        f"  each dataset left out (scored by a model fitted on the others): "
+        f"APGR text alone {alone:.3f}, chosen blend {chosen:.3f}"
+    )
 
 
 def _blend_text(blend: Mapping[str, Any]) -> str:

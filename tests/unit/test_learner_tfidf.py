@@ -140,12 +140,7 @@ def test_cli_trains_a_tfidf_artifact_that_eval_loads(tmp_path: Path) -> None:
     from tierline.streams.cli import evaluate as eval_cli
     from tierline.streams.cli import train as train_cli
 
-    lines = []
-    for e in synthetic(80).examples:
-        outcomes = {m: {"score": o.score, "cost_usd": o.cost_usd} for m, o in e.outcomes.items()}
-        lines.append(json.dumps({"id": e.id, "prompt": e.text(), "outcomes": outcomes}))
-    data = tmp_path / "outcomes.jsonl"
-    data.write_text("\n".join(lines) + "\n")
+    data = _jsonl(synthetic(80), tmp_path / "outcomes.jsonl")
     out = tmp_path / "router.json"
     common = ["--dataset", str(data), "--strong", "big", "--weak", "small"]
     result = CliRunner().invoke(
@@ -156,6 +151,16 @@ def test_cli_trains_a_tfidf_artifact_that_eval_loads(tmp_path: Path) -> None:
     result = CliRunner().invoke(eval_cli.command, [*common, "--router", str(out), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output[result.output.index("{") :])["apgr"] > 0.5
+
+
+def _jsonl(dataset: Dataset, path: Path) -> Path:
+    """`dataset` as the outcome file `tierline train --dataset` reads."""
+    lines = []
+    for e in dataset.examples:
+        outcomes = {m: {"score": o.score, "cost_usd": o.cost_usd} for m, o in e.outcomes.items()}
+        lines.append(json.dumps({"id": e.id, "prompt": e.text(), "outcomes": outcomes}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def _vocabulary_shift(
@@ -222,3 +227,30 @@ def test_blend_is_chosen_on_a_dataset_the_text_model_did_not_see() -> None:
     assert given.training["blend"]["rules"] == 0.5
     none = train_tfidf([first, second], "big", "small", TfidfOptions(cv_folds=3, blend="none"))
     assert none.training["blend"]["chosen_by"] == "none"
+
+
+def test_cli_reports_the_blends_own_left_out_apgr(tmp_path: Path) -> None:
+    """The train / cv APGR lines are the text model's before the blend; the report also
+    gives the chosen mix's figure with each dataset left out, and the text model's there."""
+    from click.testing import CliRunner
+
+    from tierline.streams.cli import train as train_cli
+
+    first = _vocabulary_shift("first", ["zorb", "quix", "blen"], ["tamo", "feru", "lisk"])
+    second = _vocabulary_shift("second", ["mavo", "ruxe", "pelt"], ["gond", "wira", "sute"], seed=4)
+    out = tmp_path / "router.json"
+    args = ["--strong", "big", "--weak", "small", "--cv-folds", "3", "--out", str(out)]
+    for data in (first, second):
+        args += ["--dataset", str(_jsonl(data, tmp_path / f"{data.name}.jsonl"))]
+    result = CliRunner().invoke(train_cli.command, args)
+    assert result.exit_code == 0, result.output
+    blend = json.loads(out.read_text())["training"]["blend"]
+    grid = blend["held_out_apgr_by_blend"]
+    chosen = grid[f"rules={blend['rules']},length={blend['length']}"]
+    line = next(x for x in result.output.splitlines() if "left out" in x)
+    assert f"text alone {grid['rules=0.0,length=0.0']:.3f}" in line
+    assert f"chosen blend {chosen:.3f}" in line
+    # one dataset: no mix, so no such line
+    single = CliRunner().invoke(train_cli.command, [*args[:-2]])
+    assert single.exit_code == 0, single.output
+    assert "left out" not in single.output

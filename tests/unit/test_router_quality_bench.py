@@ -73,3 +73,16 @@ def test_summary_counts_pairs_where_a_learner_beats_both_baselines() -> None:
     }
     assert inside["length"] == {"pairs": 3, "mean_apgr": 0.54}
     assert "held_out" not in rq.summary(report)
+
+
+def test_halvings_are_averaged_per_router() -> None:
+    rq = bench()
+    first = _cell(tfidf=0.6, length=0.4)
+    second = _cell(tfidf=0.5, length=None)
+    first["tfidf"]["brier"] = 0.2
+    mean = rq.averaged([first, second])
+    assert mean["tfidf"] == {"apgr": 0.55, "brier": 0.2, "apgr_by_halving": [0.6, 0.5]}
+    # a halving with no figure is left out of the mean, not counted as zero
+    assert mean["length"] == {"apgr": 0.4, "brier": None, "apgr_by_halving": [0.4, None]}
+    # one halving: its figures as they are
+    assert rq.averaged([first]) == first
