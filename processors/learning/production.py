@@ -180,6 +180,7 @@ def train_from_production(
     rows = labelled(requests, weak_tier)
     _check(rows, weak_tier, min_signals)
     documents = [row.request.document() for row in rows]
+    # recorded requests are fitted by log loss, not APGR: "cv" keeps the dense features
     dense = (
         np.array([row.request.dense for row in rows], dtype=np.float64) if options.dense else None
     )

@@ -346,6 +346,7 @@ def _train_tfidf(
         out,
         artifact.training,
         f"{len(artifact.weights)} terms, C={artifact.training['C']}, "
+        f"{'with' if artifact.training['dense'] else 'without'} the dense features, "
         f"{_blend_text(artifact.training['blend'])}, "
         f"positive rate {artifact.training['positive_rate']:.3f}",
         as_json,

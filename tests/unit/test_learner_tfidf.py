@@ -13,6 +13,7 @@ from tierline.processors.learning.datasets import Dataset, ModelOutcome, Routing
 from tierline.processors.learning.tfidf_training import TfidfOptions, _fit, _predict, train_tfidf
 from tierline.processors.routing.classifiers.learned import (
     ARTIFACT_VERSION,
+    DENSE_FEATURES,
     ArtifactError,
     LearnedArtifact,
     LearnedClassifier,
@@ -254,3 +255,59 @@ def test_cli_reports_the_blends_own_left_out_apgr(tmp_path: Path) -> None:
     single = CliRunner().invoke(train_cli.command, [*args[:-2]])
     assert single.exit_code == 0, single.output
     assert "left out" not in single.output
+
+
+def _length_only(n: int = 240, seed: int = 5) -> Dataset:
+    """Hard prompts are longer than easy ones, both long and drawn from one large made-up
+    vocabulary: the words tell nothing, only the length does."""
+    rng = random.Random(seed)
+    vocabulary = ["".join(rng.choices("bcdfghjklmnpqrstvwxz", k=5)) for _ in range(3000)]
+    examples = []
+    for i in range(n):
+        hard = i % 2 == 0
+        words = rng.choices(vocabulary, k=rng.randint(90, 120) if hard else rng.randint(40, 60))
+        weak = 0.0 if hard != (rng.random() < 0.1) else 1.0
+        outcomes = {"big": ModelOutcome(1.0, 0.01), "small": ModelOutcome(weak, 0.001)}
+        message = ChatMessage(role="user", content=" ".join(words))
+        examples.append(RoutingExample(f"l{i}", (message,), outcomes))
+    return Dataset("length-only", tuple(examples))
+
+
+def _best(grid: dict[str, dict[str, float]]) -> float:
+    return max(sum(v.values()) / len(v) for v in grid.values())
+
+
+def _words_only() -> Dataset:
+    """Made-up words tell, lengths are noise: the dense features only add noise."""
+    return _vocabulary_shift("words", ["zorb", "quix", "blen"], ["tamo", "feru", "lisk"], 60, 4)
+
+
+@pytest.mark.parametrize(
+    ("data", "keeps_dense"),
+    [(_length_only(), True), (_words_only(), False)],
+    ids=["length", "words"],
+)
+def test_the_dense_features_are_kept_only_when_cross_validation_prefers_them(
+    data: Dataset, keeps_dense: bool
+) -> None:
+    """Where only length tells, the text-only fit cannot see it (the rows are L2-normalised)
+    and the dense design is kept; where only words tell, the dense features are noise."""
+    fitted = train_tfidf([data], "big", "small", TfidfOptions(cv_folds=3))
+    metrics = fitted.training["metrics"]
+    chosen, other = metrics["cv_apgr_by_C"], metrics["cv_apgr_by_C_other_design"]
+    assert len(chosen) == len(other) == 6
+    assert _best(chosen) > _best(other)
+    assert fitted.training["dense"] is keeps_dense
+    # the artifact has the dense slots either way; without the features, every weight is 0
+    assert fitted.dense_features == DENSE_FEATURES
+    if not keeps_dense:
+        assert fitted.dense_weights == (0.0,) * len(DENSE_FEATURES)
+        text_only = train_tfidf([data], "big", "small", TfidfOptions(cv_folds=3, dense=False))
+        assert text_only.dense_features == ()
+        for e in data.examples[:20]:
+            assert LearnedClassifier(fitted).score_text(e.text()) == pytest.approx(
+                LearnedClassifier(text_only).score_text(e.text()), abs=1e-9
+            )
+    fixed = train_tfidf([data], "big", "small", TfidfOptions(cv_folds=3, dense=True))
+    assert fixed.training["dense"] is True
+    assert "cv_apgr_by_C_other_design" not in fixed.training["metrics"]
