@@ -157,12 +157,7 @@ def _fit(
         dtype=np.float64,
     )
     vectorizer.fit(texts)
-    if dense is not None:
-        mean = dense.mean(axis=0)
-        scale = dense.std(axis=0)
-        scale[scale < 1e-9] = 1.0
-    else:
-        mean = scale = np.zeros(0)
+    mean, scale = _standardisation(dense) if dense is not None else (np.zeros(0), np.zeros(0))
     fitted = _Fitted(vectorizer, None, mean, scale)
     x = _design(fitted, texts, dense)
     model = LogisticRegression(C=c, max_iter=5000, tol=1e-6)
@@ -173,6 +168,13 @@ def _fit(
         targets = np.r_[np.ones(n), np.zeros(n)].astype(np.int64)
         model.fit(sp.vstack([x, x]).tocsr(), targets, sample_weight=np.r_[y, 1.0 - y])
     return _Fitted(vectorizer, model, mean, scale)
+
+
+def _standardisation(dense: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Each dense feature's mean and spread (1 where it does not vary)."""
+    scale = dense.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    return dense.mean(axis=0), scale
 
 
 def _predict(fitted: _Fitted, texts: Sequence[str], dense: FloatArray | None) -> FloatArray:
@@ -224,9 +226,9 @@ def train_tfidf(
                     strong,
                     weak,
                 )
-    if grid and (options.C == "cv" or len(designs) > 1):
+    if grid:
         chosen = max(grid, key=lambda k: mean_apgr(grid[k]))  # ties: the first, dense
-    else:
+    else:  # no folds: nothing to choose by
         chosen = (designs[0], 1.0 if options.C == "cv" else float(options.C))
     with_dense, c = chosen
     fit_dense = dense if with_dense else None
@@ -321,12 +323,11 @@ def train_tfidf(
 def _zero_dense(artifact: TfidfArtifact, dense: FloatArray) -> TfidfArtifact:
     """A text-only fit with the dense feature slots its blend folds into: the features'
     standardisation from `dense`, every weight zero (its scores are unchanged)."""
-    scale = dense.std(axis=0)
-    scale[scale < 1e-9] = 1.0
+    mean, scale = _standardisation(dense)
     return replace(
         artifact,
         dense_features=DENSE_FEATURES,
-        dense_mean=tuple(float(m) for m in dense.mean(axis=0)),
+        dense_mean=tuple(float(m) for m in mean),
         dense_scale=tuple(float(v) for v in scale),
         dense_weights=(0.0,) * len(DENSE_FEATURES),
     )
